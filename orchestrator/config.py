@@ -1,0 +1,158 @@
+"""Settings from command-line options and the environment, validated once.
+
+This is the only module that reads ``os.environ``. Every variable has a matching command-line
+option (the option wins). Secrets (the client secret, the token key) are read from the
+environment only, never from an argument, because arguments show in ``ps``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from orchestrator.errors import ConfigError
+from orchestrator.secret import Secret
+
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback/"
+DEFAULT_API_BASE = "https://open.tiktokapis.com"
+DEFAULT_AUTH_URL = "https://www.tiktok.com/v2/auth/authorize/"
+
+ENV_CLIENT_KEY = "TIKTOK_CLIENT_KEY"
+ENV_CLIENT_SECRET = "TIKTOK_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
+ENV_REDIRECT_URI = "TIKTOK_REDIRECT_URI"
+ENV_HOME = "ORCHESTRATOR_HOME"
+ENV_TOKEN_KEY = "ORCHESTRATOR_TOKEN_KEY"  # noqa: S105 - a variable name, not a secret
+ENV_API_BASE = "ORCHESTRATOR_API_BASE"
+ENV_AUTH_URL = "ORCHESTRATOR_AUTH_URL"
+
+
+def default_home() -> Path:
+    """The platform's per-user state folder for the orchestrator."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("tiktok-orchestrator", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about where to talk and where to keep state."""
+
+    home: Path
+    api_base: str = DEFAULT_API_BASE
+    auth_url: str = DEFAULT_AUTH_URL
+    redirect_uri: str = DEFAULT_REDIRECT_URI
+    client_key: str | None = None
+    client_secret: Secret | None = field(default=None, repr=False)
+    token_key: Secret | None = field(default=None, repr=False)
+
+    def require_client(self) -> tuple[str, Secret]:
+        """The app credentials, or a ConfigError saying which variable to set."""
+        missing = [
+            name
+            for name, value in (
+                (ENV_CLIENT_KEY, self.client_key),
+                (ENV_CLIENT_SECRET, self.client_secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"{' and '.join(missing)} not set",
+                hint="export the app's credentials from developers.tiktok.com (Manage apps)",
+            )
+        assert self.client_key is not None
+        assert self.client_secret is not None
+        return self.client_key, self.client_secret
+
+    def token_key_bytes(self) -> bytes | None:
+        """The 32-byte token key from ``ORCHESTRATOR_TOKEN_KEY``, if set."""
+        if self.token_key is None:
+            return None
+        return decode_token_key(self.token_key)
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (e.g. by the sandbox)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_KEY_HINT = (
+    "generate one with: "
+    'python -c "import os, base64; print(base64.b64encode(os.urandom(32)).decode())"'
+)
+
+
+def decode_token_key(key: Secret) -> bytes:
+    """Decode a base64 token key, insisting on exactly 32 bytes."""
+    try:
+        raw = base64.b64decode(key.reveal().strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError(
+            f"{ENV_TOKEN_KEY} is not valid base64",
+            hint=_KEY_HINT,
+        ) from exc
+    if len(raw) != 32:
+        raise ConfigError(
+            f"{ENV_TOKEN_KEY} decodes to {len(raw)} bytes; AES-256 needs exactly 32",
+            hint=_KEY_HINT,
+        )
+    return raw
+
+
+def _check_http_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value.rstrip("/") if name == ENV_API_BASE else value
+
+
+def _check_redirect_uri(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost") or not parts.port:
+        raise ConfigError(
+            f"{ENV_REDIRECT_URI} must be a loopback URL with a port, got {value!r}",
+            hint="TikTok desktop apps redirect to http://127.0.0.1:PORT/callback/",
+        )
+    return value
+
+
+def load_settings(
+    *,
+    environ: Mapping[str, str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+    api_base: str | None = None,
+    auth_url: str | None = None,
+    redirect_uri: str | None = None,
+    client_key: str | None = None,
+) -> Settings:
+    """Build Settings from options (which win) and the environment, validating each value."""
+    env = os.environ if environ is None else environ
+
+    def pick(option: str | None, var: str) -> str | None:
+        if option:
+            return option
+        value = env.get(var, "").strip()
+        return value or None
+
+    home_value = pick(None if home is None else os.fspath(home), ENV_HOME)
+    home_path = Path(home_value).expanduser() if home_value else default_home()
+    secret = env.get(ENV_CLIENT_SECRET, "").strip()
+    token_key = env.get(ENV_TOKEN_KEY, "").strip()
+    settings = Settings(
+        home=home_path,
+        api_base=_check_http_url(ENV_API_BASE, pick(api_base, ENV_API_BASE) or DEFAULT_API_BASE),
+        auth_url=_check_http_url(ENV_AUTH_URL, pick(auth_url, ENV_AUTH_URL) or DEFAULT_AUTH_URL),
+        redirect_uri=_check_redirect_uri(
+            pick(redirect_uri, ENV_REDIRECT_URI) or DEFAULT_REDIRECT_URI
+        ),
+        client_key=pick(client_key, ENV_CLIENT_KEY),
+        client_secret=Secret(secret) if secret else None,
+        token_key=Secret(token_key) if token_key else None,
+    )
+    if settings.token_key is not None:
+        decode_token_key(settings.token_key)
+    return settings

@@ -1,0 +1,162 @@
+"""The orchestrator's exception tree.
+
+Every error the orchestrator raises on purpose derives from :class:`OrchestratorError`; the CLI
+turns them into exit codes in exactly one place (``cli.exit_code_for``). Messages are written for
+the user: they name the problem, where it is, and the fix. No message ever contains a token,
+client secret or upload-URL token (see ``orchestrator.secret``).
+
+Lower-level exceptions (``requests``, ``sqlite3``, ``cryptography``) are translated at their
+boundary with ``raise OurError(...) from exc``; nothing above the boundary sees them.
+
+::
+
+    OrchestratorError
+    ├── UsageError                  bad command line or configuration         → exit 2
+    │   ├── ConfigError             a setting is missing or invalid
+    │   └── NotBuiltError           the command exists but is not built yet
+    ├── ManifestError               the manifest is invalid (lists every problem) → exit 2
+    ├── StoreError                  the state database cannot be used
+    │   ├── StorePermissionError    the home or a file in it is readable by others
+    │   ├── StoreKeyError           the token key is missing, malformed or wrong
+    │   ├── StoreCorruptError       the database file is damaged or from a newer version
+    │   └── RunLockedError          another run holds the home's lock        → exit 75
+    ├── AuthError                   a user's tokens cannot be used
+    │   ├── NeedsLoginError         no usable refresh token: run `auth login`
+    │   └── OAuthError              the OAuth server refused (carries its `error` value)
+    ├── TransportError              the HTTP exchange failed before an answer arrived
+    │   ├── ConnectError            could not connect / connection reset
+    │   └── RequestTimeout          connect, read or per-request deadline passed
+    ├── ApiError                    TikTok answered with an error code
+    └── UploadError                 an upload cannot go on (incoherent server progress)
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the orchestrator raises deliberately."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(OrchestratorError):
+    """Raised when the command line or the configuration cannot be acted on."""
+
+
+class ConfigError(UsageError):
+    """Raised when a setting (environment variable or option) is missing or invalid."""
+
+
+class NotBuiltError(UsageError):
+    """Raised by a command that is registered but whose implementation has not landed yet."""
+
+
+class ManifestError(OrchestratorError):
+    """Raised when a manifest fails validation; ``problems`` lists every problem found."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class StoreError(OrchestratorError):
+    """Raised when the state database (tokens and journal) cannot be used."""
+
+
+class StorePermissionError(StoreError):
+    """Raised when the home folder or a file in it can be read by group or others."""
+
+
+class StoreKeyError(StoreError):
+    """Raised when the token encryption key is missing, malformed, or does not open the store."""
+
+
+class StoreCorruptError(StoreError):
+    """Raised when the database file is damaged or was written by a newer orchestrator."""
+
+
+class RunLockedError(StoreError):
+    """Raised when another run holds the home's lock; nothing was sent."""
+
+
+class AuthError(OrchestratorError):
+    """Raised when a user's tokens cannot be used."""
+
+
+class NeedsLoginError(AuthError):
+    """Raised when a user has no usable refresh token; the fix is ``auth login``."""
+
+    def __init__(self, open_id: str, reason: str) -> None:
+        super().__init__(
+            f"user {open_id}: {reason}",
+            hint=f"run `tiktok-orchestrator auth login` for {open_id}",
+        )
+        self.open_id = open_id
+
+
+class OAuthError(AuthError):
+    """Raised when TikTok's OAuth endpoint answers with an ``error`` value."""
+
+    def __init__(
+        self, error: str, description: str, *, log_id: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(f"OAuth error {error}: {description}", hint=hint)
+        self.error = error
+        self.description = description
+        self.log_id = log_id
+
+
+class TransportError(OrchestratorError):
+    """Raised when an HTTP exchange fails before a complete answer arrived."""
+
+    retryable = True
+
+
+class ConnectError(TransportError):
+    """Raised when a connection cannot be made or is reset."""
+
+
+class RequestTimeout(TransportError):
+    """Raised when the connect, read, or whole-request deadline passes."""
+
+
+class ApiError(OrchestratorError):
+    """Raised when TikTok answers with an error code (``error.code != "ok"``).
+
+    ``retryable``: the same request may succeed later; ``reauth``: refresh the token and retry
+    once; ``defer``: stop posting for this user in this run.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        http_status: int,
+        log_id: str | None = None,
+        retryable: bool = False,
+        reauth: bool = False,
+        defer: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}" if message else code, hint=hint)
+        self.code = code
+        self.api_message = message
+        self.http_status = http_status
+        self.log_id = log_id
+        self.retryable = retryable
+        self.reauth = reauth
+        self.defer = defer
+
+
+class UploadError(OrchestratorError):
+    """Raised when an upload cannot go on (the server's progress is incoherent, the URL died)."""

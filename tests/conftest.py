@@ -1,0 +1,42 @@
+"""Seal the test suite from the machine: no real home, no real credentials, no real API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_SEALED_VARS = (
+    "TIKTOK_CLIENT_KEY",
+    "TIKTOK_CLIENT_SECRET",
+    "TIKTOK_REDIRECT_URI",
+    "ORCHESTRATOR_HOME",
+    "ORCHESTRATOR_TOKEN_KEY",
+    "ORCHESTRATOR_API_BASE",
+    "ORCHESTRATOR_AUTH_URL",
+    "GITHUB_STEP_SUMMARY",
+    "BROWSER",
+)
+
+
+@pytest.fixture(autouse=True)
+def _sealed_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(fake_home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(fake_home / ".local" / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(fake_home / ".config"))
+    for name in _SEALED_VARS:
+        monkeypatch.delenv(name, raising=False)
+    # Point the API at a closed loopback port so a test that forgets to configure it fails fast
+    # instead of reaching TikTok.
+    monkeypatch.setenv("ORCHESTRATOR_API_BASE", "http://127.0.0.1:9")
+    monkeypatch.setenv("ORCHESTRATOR_AUTH_URL", "http://127.0.0.1:9/v2/auth/authorize/")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A fresh ORCHESTRATOR_HOME for one test."""
+    path = tmp_path / "orchestrator-home"
+    return path
