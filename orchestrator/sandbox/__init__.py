@@ -1,0 +1,1 @@
+"""The built-in TikTok simulator (see ``tiktok-api.md``)."""

@@ -1,0 +1,1 @@
+"""The state database: encrypted tokens, the journal, the run lock."""
