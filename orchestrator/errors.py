@@ -27,7 +27,8 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     │   ├── ConnectError            could not connect / connection reset
     │   └── RequestTimeout          connect, read or per-request deadline passed
     ├── ApiError                    TikTok answered with an error code
-    └── UploadError                 an upload cannot go on (incoherent server progress)
+    ├── UploadError                 an upload cannot go on (incoherent server progress)
+    └── FileWriteError              a report or other output file cannot be written
 """
 
 from __future__ import annotations
@@ -160,3 +161,7 @@ class ApiError(OrchestratorError):
 
 class UploadError(OrchestratorError):
     """Raised when an upload cannot go on (the server's progress is incoherent, the URL died)."""
+
+
+class FileWriteError(OrchestratorError):
+    """Raised when a report or other output file cannot be written; the old file is intact."""
