@@ -215,8 +215,15 @@ class _CallbackOutcome:
     error: AuthError | None = None
 
 
-class _CallbackHTTPServer(http.server.HTTPServer):
-    """The HTTP server with what its handler needs to judge a request."""
+class _CallbackHTTPServer(http.server.ThreadingHTTPServer):
+    """The HTTP server with what its handler needs to judge a request.
+
+    One thread per connection, so a browser's idle pre-connection cannot hold up the redirect;
+    handler threads are daemons and not joined on close (each ends by its socket timeout).
+    """
+
+    daemon_threads = True
+    block_on_close = False
 
     def __init__(self, port: int, path: str, expected_state: Secret) -> None:
         self.callback_path = path
@@ -224,7 +231,22 @@ class _CallbackHTTPServer(http.server.HTTPServer):
         self.outcome: _CallbackOutcome | None = None
         self.stray_requests = 0
         self.done = threading.Event()
+        self.outcome_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), _CallbackHandler)
+
+    def finish_with(self, outcome: _CallbackOutcome) -> bool:
+        """Record the first outcome; False if another request already ended the wait."""
+        with self.outcome_lock:
+            if self.done.is_set():
+                return False
+            self.outcome = outcome
+            self.done.set()
+            return True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A browser that hung up mid-answer (BrokenPipe, timeout) needs no traceback on the
+        # user's terminal; the outcome, if any, was recorded before answering.
+        return
 
 
 def _normalise_path(path: str) -> str:
@@ -262,22 +284,25 @@ class _CallbackHandler(http.server.BaseHTTPRequestHandler):
         try:
             code = authorization_from_params(params, expected_state=self.server.expected_state)
         except AuthError as exc:
-            self._finish(_CallbackOutcome(error=exc))
-            self._answer(400, "Sign-in failed", str(exc))
+            if self._finish(_CallbackOutcome(error=exc)):
+                self._answer(400, "Sign-in failed", str(exc))
+            else:
+                self._answer(200, "Already done", "This sign-in has finished; close this tab.")
             return
-        self._finish(_CallbackOutcome(code=code))
-        self._answer(
-            200, "Signed in", "You are signed in. Close this tab and return to the terminal."
-        )
+        if self._finish(_CallbackOutcome(code=code)):
+            self._answer(
+                200, "Signed in", "You are signed in. Close this tab and return to the terminal."
+            )
+        else:
+            self._answer(200, "Already done", "This sign-in has finished; close this tab.")
 
     def _refuse_method(self) -> None:
         self._answer(405, "Method not allowed", "Only GET is accepted here.", allow="GET")
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _refuse_method
 
-    def _finish(self, outcome: _CallbackOutcome) -> None:
-        self.server.outcome = outcome
-        self.server.done.set()
+    def _finish(self, outcome: _CallbackOutcome) -> bool:
+        return self.server.finish_with(outcome)
 
     def _answer(self, status: int, title: str, text: str, *, allow: str | None = None) -> None:
         body = (
