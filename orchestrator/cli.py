@@ -280,9 +280,9 @@ def auth_login(ctx: click.Context, no_browser: bool, scopes: str, timeout: float
             click.echo(f"Waiting up to {timeout:g} s for the sign-in to finish...", err=True)
 
     def read_pasted_url() -> str:
-        value: str = click.prompt(
-            "Paste that address here (input hidden)", hide_input=True, err=True
-        )
+        # Not hidden: the code is single-use and worthless without this process's PKCE
+        # verifier, and a hidden prompt would read /dev/tty instead of a pipe.
+        value: str = click.prompt("Paste that address here", err=True)
         return value
 
     with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
@@ -414,7 +414,10 @@ def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: boo
                 f"{_expiry_text(outcome.user.access_expires_at, now)}"
             )
         else:
-            click.echo(f"error: {outcome.open_id}: {outcome.error}", err=True)
+            message = str(outcome.error)
+            if outcome.open_id not in message:
+                message = f"{outcome.open_id}: {message}"
+            click.echo(f"error: {message}", err=True)
             if outcome.error is not None and outcome.error.hint:
                 click.echo(f"hint: {outcome.error.hint}", err=True)
     if not outcomes:
