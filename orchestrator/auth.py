@@ -308,8 +308,14 @@ def read_token_file(path: Path, *, now: float) -> list[ImportedToken]:
     """
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokenFileError(f"cannot read the token file {path}: {exc}") from None
+    except OSError as exc:
+        raise TokenFileError(
+            f"cannot read the token file {path}: {exc.strerror or exc}; nothing was imported"
+        ) from None
+    except UnicodeDecodeError:
+        raise TokenFileError(
+            f"the token file {path} is not UTF-8 text; nothing was imported"
+        ) from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -427,6 +433,14 @@ def _known(store: TokenStore, open_ids: Iterable[str]) -> list[str]:
     return ids
 
 
+def check_refresh_selection(open_ids: Sequence[str], *, all_users: bool) -> None:
+    """UsageError unless exactly one of ``open_ids`` and ``all_users`` is given."""
+    if all_users and open_ids:
+        raise UsageError("give OPEN_IDs or --all, not both")
+    if not all_users and not open_ids:
+        raise UsageError("name the users to refresh, or pass --all")
+
+
 def refresh_users(
     store: TokenStore,
     provider: TokenProvider,
@@ -436,10 +450,7 @@ def refresh_users(
 ) -> list[RefreshOutcome]:
     """Refresh the given users (or all of them) now, each on its own: one failing does not
     stop the others."""
-    if all_users and open_ids:
-        raise UsageError("give OPEN_IDs or --all, not both")
-    if not all_users and not open_ids:
-        raise UsageError("name the users to refresh, or pass --all")
+    check_refresh_selection(open_ids, all_users=all_users)
     ids = [user.open_id for user in store.list_users()] if all_users else _known(store, open_ids)
     outcomes = []
     for open_id in ids:

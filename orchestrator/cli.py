@@ -226,6 +226,8 @@ def _relative(seconds: float) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
+    if days >= 7:
+        return f"{days}d"
     if days:
         return f"{days}d {hours}h"
     if hours:
@@ -354,7 +356,7 @@ def auth_list(ctx: click.Context) -> None:
         click.echo("No users stored. Add one with `auth login` or `auth import FILE`.")
         return
     now = clock.time()
-    table = Table(box=box.SIMPLE_HEAD)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header in ("open_id", "display name", "scopes", "access expires", "refresh expires"):
         table.add_column(header, overflow="fold")
     table.add_column("state")
@@ -368,6 +370,7 @@ def auth_list(ctx: click.Context) -> None:
             _expiry_text(user.refresh_expires_at, now),
             row.state.value.replace("_", " "),
         )
+    # Off a terminal (cron mail, CI logs, pipes) rich would assume 80 columns and fold cells.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     console.print(table)
     for row in rows:
@@ -397,7 +400,9 @@ def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: boo
 
     Exits 1 if any user could not be refreshed; the others are refreshed regardless.
     """
+    auth_use_cases.check_refresh_selection(open_ids, all_users=refresh_all)
     settings = _options(ctx).settings()
+    settings.require_client()
     clock = SystemClock()
     with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
         provider = TokenProvider(
