@@ -9,15 +9,23 @@ configuration or usage (nothing was sent) · 75 another run holds the lock · 13
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import wraps
+from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from orchestrator import __version__
+from orchestrator import auth as auth_use_cases
+from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
     ManifestError,
@@ -26,6 +34,14 @@ from orchestrator.errors import (
     RunLockedError,
     UsageError,
 )
+from orchestrator.store.tokens import DEFAULT_REFRESH_MARGIN, TokenProvider, TokenStore
+from orchestrator.tiktok.oauth import (
+    DEFAULT_CALLBACK_TIMEOUT,
+    DEFAULT_SCOPES,
+    OAuthClient,
+    parse_scopes,
+)
+from orchestrator.transport import HttpTransport
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -200,53 +216,250 @@ def auth() -> None:
     """Sign users in and manage the token store."""
 
 
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _relative(seconds: float) -> str:
+    """A short human duration: 3d 4h, 2h 5m, 45m, 30s."""
+    seconds = abs(int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days >= 7:
+        return f"{days}d"
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def _expiry_text(timestamp: float, now: float) -> str:
+    when = _utc(timestamp)
+    if timestamp > now:
+        return f"{when} (in {_relative(timestamp - now)})"
+    return f"{when} ({_relative(now - timestamp)} ago)"
+
+
+def _open_store(settings: Settings, clock: Clock) -> TokenStore:
+    return TokenStore.open(settings, clock=clock)
+
+
 @auth.command("login")
 @click.option("--no-browser", is_flag=True, help="Print the URL and read the redirected URL back.")
-@click.option("--scopes", default="user.info.basic,video.publish,video.upload", show_default=True)
+@click.option("--scopes", default=",".join(DEFAULT_SCOPES), show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_CALLBACK_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the browser to come back.",
+)
+@click.pass_context
 @handles_errors
-def auth_login(no_browser: bool, scopes: str) -> None:
+def auth_login(ctx: click.Context, no_browser: bool, scopes: str, timeout: float) -> None:
     """Sign a user in with OAuth (PKCE) in the browser and store the tokens."""
-    not_built("auth login", 4)
+    settings = _options(ctx).settings()
+    settings.require_client()  # before anything opens: a missing secret is a usage error
+    requested = sorted(parse_scopes(scopes))
+    clock = SystemClock()
+
+    def show_url(url: str) -> None:
+        if no_browser:
+            click.echo("Open this URL in a browser (on any machine) and sign in:", err=True)
+            click.echo(url)
+            click.echo(
+                "The browser then goes to an address starting with "
+                f"{settings.redirect_uri} (the page may fail to load: that is fine).",
+                err=True,
+            )
+        else:
+            click.echo("Opening your browser to sign in. If it does not open, visit:", err=True)
+            click.echo(f"  {url}", err=True)
+            click.echo(f"Waiting up to {timeout:g} s for the sign-in to finish...", err=True)
+
+    def read_pasted_url() -> str:
+        # Not hidden: the code is single-use and worthless without this process's PKCE
+        # verifier, and a hidden prompt would read /dev/tty instead of a pipe.
+        value: str = click.prompt("Paste that address here", err=True)
+        return value
+
+    with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
+        result = auth_use_cases.login(
+            settings,
+            store=store,
+            transport=transport,
+            clock=clock,
+            scopes=requested,
+            open_browser=not no_browser,
+            show_url=show_url,
+            read_pasted_url=read_pasted_url,
+            timeout=timeout,
+        )
+    user = result.user
+    name = f"{user.display_name} ({user.open_id})" if user.display_name else user.open_id
+    click.echo(f"Signed in as {name}; scopes: {', '.join(sorted(user.scopes)) or '-'}")
+    click.echo(f"Access token valid until {_expiry_text(user.access_expires_at, clock.time())}.")
+    if result.display_name_error:
+        click.echo(
+            f"warning: could not fetch the display name: {result.display_name_error}", err=True
+        )
+    if result.missing_scopes:
+        click.echo(
+            f"warning: the user did not grant {', '.join(sorted(result.missing_scopes))}; "
+            "posts needing it will fail. Run `auth login` again and allow every permission.",
+            err=True,
+        )
 
 
 @auth.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
 @handles_errors
-def auth_import(file: str) -> None:
-    """Import tokens from user_tokens.json or a list of TikTok token responses."""
-    not_built("auth import", 4)
+def auth_import(ctx: click.Context, file: str) -> None:
+    """Import tokens from user_tokens.json or a list of TikTok token responses.
+
+    \b
+    Seed format: {"OPEN_ID": {"access_token", "refresh_token",
+                  "expires_at" | "expires_in", "refresh_expires_at" | "refresh_expires_in",
+                  "scope", "display_name"?}}
+    Or a list of token responses; "expires_in" counts from "obtained_at" if given, else now.
+    The whole file is checked first: with any problem, nothing is imported.
+    """
+    settings = _options(ctx).settings()
+    clock = SystemClock()
+    with _open_store(settings, clock) as store:
+        users = auth_use_cases.import_tokens(store, Path(file), clock=clock)
+    now = clock.time()
+    for user in users:
+        state = user.state(now)
+        click.echo(f"imported {user.open_id}: {state.value.replace('_', ' ')}")
+        reason = user.login_reason(now)
+        if reason:
+            click.echo(f"warning: {user.open_id} must sign in again: {reason}", err=True)
+    click.echo(f"{len(users)} user(s) imported.")
 
 
 @auth.command("list")
+@click.pass_context
 @handles_errors
-def auth_list() -> None:
+def auth_list(ctx: click.Context) -> None:
     """One row per stored user: scopes, expiries and state."""
-    not_built("auth list", 4)
+    settings = _options(ctx).settings()
+    clock = SystemClock()
+    with _open_store(settings, clock) as store:
+        rows = auth_use_cases.list_users(store, clock=clock, margin=DEFAULT_REFRESH_MARGIN)
+    if not rows:
+        click.echo("No users stored. Add one with `auth login` or `auth import FILE`.")
+        return
+    now = clock.time()
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for header in ("open_id", "display name", "scopes", "access expires", "refresh expires"):
+        table.add_column(header, overflow="fold")
+    table.add_column("state")
+    for row in rows:
+        user = row.user
+        table.add_row(
+            user.open_id,
+            user.display_name or "-",
+            ",".join(sorted(user.scopes)) or "-",
+            _expiry_text(user.access_expires_at, now),
+            _expiry_text(user.refresh_expires_at, now),
+            row.state.value.replace("_", " "),
+        )
+    # Off a terminal (cron mail, CI logs, pipes) rich would assume 80 columns and fold cells.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    for row in rows:
+        if row.login_reason:
+            click.echo(
+                f"warning: {row.user.open_id} must sign in again ({row.login_reason}): "
+                "run `auth login`",
+                err=True,
+            )
+        elif row.refresh_dies_soon:
+            click.echo(
+                f"warning: the refresh token of {row.user.open_id} dies in "
+                f"{_relative(row.user.refresh_expires_at - now)} "
+                f"({_utc(row.user.refresh_expires_at)}); after that the user must run "
+                "`auth login` again",
+                err=True,
+            )
 
 
 @auth.command("refresh")
 @click.argument("open_ids", nargs=-1)
 @click.option("--all", "refresh_all", is_flag=True, help="Refresh every stored user.")
+@click.pass_context
 @handles_errors
-def auth_refresh(open_ids: tuple[str, ...], refresh_all: bool) -> None:
-    """Refresh tokens now (for a timer that keeps them alive between runs)."""
-    not_built("auth refresh", 4)
+def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: bool) -> None:
+    """Refresh tokens now (for a timer that keeps them alive between runs).
+
+    Exits 1 if any user could not be refreshed; the others are refreshed regardless.
+    """
+    auth_use_cases.check_refresh_selection(open_ids, all_users=refresh_all)
+    settings = _options(ctx).settings()
+    settings.require_client()
+    clock = SystemClock()
+    with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
+        provider = TokenProvider(
+            store, OAuthClient.from_settings(settings, transport, clock), clock=clock
+        )
+        outcomes = auth_use_cases.refresh_users(
+            store, provider, list(open_ids), all_users=refresh_all
+        )
+    now = clock.time()
+    for outcome in outcomes:
+        if outcome.user is not None and outcome.error is None:
+            click.echo(
+                f"refreshed {outcome.open_id}: access valid until "
+                f"{_expiry_text(outcome.user.access_expires_at, now)}"
+            )
+        else:
+            message = str(outcome.error)
+            if outcome.open_id not in message:
+                message = f"{outcome.open_id}: {message}"
+            click.echo(f"error: {message}", err=True)
+            if outcome.error is not None and outcome.error.hint:
+                click.echo(f"hint: {outcome.error.hint}", err=True)
+    if not outcomes:
+        click.echo("No users stored; nothing to refresh.")
+    if any(not outcome.ok for outcome in outcomes):
+        ctx.exit(EXIT_FAILED)
 
 
 @auth.command("revoke")
 @click.argument("open_id")
+@click.pass_context
 @handles_errors
-def auth_revoke(open_id: str) -> None:
+def auth_revoke(ctx: click.Context, open_id: str) -> None:
     """Revoke OPEN_ID's token at TikTok and forget it."""
-    not_built("auth revoke", 4)
+    settings = _options(ctx).settings()
+    clock = SystemClock()
+    with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
+        oauth = OAuthClient.from_settings(settings, transport, clock)
+        provider = TokenProvider(store, oauth, clock=clock)
+        auth_use_cases.revoke_user(store, provider, oauth, open_id)
+    click.echo(f"revoked {open_id} at TikTok and removed it from the token store")
 
 
 @auth.command("remove")
 @click.argument("open_id")
+@click.pass_context
 @handles_errors
-def auth_remove(open_id: str) -> None:
+def auth_remove(ctx: click.Context, open_id: str) -> None:
     """Forget OPEN_ID's tokens locally (TikTok is not told)."""
-    not_built("auth remove", 4)
+    settings = _options(ctx).settings()
+    clock = SystemClock()
+    with _open_store(settings, clock) as store:
+        auth_use_cases.remove_user(store, open_id)
+    click.echo(
+        f"removed {open_id} from the token store (TikTok was not told; "
+        "`auth revoke` also withdraws the app's access)"
+    )
 
 
 @cli.command()

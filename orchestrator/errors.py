@@ -13,6 +13,7 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     OrchestratorError
     ├── UsageError                  bad command line or configuration         → exit 2
     │   ├── ConfigError             a setting is missing or invalid
+    │   ├── TokenFileError          a token file for `auth import` is invalid
     │   └── NotBuiltError           the command exists but is not built yet
     ├── ManifestError               the manifest is invalid (lists every problem) → exit 2
     ├── StoreError                  the state database cannot be used
@@ -59,6 +60,11 @@ class ConfigError(UsageError):
 
 class NotBuiltError(UsageError):
     """Raised by a command that is registered but whose implementation has not landed yet."""
+
+
+class TokenFileError(UsageError):
+    """Raised by ``auth import`` when the token file is unreadable or invalid; the message lists
+    every problem found, and nothing was imported."""
 
 
 class ManifestError(OrchestratorError):
@@ -108,12 +114,26 @@ class OAuthError(AuthError):
     """Raised when TikTok's OAuth endpoint answers with an ``error`` value."""
 
     def __init__(
-        self, error: str, description: str, *, log_id: str | None = None, hint: str | None = None
+        self,
+        error: str,
+        description: str,
+        *,
+        log_id: str | None = None,
+        hint: str | None = None,
+        http_status: int | None = None,
     ) -> None:
         super().__init__(f"OAuth error {error}: {description}", hint=hint)
         self.error = error
         self.description = description
         self.log_id = log_id
+        self.http_status = http_status
+
+    @property
+    def retryable(self) -> bool:
+        """The same request may succeed later (server trouble, not a refusal)."""
+        if self.error in ("server_error", "temporarily_unavailable"):
+            return True
+        return self.http_status is not None and (self.http_status >= 500 or self.http_status == 429)
 
 
 class TransportError(OrchestratorError):

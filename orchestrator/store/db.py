@@ -1,0 +1,347 @@
+"""The state database: one SQLite file, ``state.db``, in the orchestrator's home.
+
+This module opens it safely and keeps its schema current; it knows nothing about tokens or the
+journal beyond their tables. It must not hold secrets in plaintext, print, or re-create a damaged
+file: a damaged or too-new database is an error naming the file and the fix, never a silent
+re-init that would lose tokens and the journal (and with it, the guarantee never to post twice).
+
+Theory of operation:
+
+- The home folder is private (0700) and every file in it 0600; a home or file that group or
+  others can access is refused with the ``chmod`` that fixes it (tokens are encrypted, but the
+  journal and the key file are not meant for other users either).
+- WAL journal mode lets readers go on while one writer writes; ``busy_timeout`` makes a writer
+  wait for another process's write transaction instead of failing at once.
+- The schema version is SQLite's ``PRAGMA user_version`` (it lives in the file header and changes
+  inside the migrating transaction, so a crash mid-migration leaves the old version). Migrations
+  are an ordered tuple: the schema version is the number applied, and adding one is appending a
+  :class:`Migration` to :data:`MIGRATIONS`.
+- ``sqlite3`` connections must not be shared between threads, so :class:`Database` hands each
+  thread its own connection and closes them all in :meth:`Database.close`.
+- :meth:`Database.transaction` starts with ``BEGIN IMMEDIATE``: it takes the write lock up front,
+  so a read-then-write inside it (the token refresh) is serialised across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import StoreCorruptError, StoreError, StorePermissionError
+
+DB_FILENAME = "state.db"
+DEFAULT_BUSY_TIMEOUT = 90.0
+"""Seconds a writer waits for another one. Longer than a token refresh can hold the write lock
+(three attempts with bounded timeouts, see ``tokens.py``), so a waiting process gets its turn."""
+
+_PRIVATE_BITS = stat.S_IRWXG | stat.S_IRWXO
+# Extended result codes carry the primary code in their low byte.
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: a name for messages and the statements that take the schema there."""
+
+    name: str
+    statements: tuple[str, ...]
+
+
+_TOKEN_STORE_V1 = (
+    """
+    CREATE TABLE store_meta (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    )
+    """,
+    # Token values are AES-GCM blobs (crypto.py); expiries are Unix seconds; `needs_login` is
+    # the reason a user must sign in again (NULL when the refresh token still works);
+    # `generation` grows on every write so a refresher can tell another one got there first.
+    """
+    CREATE TABLE users (
+        open_id            TEXT PRIMARY KEY,
+        display_name       TEXT,
+        scopes             TEXT NOT NULL,
+        access_token       BLOB NOT NULL,
+        access_expires_at  REAL NOT NULL,
+        refresh_token      BLOB NOT NULL,
+        refresh_expires_at REAL NOT NULL,
+        needs_login        TEXT,
+        created_at         REAL NOT NULL,
+        updated_at         REAL NOT NULL,
+        generation         INTEGER NOT NULL DEFAULT 1
+    )
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("token store", _TOKEN_STORE_V1),
+    # Append new migrations here; never edit or reorder one that has shipped.
+)
+
+
+def ensure_private_home(home: Path) -> None:
+    """Create ``home`` (0700) if missing; refuse it if group or others can access it."""
+    if not home.exists():
+        try:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # mkdir's mode is filtered by the umask; set it exactly.
+            os.chmod(home, 0o700)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the orchestrator home {home}: {exc.strerror}",
+                hint="set ORCHESTRATOR_HOME (or --home) to a folder you can write",
+            ) from exc
+    if not home.is_dir():
+        raise StoreError(
+            f"the orchestrator home {home} is not a folder",
+            hint="set ORCHESTRATOR_HOME (or --home) to a folder",
+        )
+    require_private(home, fix="chmod 700")
+
+
+def require_private(path: Path, *, fix: str = "chmod 600") -> None:
+    """Refuse ``path`` if its mode lets group or others read, write or enter it (POSIX only)."""
+    if os.name != "posix":
+        return  # Windows has ACLs, not mode bits; the home under the user's profile is private.
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
+    if mode & _PRIVATE_BITS:
+        raise StorePermissionError(
+            f"{path} can be accessed by group or others (mode {stat.S_IMODE(mode):04o}); "
+            "it holds the token store and must be private",
+            hint=f"{fix} {path}",
+        )
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty 0600 file at ``path`` unless it exists (SQLite would use the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot create {path}: {exc.strerror}") from exc
+    os.close(fd)
+
+
+class Database:
+    """The open state database: one connection per thread, schema current, errors translated.
+
+    Open it with :meth:`open`; close it with :meth:`close` (or use it as a context manager).
+    """
+
+    def __init__(self, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        home: Path,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> Database:
+        """Open (creating if needed) ``home/state.db``: private, WAL, checked, migrated."""
+        ensure_private_home(home)
+        path = home / DB_FILENAME
+        if path.exists() and not path.is_file():
+            raise StoreError(f"{path} is not a regular file", hint=f"move {path} aside")
+        create_private_file(path)
+        for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if companion.exists():
+                require_private(companion)
+        database = cls(path, busy_timeout=busy_timeout)
+        try:
+            database._check_integrity()
+            database._migrate(migrations)
+        except BaseException:
+            database.close()
+            raise
+        return database
+
+    # -- connections ------------------------------------------------------------------------
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (made on first use)."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"the state database {self.path} is closed")
+            with self.translate_errors():
+                # check_same_thread=False only so close() can close every thread's connection;
+                # each connection is used by the thread that made it and no other.
+                connection = sqlite3.connect(
+                    self.path,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                try:
+                    connection.row_factory = sqlite3.Row
+                    connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if str(mode).lower() != "wal":
+                        raise StoreError(
+                            f"{self.path}: SQLite would not switch to WAL mode (got {mode})",
+                            hint="keep ORCHESTRATOR_HOME on a local file system",
+                        )
+                    connection.execute("PRAGMA foreign_keys = ON")
+                except BaseException:
+                    connection.close()
+                    raise
+            self._connections.append(connection)
+        self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        """Close every thread's connection. The database cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- transactions and queries -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): commit on success, roll back on error.
+
+        The write lock is taken at the start, so everything read inside is current and no other
+        process can write until it ends. Transactions do not nest.
+        """
+        connection = self.connection()
+        if connection.in_transaction:
+            raise RuntimeError("a transaction is already open on this thread; they do not nest")
+        with self.translate_errors():
+            connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException as exc:
+            _rollback_quietly(connection)
+            if isinstance(exc, sqlite3.DatabaseError) and _translatable(exc):
+                raise self._translate(exc) from exc
+            raise
+        try:
+            with self.translate_errors():
+                connection.execute("COMMIT")
+        finally:
+            _rollback_quietly(connection)
+
+    def fetch_all(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run a read query on this thread's connection (outside any explicit transaction)."""
+        with self.translate_errors():
+            return list(self.connection().execute(sql, parameters).fetchall())
+
+    def fetch_one(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """The first row of a read query, or ``None``."""
+        rows = self.fetch_all(sql, parameters)
+        return rows[0] if rows else None
+
+    @contextlib.contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """Turn ``sqlite3`` errors raised inside into :class:`StoreError` types."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if not _translatable(exc):
+                raise
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.DatabaseError) -> StoreError:
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            return self._corrupt(str(exc))
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return StoreError(
+                f"{self.path} stayed locked by another process for more than "
+                f"{self.busy_timeout:g} s",
+                hint="another orchestrator is writing to this home; try again when it is done",
+            )
+        return StoreError(f"{self.path}: {exc}")
+
+    def _corrupt(self, detail: str) -> StoreCorruptError:
+        return StoreCorruptError(
+            f"the state database {self.path} is damaged ({detail}); nothing was changed",
+            hint=(
+                f"restore it from a backup, or move it aside (mv {self.path} "
+                f"{self.path}.damaged) and sign users in again with `auth login` or "
+                "`auth import`; the upload journal is lost with it"
+            ),
+        )
+
+    # -- opening ----------------------------------------------------------------------------
+
+    def _check_integrity(self) -> None:
+        # quick_check reads every page (fast: milliseconds for a token store and journal) so a
+        # damaged file is reported when it is opened, not halfway through a run.
+        rows = self.fetch_all("PRAGMA quick_check")
+        problems = [str(row[0]) for row in rows if str(row[0]) != "ok"]
+        if problems:
+            raise self._corrupt("; ".join(problems[:3]))
+
+    def schema_version(self) -> int:
+        """The number of migrations applied to the file."""
+        row = self.fetch_one("PRAGMA user_version")
+        assert row is not None
+        return int(row[0])
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        known = len(migrations)
+        if self.schema_version() == known:
+            return
+        with self.transaction() as connection:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+            if version > known:
+                raise StoreCorruptError(
+                    f"{self.path} has schema version {version}, written by a newer "
+                    f"tiktok-orchestrator; this one knows up to version {known}",
+                    hint="upgrade tiktok-orchestrator (the file was left untouched)",
+                )
+            for migration in migrations[version:]:
+                for statement in migration.statements:
+                    connection.execute(statement)
+            # PRAGMA takes no parameters; `known` is an int we computed.
+            connection.execute(f"PRAGMA user_version = {known}")
+
+
+def _rollback_quietly(connection: sqlite3.Connection) -> None:
+    """End a transaction left open by an error (SQLite may already have rolled it back)."""
+    if connection.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+
+
+def _translatable(exc: BaseException) -> bool:
+    """sqlite3 errors about the file or its locking, not programming mistakes in our SQL."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.ProgrammingError | sqlite3.InterfaceError
+    )
