@@ -417,7 +417,10 @@ class TokenProvider:
     def refresh(self, open_id: str) -> StoredUser:
         """Refresh now whatever the state (``auth refresh``); if another process refreshed
         between our look and our lock, its result is kept instead of refreshing twice."""
-        seen = self._stored(open_id).user.generation
+        user = self._store.get_user(open_id)
+        if user is None:
+            raise NeedsLoginError(open_id, "not in the token store")
+        seen = user.generation
         refreshed = self._refresh_serialised(
             open_id, still_needed=lambda current: current.user.generation == seen
         )
