@@ -32,6 +32,8 @@ from orchestrator.errors import (
     NotBuiltError,
     OrchestratorError,
     RunLockedError,
+    StoreKeyError,
+    StorePermissionError,
     UsageError,
 )
 from orchestrator.store.tokens import DEFAULT_REFRESH_MARGIN, TokenProvider, TokenStore
@@ -59,7 +61,11 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_INTERRUPTED
     if isinstance(exc, RunLockedError):
         return EXIT_LOCKED
-    if isinstance(exc, UsageError | ManifestError | click.UsageError):
+    # A missing or wrong token key and a store others can read are configuration problems:
+    # nothing was sent, and the fix is the user's.
+    if isinstance(exc, UsageError | ManifestError | StoreKeyError | StorePermissionError):
+        return EXIT_USAGE
+    if isinstance(exc, click.UsageError):
         return EXIT_USAGE
     return EXIT_FAILED
 
