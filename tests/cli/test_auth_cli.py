@@ -217,7 +217,7 @@ def test_wrong_token_key_is_a_clear_error(home: Path, tmp_path: Path) -> None:
     second = {"ORCHESTRATOR_TOKEN_KEY": base64.b64encode(os.urandom(32)).decode()}
     invoke(home, "auth", "import", import_file(tmp_path, {"user-a": token_entry()}), env=first)
     result = invoke(home, "auth", "list", env=second)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "was ORCHESTRATOR_TOKEN_KEY changed?" in result.output
     assert "Traceback" not in result.output
     assert "user-a" in invoke(home, "auth", "list", env=first).output
