@@ -249,7 +249,7 @@ def test_store_readable_by_others_is_refused(home: Path, tmp_path: Path) -> None
     invoke(home, "auth", "import", import_file(tmp_path, {"user-a": token_entry()}))
     os.chmod(home / "state.db", 0o644)
     result = invoke(home, "auth", "list")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"hint: chmod 600 {home / 'state.db'}" in result.output
 
 
