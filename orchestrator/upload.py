@@ -967,7 +967,7 @@ class Uploader:
                     return
                 self._resync(run, answer.received)
             elif reply is ChunkReply.URL_DEAD:
-                self._url_dead(run, f"the upload server answered {answer.status}", dead=True)
+                self._url_dead(run, f"the upload server answered {answer.status}")
             else:
                 self._fail(
                     run,
@@ -1030,8 +1030,8 @@ class Uploader:
         machine.record(Resynced(received))
         run.progress.on_progress(delta)
 
-    def _url_dead(self, run: _Run, why: str, *, dead: bool = False) -> None:
-        """The upload URL cannot be used any more (``dead``: the server said so)."""
+    def _url_dead(self, run: _Run, why: str) -> None:
+        """The upload URL cannot be used any more (its hour is up, or the server refused it)."""
         machine = run.machine
         if machine.final_bytes_maybe_sent:
             self._settle(run, why, self._config.max_settles, url_dead=True)
