@@ -712,6 +712,9 @@ class _FinalAckLost(Exception):
         self.cause = cause
 
 
+_MAYBE_KEPT = frozenset({ChunkReply.ACCEPTED, ChunkReply.COMPLETE, ChunkReply.RETRY})
+
+
 def _chunk_retryable(error: BaseException) -> bool:
     return isinstance(error, TransportError | _ServerBusy)
 
@@ -1005,8 +1008,6 @@ class Uploader:
         except BaseException:
             run.progress.on_progress(-window.sent)
             raise
-        if is_last and window.exhausted:
-            machine.final_bytes_maybe_sent = True
         try:
             answer = machine.read_chunk_reply(chunk, response)
         finally:
@@ -1014,6 +1015,10 @@ class Uploader:
             kept = response.status in (200, 201, 204, 206)
             if not kept:
                 run.progress.on_progress(-window.sent)
+        if is_last and window.exhausted and answer.reply in _MAYBE_KEPT:
+            # A refusal (403, 416, 400…) says this attempt was not kept; a 5xx after the whole
+            # body does not (a gateway may have lost the upstream's acceptance).
+            machine.final_bytes_maybe_sent = True
         if answer.reply is ChunkReply.RETRY:
             raise _ServerBusy(answer.status)
         return answer
@@ -1078,6 +1083,20 @@ class Uploader:
         url_alive = not url_dead and machine.url_usable(
             self._clock.time(), self._config.upload_url_margin
         )
+        if status is not None and status.status == PublishState.FAILED:
+            # TikTok gave up on this publish (an upload left incomplete fails "internal"):
+            # its own verdict ends the entry; a retryable reason lets a later run init again.
+            meaning = classify_fail_reason(status.fail_reason)
+            self._finish(
+                run,
+                Failed(
+                    status.fail_reason or "failed",
+                    f"{why}; TikTok reports FAILED ({status.fail_reason or 'no reason given'})",
+                    meaning.retryable,
+                    meaning.hint,
+                ),
+            )
+            return
         if status is not None and _holds_everything(status, size):
             if machine.bytes_confirmed != size:
                 self._resync(run, size)
@@ -1197,7 +1216,7 @@ def _url_of(source: Source) -> str:
 
 
 def _holds_everything(status: PublishStatus, size: int) -> bool:
-    """Whether a status says TikTok has every byte (or is already past the upload)."""
+    """Whether a (non-FAILED) status says TikTok has every byte or is already past the upload."""
     if status.status in ("", PublishState.PROCESSING_UPLOAD):
         return status.uploaded_bytes is not None and status.uploaded_bytes >= size
     return True
