@@ -29,6 +29,7 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     │   └── RequestTimeout          connect, read or per-request deadline passed
     ├── ApiError                    TikTok answered with an error code
     ├── UploadError                 an upload cannot go on (incoherent server progress)
+    │   └── IllegalTransitionError  a step the upload's state does not allow (a bug)
     └── FileWriteError              a report or other output file cannot be written
 """
 
@@ -137,9 +138,20 @@ class OAuthError(AuthError):
 
 
 class TransportError(OrchestratorError):
-    """Raised when an HTTP exchange fails before a complete answer arrived."""
+    """Raised when an HTTP exchange fails before a complete answer arrived.
+
+    ``maybe_delivered`` is False only when the request certainly never reached the server (the
+    connection could not be opened); otherwise the server may have acted on it, which matters
+    for requests that are not safe to repeat (a PULL_FROM_URL init publishes).
+    """
 
     retryable = True
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, maybe_delivered: bool = True
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.maybe_delivered = maybe_delivered
 
 
 class ConnectError(TransportError):
@@ -181,6 +193,11 @@ class ApiError(OrchestratorError):
 
 class UploadError(OrchestratorError):
     """Raised when an upload cannot go on (the server's progress is incoherent, the URL died)."""
+
+
+class IllegalTransitionError(UploadError):
+    """Raised when the upload state machine is asked for a step its state does not allow; the
+    message names the steps that are legal next (a bug in the caller, never a TikTok answer)."""
 
 
 class FileWriteError(OrchestratorError):

@@ -1,9 +1,18 @@
-"""HTTP for the orchestrator: the only module that imports ``requests``.
+"""HTTP for the orchestrator: the only module that imports ``requests`` (and ``urllib3``).
 
 One keep-alive ``requests.Session`` per host (scheme + authority), explicit (connect, read)
 timeouts on every request, and an optional whole-request deadline so a server that drips bytes
 cannot hang a run. ``requests`` exceptions are translated here into :mod:`orchestrator.errors`
 types; nothing above this module sees a ``requests`` type.
+
+Uploading: a :class:`FileWindow` body streams one chunk straight from the open file, a socket
+block at a time, so memory does not grow with the chunk or the file. Blocks are
+:data:`SEND_BLOCK` bytes: urllib3 sends file bodies in 16 KiB blocks by default, which costs
+throughput (see benchmarks/README.md).
+
+The whole-request deadline (``Timeouts.total``) is enforced by a watchdog timer that shuts the
+connection's socket down when the deadline passes: per-operation socket timeouts alone cannot
+stop a server that reads or answers one byte at a time.
 
 URLs can carry secrets (an ``upload_url`` authorises by its query string), so every URL that
 could reach a message goes through :func:`redact_url`, and translated exceptions are raised
@@ -12,21 +21,30 @@ could reach a message goes through :func:`redact_url`, and translated exceptions
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
 
-from orchestrator.errors import ConnectError, RequestTimeout, TransportError
+from orchestrator.errors import ConnectError, RequestTimeout, TransportError, UploadError
 
 USER_AGENT = "tiktok-orchestrator/0.1"
 _RESPONSE_READ_BLOCK = 64 * 1024
+
+SEND_BLOCK = 1024 * 1024
+"""Bytes read from a file body and handed to the socket at a time (urllib3's default: 16 KiB)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,78 @@ class HttpResponse:
             return None
 
 
-Body = bytes | IO[bytes] | None
+class FileWindow:
+    """Bytes ``[offset, offset + length)`` of an open binary file, as a request body.
+
+    ``read(n)`` never returns more than ``n`` bytes nor anything past the window, so the body is
+    streamed a block at a time and never held whole. ``len()`` is the window's length, which
+    ``requests`` sends as Content-Length. ``on_read`` is told the size of each block handed to
+    the connection (upload progress). A file that ends inside the window raises
+    :class:`UploadError` rather than sending a short body.
+
+    A window is read once; build a new one to send the same range again.
+    """
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        offset: int,
+        length: int,
+        *,
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
+        if offset < 0 or length < 0:
+            raise ValueError("a file window needs a non-negative offset and length")
+        self._file = file
+        self._offset = offset
+        self._length = length
+        self._sent = 0
+        self._on_read = on_read
+        self._positioned = False
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __repr__(self) -> str:
+        return f"FileWindow(offset={self._offset}, length={self._length}, sent={self._sent})"
+
+    @property
+    def sent(self) -> int:
+        """Bytes handed to the connection so far."""
+        return self._sent
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every byte of the window has been handed to the connection."""
+        return self._sent == self._length
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes of what is left of the window (all of it for ``size < 0``)."""
+        if not self._positioned:
+            self._file.seek(self._offset)
+            self._positioned = True
+        left = self._length - self._sent
+        wanted = left if size < 0 else min(size, left)
+        if wanted <= 0:
+            return b""
+        block = self._file.read(wanted)
+        # An unbuffered file may return short reads; keep reading until the block is whole.
+        while len(block) < wanted:
+            more = self._file.read(wanted - len(block))
+            if not more:
+                raise UploadError(
+                    f"the file ended {self._offset + self._sent + len(block)} bytes in, inside "
+                    f"a chunk that should reach byte {self._offset + self._length - 1}",
+                    hint="the file changed while it was being uploaded; leave it alone",
+                )
+            block += more
+        self._sent += len(block)
+        if self._on_read is not None:
+            self._on_read(len(block))
+        return block
+
+
+Body = bytes | FileWindow | IO[bytes] | None
 
 
 class Transport(Protocol):
@@ -93,6 +182,108 @@ def _host_key(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+class _Exchange:
+    """One request in flight with a deadline: the connection it uses, and whether the
+    watchdog fired. The watchdog runs in its own thread, so every field is behind the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: urllib3.connection.HTTPConnection | None = None
+        self._expired = False
+        self._finished = False
+
+    @property
+    def expired(self) -> bool:
+        with self._lock:
+            return self._expired
+
+    def attach(self, connection: urllib3.connection.HTTPConnection) -> None:
+        with self._lock:
+            self._connection = connection
+            if self._expired:
+                raise TimeoutError("request deadline passed")
+
+    def expire(self) -> None:
+        """The deadline passed: unblock whatever the request is waiting on."""
+        with self._lock:
+            if self._finished:
+                return
+            self._expired = True
+            sock = self._connection.sock if self._connection is not None else None
+            if sock is not None:
+                # shutdown (not close) wakes a send/recv blocked in the requesting thread and
+                # leaves closing the socket to urllib3, which discards the connection.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._finished = True
+            self._connection = None
+
+
+# The request in flight in this thread (if it has a deadline): how the connection classes below
+# find the watchdog without passing it through requests and urllib3.
+_CURRENT_EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar(
+    "orchestrator_transport_exchange", default=None
+)
+
+
+class _WatchedConnectionMixin:
+    """Registers the connection with the current :class:`_Exchange` and stops sending once its
+    deadline has passed."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        exchange = _CURRENT_EXCHANGE.get()
+        if exchange is not None:
+            assert isinstance(self, urllib3.connection.HTTPConnection)
+            exchange.attach(self)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def send(self, data: Any) -> None:
+        exchange = _CURRENT_EXCHANGE.get()
+        if exchange is not None and exchange.expired:
+            raise TimeoutError("request deadline passed")
+        super().send(data)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_WatchedConnectionMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSConnectionPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _UploadAdapter(requests.adapters.HTTPAdapter):
+    """An adapter whose connections send bodies in ``send_block`` blocks and honour the
+    watchdog; no retries (retrying is retry.py's job, with its own policy and budget)."""
+
+    def __init__(self, *, send_block: int, pool_maxsize: int) -> None:
+        # Set before super().__init__, which calls init_poolmanager.
+        self._send_block = send_block
+        super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        pool_kwargs["blocksize"] = self._send_block
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        # A fresh dict: urllib3 shares the module-level default between managers.
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPConnectionPool,
+            "https": _WatchedHTTPSConnectionPool,
+        }
+
+
 class HttpTransport:
     """``requests``-backed transport: one session per host, shared by the threads of a run."""
 
@@ -102,10 +293,14 @@ class HttpTransport:
         timeouts: Timeouts | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         pool_size: int = 16,
+        send_block: int = SEND_BLOCK,
     ) -> None:
+        if send_block < 1:
+            raise ValueError("send_block must be positive")
         self._timeouts = timeouts or Timeouts()
         self._monotonic = monotonic
         self._pool_size = pool_size
+        self._send_block = send_block
         self._sessions: dict[str, requests.Session] = {}
         self._lock = threading.Lock()
 
@@ -115,10 +310,7 @@ class HttpTransport:
             session = self._sessions.get(key)
             if session is None:
                 session = requests.Session()
-                # No retries here: retrying is retry.py's job, with its own policy and budget.
-                adapter = requests.adapters.HTTPAdapter(
-                    pool_connections=1, pool_maxsize=self._pool_size, max_retries=0
-                )
+                adapter = _UploadAdapter(send_block=self._send_block, pool_maxsize=self._pool_size)
                 session.mount(key + "/", adapter)
                 session.headers["User-Agent"] = USER_AGENT
                 session.trust_env = False
@@ -134,9 +326,22 @@ class HttpTransport:
         body: Body = None,
         timeouts: Timeouts | None = None,
     ) -> HttpResponse:
+        """Send one request and read the whole answer.
+
+        A :class:`FileWindow` body is streamed from its file (a chunk PUT). With
+        ``timeouts.total`` set, the exchange is abandoned when it passes, whatever the server
+        does; that raises :class:`RequestTimeout`.
+        """
         limits = timeouts or self._timeouts
         started = self._monotonic()
         shown = f"{method} {redact_url(url)}"
+        exchange = _Exchange() if limits.total is not None else None
+        watchdog = None
+        if exchange is not None and limits.total is not None:
+            watchdog = threading.Timer(limits.total, exchange.expire)
+            watchdog.daemon = True
+            watchdog.start()
+        token = _CURRENT_EXCHANGE.set(exchange)
         try:
             response = self._session(url).request(
                 method,
@@ -151,12 +356,26 @@ class HttpTransport:
                 content = b"".join(self._read_body(response, limits, started, shown))
             finally:
                 response.close()
-        except requests.exceptions.Timeout:
-            raise RequestTimeout(f"{shown}: timed out") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise ConnectError(f"{shown}: connection failed ({_reason(exc)})") from None
-        except requests.exceptions.RequestException as exc:
-            raise TransportError(f"{shown}: {type(exc).__name__}") from None
+        except (requests.exceptions.RequestException, OSError) as exc:
+            if exchange is not None and exchange.expired:
+                raise RequestTimeout(
+                    f"{shown}: no complete answer within {limits.total:g} s"
+                ) from None
+            raise _translate(exc, shown) from None
+        except urllib3.exceptions.HTTPError as exc:
+            # What requests does not wrap (a broken body read, for one).
+            if exchange is not None and exchange.expired:
+                raise RequestTimeout(
+                    f"{shown}: no complete answer within {limits.total:g} s"
+                ) from None
+            raise ConnectError(f"{shown}: connection failed ({type(exc).__name__})") from None
+        finally:
+            _CURRENT_EXCHANGE.reset(token)
+            if exchange is not None:
+                exchange.finish()
+            if watchdog is not None:
+                watchdog.cancel()
+                watchdog.join()
         return HttpResponse(
             status=response.status_code,
             headers={k.lower(): v for k, v in response.headers.items()},
@@ -176,6 +395,46 @@ class HttpTransport:
             sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             session.close()
+
+
+def _translate(exc: BaseException, shown: str) -> TransportError:
+    """Our error for a ``requests``/socket failure; its text never includes the URL's query."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return RequestTimeout(f"{shown}: connect timed out", maybe_delivered=False)
+    if isinstance(exc, requests.exceptions.Timeout | TimeoutError):
+        return RequestTimeout(f"{shown}: timed out")
+    if isinstance(exc, requests.exceptions.ConnectionError | OSError):
+        return ConnectError(
+            f"{shown}: connection failed ({_reason(exc)})", maybe_delivered=_maybe_delivered(exc)
+        )
+    return TransportError(f"{shown}: {type(exc).__name__}")
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    """``exc``, the errors it wraps (requests keeps urllib3's in ``args``), and their causes."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                todo.append(linked)
+
+
+def _maybe_delivered(exc: BaseException) -> bool:
+    """False only when the connection was never opened, so the server cannot have the request."""
+    return not any(
+        isinstance(cause, urllib3.exceptions.NewConnectionError | ConnectionRefusedError)
+        for cause in _causes(exc)
+    )
 
 
 def _reason(exc: BaseException) -> str:

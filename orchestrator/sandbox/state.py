@@ -141,8 +141,6 @@ class Publish:
     planned_failure: str | None = None
     post_ids: tuple[int, ...] = ()
     polls_after_complete: int = 0
-    inflight: int = 0  # generation of the latest chunk PUT allowed to stream
-    inflight_active: bool = False  # that PUT is still streaming
     refused_416: bool = False  # the last chunk PUT got 416: the next must resync
     posted_from_inbox: bool = False
 

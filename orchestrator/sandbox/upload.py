@@ -9,12 +9,16 @@ into the ticket's hash (never holding the chunk in memory, never holding the sta
 Answers: 400 bad headers or length · 403 URL expired · 404 no such upload · 416 the range is not
 the next expected chunk (with ``Content-Range: bytes 0-LAST/TOTAL`` progress when any bytes are
 held; a resend of an accepted chunk also gets 416, which is how a client learns progress).
+Two PUTs of one chunk may stream at once (a client resending while the server has not yet
+seen the first connection die): each hashes into its own copy, the first to finish commits and
+the other is answered 416.
 Must not: do I/O.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +26,14 @@ from orchestrator.sandbox.messages import Reply, Request, upload_reply
 from orchestrator.sandbox.rules import VIDEO_CONTENT_TYPES, media_type, parse_content_range
 from orchestrator.sandbox.state import Publish, SandboxState
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ChunkTicket:
     """Permission to stream one chunk: where it goes and the hash to continue."""
 
     publish_id: str
-    generation: int
     first: int
     length: int
     total: int
@@ -112,17 +117,8 @@ class UploadEndpoint:
                 publish.refused_416 = True
                 return self._reply(416, publish, "The range does not match the upload's progress.")
             publish.refused_416 = False
-            if publish.inflight_active:
-                state.violation(
-                    "upload",
-                    f"chunk PUT for {publish.publish_id} while another was still streaming "
-                    "(chunks go one at a time)",
-                )
-            publish.inflight += 1
-            publish.inflight_active = True
             return ChunkTicket(
                 publish_id=publish.publish_id,
-                generation=publish.inflight,
                 first=first,
                 length=length,
                 total=total,
@@ -170,9 +166,14 @@ class UploadEndpoint:
             publish = state.publishes[ticket.publish_id]
             plan = publish.plan
             assert plan is not None
-            if ticket.generation != publish.inflight or publish.bytes_received != ticket.first:
-                return self._reply(416, publish, "The chunk was superseded by a later PUT.")
-            publish.inflight_active = False
+            if publish.bytes_received != ticket.first:
+                # Another PUT of this chunk finished first: the two overlapped.
+                state.violation(
+                    "upload",
+                    f"{publish.publish_id}: two PUTs of bytes {ticket.first}- overlapped "
+                    "(chunks go one at a time)",
+                )
+                return self._reply(416, publish, "The range does not match the upload's progress.")
             if self._expired(publish):
                 return self._reply(403, publish, "The upload URL expired during the upload.")
             publish.hasher = hasher
@@ -195,8 +196,5 @@ class UploadEndpoint:
             return self._reply(201, publish, "Upload complete.")
 
     def abandon(self, ticket: ChunkTicket) -> None:
-        """The body did not fully arrive: nothing of it counts."""
-        with self._state.lock:
-            publish = self._state.publishes[ticket.publish_id]
-            if ticket.generation == publish.inflight:
-                publish.inflight_active = False
+        """The body did not fully arrive: nothing of it counts (its hash copy is dropped)."""
+        logger.debug("chunk of %s abandoned after a short body", ticket.publish_id)

@@ -1,0 +1,180 @@
+"""What TikTok's error codes and ``fail_reason`` values mean for us, kept as data.
+
+Two tables, one per vocabulary (``tiktok-api.md`` §1, §4, §7, §9):
+
+- :data:`ERROR_CODES`: ``error.code`` of an API answer → what to do (:class:`Disposition`) and a
+  hint for the user. Codes not in the table are ``retryable`` when the HTTP status is 5xx and
+  ``permanent`` otherwise.
+- :data:`FAIL_REASONS`: ``fail_reason`` of a FAILED status → whether a later attempt may succeed
+  and a hint.
+
+This module only classifies; raising, retrying and deferring happen in the client and the upload
+engine. It must not grow per-call-site special cases: a new code is one new row.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+
+class Disposition(enum.Enum):
+    """What the orchestrator does when TikTok answers with a code."""
+
+    RETRYABLE = "retryable"
+    """The same request may succeed later: back off and retry it."""
+    REAUTH = "reauth"
+    """The access token was refused: refresh it once and retry once."""
+    DEFER = "defer"
+    """The creator cannot post more now: stop posting for this user; a later run tries again."""
+    PERMANENT = "permanent"
+    """Retrying the same request cannot help: report it with the hint."""
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    """The meaning of one ``error.code``."""
+
+    disposition: Disposition
+    hint: str
+
+
+@dataclass(frozen=True)
+class FailReasonInfo:
+    """The meaning of one ``fail_reason``: may a later attempt (a new init) succeed?"""
+
+    retryable: bool
+    hint: str
+
+
+_FIX_PARAMS = "TikTok refused the request's fields; check the entry against the manifest reference"
+_RELOGIN_SCOPES = (
+    "run `tiktok-orchestrator auth login` for this user and grant video.publish "
+    "(direct posts) and video.upload (inbox uploads)"
+)
+
+ERROR_CODES: Final = MappingProxyType(
+    {
+        "access_token_invalid": CodeInfo(
+            Disposition.REAUTH,
+            "the access token was refused; if refreshing does not help, run "
+            "`tiktok-orchestrator auth login` for this user",
+        ),
+        "scope_not_authorized": CodeInfo(Disposition.PERMANENT, _RELOGIN_SCOPES),
+        "scope_permission_missed": CodeInfo(Disposition.PERMANENT, _RELOGIN_SCOPES),
+        # The tables say invalid_param, real answers say invalid_params (§10): accept both.
+        "invalid_params": CodeInfo(Disposition.PERMANENT, _FIX_PARAMS),
+        "invalid_param": CodeInfo(Disposition.PERMANENT, _FIX_PARAMS),
+        "invalid_file_upload": CodeInfo(
+            Disposition.PERMANENT,
+            "TikTok refused the file; check it is MP4/MOV/WebM within TikTok's limits",
+        ),
+        "rate_limit_exceeded": CodeInfo(
+            Disposition.RETRYABLE,
+            "too many requests for this user in the last minute; the orchestrator waits for "
+            "the window",
+        ),
+        "internal_error": CodeInfo(
+            Disposition.RETRYABLE, "TikTok had an internal error; a later attempt may succeed"
+        ),
+        "spam_risk_too_many_posts": CodeInfo(
+            Disposition.DEFER,
+            "the creator reached TikTok's daily post limit; the rest of this user's entries "
+            "wait for a later run",
+        ),
+        "spam_risk_too_many_pending_share": CodeInfo(
+            Disposition.DEFER,
+            "the creator has too many unfinished inbox drafts; they must post or delete some "
+            "in the TikTok app",
+        ),
+        "reached_active_user_cap": CodeInfo(
+            Disposition.DEFER,
+            "the app reached its limit of posting users for today; try again in a later run",
+        ),
+        "spam_risk_user_banned_from_posting": CodeInfo(
+            Disposition.PERMANENT, "TikTok has banned this creator from posting"
+        ),
+        "unaudited_client_can_only_post_to_private_accounts": CodeInfo(
+            Disposition.PERMANENT,
+            "the app is not audited yet: post SELF_ONLY to a private account, or have the app "
+            "audited by TikTok",
+        ),
+        "url_ownership_unverified": CodeInfo(
+            Disposition.PERMANENT,
+            "verify the media URL's domain or prefix for the app in the TikTok developer portal",
+        ),
+        "privacy_level_option_mismatch": CodeInfo(
+            Disposition.PERMANENT,
+            "the privacy level is not one the creator offers; use one of creator_info's "
+            "privacy_level_options",
+        ),
+        "invalid_publish_id": CodeInfo(
+            Disposition.PERMANENT, "TikTok does not know this publish_id"
+        ),
+        "token_not_authorized_for_specified_publish_id": CodeInfo(
+            Disposition.PERMANENT, "this publish_id belongs to another user or app"
+        ),
+    }
+)
+
+_UNKNOWN_SERVER = CodeInfo(
+    Disposition.RETRYABLE, "TikTok answered with a server error; a later attempt may succeed"
+)
+_UNKNOWN_CLIENT = CodeInfo(
+    Disposition.PERMANENT, "TikTok answered with an error code the orchestrator does not know"
+)
+
+_FIX_MEDIA = "re-encode the video within TikTok's limits (MP4/H.264, 23-60 fps, 360-4096 px)"
+
+FAIL_REASONS: Final = MappingProxyType(
+    {
+        "file_format_check_failed": FailReasonInfo(False, _FIX_MEDIA),
+        "duration_check_failed": FailReasonInfo(
+            False, "the video is longer than the creator may post; shorten it"
+        ),
+        "frame_rate_check_failed": FailReasonInfo(False, _FIX_MEDIA),
+        "picture_size_check_failed": FailReasonInfo(False, _FIX_MEDIA),
+        "internal": FailReasonInfo(True, "TikTok failed internally; a later run tries again"),
+        "video_pull_failed": FailReasonInfo(
+            True, "TikTok could not download the video URL; check it is reachable over https"
+        ),
+        "photo_pull_failed": FailReasonInfo(
+            True, "TikTok could not download a photo URL; check each is reachable over https"
+        ),
+        "publish_cancelled": FailReasonInfo(False, "the post was cancelled"),
+        "auth_removed": FailReasonInfo(
+            False, "the creator removed the app's access; run `tiktok-orchestrator auth login`"
+        ),
+        "spam_risk_too_many_posts": FailReasonInfo(
+            False, "the creator reached TikTok's daily post limit"
+        ),
+        "spam_risk_user_banned_from_posting": FailReasonInfo(
+            False, "TikTok has banned this creator from posting"
+        ),
+        "spam_risk_text": FailReasonInfo(
+            False, "TikTok flagged the caption as spam; change the caption"
+        ),
+        "spam_risk": FailReasonInfo(False, "TikTok flagged the post as spam"),
+    }
+)
+
+_UNKNOWN_FAIL_REASON = FailReasonInfo(
+    False, "TikTok gave a reason the orchestrator does not know; check the post in the app"
+)
+
+
+def classify_code(code: str, http_status: int) -> CodeInfo:
+    """The meaning of ``error.code`` answered with ``http_status``."""
+    known = ERROR_CODES.get(code)
+    if known is not None:
+        return known
+    return _UNKNOWN_SERVER if http_status >= 500 else _UNKNOWN_CLIENT
+
+
+def classify_fail_reason(fail_reason: str | None) -> FailReasonInfo:
+    """The meaning of a FAILED status's ``fail_reason`` (unknown or missing: not retryable)."""
+    if fail_reason is None:
+        return _UNKNOWN_FAIL_REASON
+    return FAIL_REASONS.get(fail_reason, _UNKNOWN_FAIL_REASON)

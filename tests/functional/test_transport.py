@@ -1,0 +1,278 @@
+"""The HTTP transport over real loopback sockets: streaming bodies, deadlines, error translation."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import ConnectError, RequestTimeout, UploadError
+from orchestrator.transport import FileWindow, HttpTransport, Timeouts, redact_url
+
+
+@dataclass
+class Received:
+    """What the test server saw."""
+
+    requests: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    peak_recv: int = 0
+
+
+Behaviour = Callable[[BaseHTTPRequestHandler, Received], None]
+
+
+def _read_body(handler: BaseHTTPRequestHandler, received: Received) -> bytes:
+    length = int(handler.headers.get("Content-Length", "0"))
+    parts = []
+    left = length
+    while left:
+        block = handler.rfile.read1(min(left, 4 * 1024 * 1024))  # type: ignore[attr-defined]
+        if not block:
+            break
+        received.peak_recv = max(received.peak_recv, len(block))
+        parts.append(block)
+        left -= len(block)
+    return b"".join(parts)
+
+
+def accept(status: int = 206) -> Behaviour:
+    def behave(handler: BaseHTTPRequestHandler, received: Received) -> None:
+        body = _read_body(handler, received)
+        received.requests.append(
+            (
+                handler.command,
+                handler.path,
+                {k.lower(): v for k, v in handler.headers.items()},
+                body,
+            )
+        )
+        handler.send_response(status)
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
+
+    return behave
+
+
+def drip_answer(handler: BaseHTTPRequestHandler, received: Received) -> None:
+    """Read the request, then answer one byte every 50 ms, forever-ish."""
+    _read_body(handler, received)
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    for _ in range(1000):
+        try:
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(0.05)
+
+
+def drip_read(handler: BaseHTTPRequestHandler, received: Received) -> None:
+    """Read the body 1 KiB every 20 ms (a server that accepts bytes too slowly)."""
+    length = int(handler.headers.get("Content-Length", "0"))
+    left = length
+    while left:
+        try:
+            block = handler.rfile.read(min(left, 1024))
+        except OSError:
+            return
+        if not block:
+            return
+        left -= len(block)
+        time.sleep(0.02)
+    handler.send_response(206)
+    handler.end_headers()
+
+
+def reset(handler: BaseHTTPRequestHandler, received: Received) -> None:
+    """Drop the connection with a TCP reset before answering."""
+    handler.connection.setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+    )
+    handler.close_connection = True
+    handler.connection.close()
+
+
+class Server:
+    def __init__(self) -> None:
+        self.received = Received()
+        self.behaviour: Behaviour = accept()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+            def do_PUT(self) -> None:
+                server.behaviour(self, server.received)
+
+            do_POST = do_PUT
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    srv = Server()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def transport() -> Iterator[HttpTransport]:
+    http = HttpTransport(timeouts=Timeouts(connect=2, read=2))
+    yield http
+    http.close()
+
+
+@pytest.fixture
+def video(tmp_path: Path) -> Path:
+    path = tmp_path / "video.mp4"
+    path.write_bytes(bytes(range(256)) * 40_000)  # 10,240,000 bytes
+    return path
+
+
+def test_file_window_streams_exactly_its_range(
+    server: Server, transport: HttpTransport, video: Path
+) -> None:
+    """A PUT of a FileWindow sends exactly its byte range, with its length as Content-Length."""
+    data = video.read_bytes()
+    seen: list[int] = []
+    with video.open("rb") as file:
+        window = FileWindow(file, 1_000_003, 5_000_000, on_read=seen.append)
+        response = transport.request(
+            "PUT",
+            server.url + "/upload/?upload_token=secret-token",
+            headers={"Content-Range": "bytes 1000003-6000002/10240000"},
+            body=window,
+        )
+    assert response.status == 206
+    (method, _path, headers, body) = server.received.requests[0]
+    assert method == "PUT"
+    assert headers["content-length"] == "5000000"
+    assert "transfer-encoding" not in headers
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data[1_000_003:6_000_003]).digest()
+    assert sum(seen) == 5_000_000
+    assert window.exhausted
+
+
+def test_file_window_reads_in_bounded_blocks() -> None:
+    """The window hands out at most the asked block and never past its end."""
+    window = FileWindow(io.BytesIO(b"abcdefghij"), 2, 5)
+    assert len(window) == 5
+    assert window.read(3) == b"cde"
+    assert window.read(100) == b"fg"
+    assert window.read(1) == b""
+    assert window.exhausted
+
+
+def test_file_window_refuses_a_file_that_ends_early() -> None:
+    """A file shorter than the window raises instead of sending a short body."""
+    window = FileWindow(io.BytesIO(b"abc"), 0, 10)
+    with pytest.raises(UploadError, match="ended"):
+        window.read(10)
+
+
+def test_send_block_is_raised_from_urllib3s_default(
+    server: Server, transport: HttpTransport, video: Path
+) -> None:
+    """The body is handed to the socket in 1 MiB blocks, not urllib3's 16 KiB."""
+    blocks: list[int] = []
+    with video.open("rb") as file:
+        transport.request(
+            "PUT", server.url + "/u", body=FileWindow(file, 0, 4_000_000, on_read=blocks.append)
+        )
+    assert max(blocks) == 1024 * 1024
+
+
+def test_keep_alive_reuses_one_connection(
+    server: Server, transport: HttpTransport, video: Path
+) -> None:
+    """Several chunk PUTs to one host go over one connection."""
+    ports: set[int] = set()
+
+    def remember_peer(handler: BaseHTTPRequestHandler, received: Received) -> None:
+        ports.add(handler.client_address[1])
+        accept()(handler, received)
+
+    server.behaviour = remember_peer
+    with video.open("rb") as file:
+        for index in range(3):
+            transport.request("PUT", server.url + "/u", body=FileWindow(file, index * 1000, 1000))
+    assert len(ports) == 1
+
+
+def test_slow_drip_answer_is_cut_at_the_deadline(server: Server, transport: HttpTransport) -> None:
+    """A server answering one byte at a time cannot hold a request past its total deadline."""
+    server.behaviour = drip_answer
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout, match=r"within 0\.5 s"):
+        transport.request("POST", server.url + "/x", body=b"{}", timeouts=Timeouts(2, 2, total=0.5))
+    assert time.monotonic() - started < 1.5
+
+
+def test_slow_reading_server_is_cut_at_the_deadline(
+    server: Server, transport: HttpTransport, video: Path
+) -> None:
+    """A server reading a chunk too slowly cannot hold the upload past its deadline."""
+    server.behaviour = drip_read
+    started = time.monotonic()
+    with video.open("rb") as file, pytest.raises(RequestTimeout):
+        transport.request(
+            "PUT",
+            server.url + "/u?upload_token=tok",
+            body=FileWindow(file, 0, 10_000_000),
+            timeouts=Timeouts(2, 2, total=0.5),
+        )
+    assert time.monotonic() - started < 1.5
+
+
+def test_reset_is_a_connect_error_without_the_url_secret(
+    server: Server, transport: HttpTransport
+) -> None:
+    """A connection reset becomes ConnectError whose message hides the upload token."""
+    server.behaviour = reset
+    with pytest.raises(ConnectError) as caught:
+        transport.request("PUT", server.url + "/u?upload_token=very-secret", body=b"x" * 10)
+    assert "very-secret" not in str(caught.value)
+    assert caught.value.maybe_delivered
+    assert caught.value.__cause__ is None
+
+
+def test_refused_connection_was_not_delivered(transport: HttpTransport) -> None:
+    """Connecting to a closed port is a ConnectError that certainly did not reach a server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectError) as caught:
+        transport.request("POST", f"http://127.0.0.1:{port}/x", body=b"{}")
+    assert not caught.value.maybe_delivered
+
+
+def test_redact_url_hides_the_query() -> None:
+    """Upload URLs authorise by their query string, which never shows."""
+    shown = redact_url("https://up.example.com/upload/?upload_id=1&upload_token=abc")
+    assert shown == "https://up.example.com/upload/?<redacted>"
