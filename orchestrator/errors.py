@@ -16,6 +16,7 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     │   ├── TokenFileError          a token file for `auth import` is invalid
     │   └── NotBuiltError           the command exists but is not built yet
     ├── ManifestError               the manifest is invalid (lists every problem) → exit 2
+    ├── MediaError                  a video file cannot be posted (missing, not a video, cut short)
     ├── StoreError                  the state database cannot be used
     │   ├── StorePermissionError    the home or a file in it is readable by others
     │   ├── StoreKeyError           the token key is missing, malformed or wrong
@@ -74,6 +75,13 @@ class ManifestError(OrchestratorError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = list(problems or [])
+
+
+class MediaError(OrchestratorError):
+    """Raised when a video file cannot be posted as it is: missing, not a regular file, empty,
+    over 4 GB, not MP4/MOV/WebM by its bytes, or cut short. ``hint`` says how to fix the file.
+
+    Manifest validation turns it into one problem per file; elsewhere it ends the entry."""
 
 
 class StoreError(OrchestratorError):
