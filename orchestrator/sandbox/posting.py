@@ -266,12 +266,18 @@ class PostingEndpoints:
         active = self._state.active_posting_users()
         return user.open_id not in active and len(active) >= self._config.unaudited_user_cap
 
-    def _check_poster(self, endpoint: str, user: SandboxUser) -> None:
-        """Refusals about who posts: banned users, unaudited apps."""
+    def _check_poster(self, endpoint: str, user: SandboxUser, *, direct: bool) -> None:
+        """Refusals about who posts: banned users; for direct posts, an unaudited app's limits.
+
+        The unaudited restrictions belong to the Direct Post API: an inbox draft carries no
+        privacy level and the creator finishes it in the app.
+        """
         if user.banned:
             raise self._error(
                 403, "spam_risk_user_banned_from_posting", "The user is banned from posting."
             )
+        if not direct:
+            return
         if self._config.unaudited and not user.private:
             raise self._refuse(
                 endpoint,
@@ -501,7 +507,7 @@ class PostingEndpoints:
         token = self._token(endpoint, request, SCOPE_VIDEO_PUBLISH)
         body = self._json_body(endpoint, request)
         user = self._user(token)
-        self._check_poster(endpoint, user)
+        self._check_poster(endpoint, user, direct=True)
         post_info = self._dict_field(endpoint, body, "post_info")
         source_info = self._dict_field(endpoint, body, "source_info")
         self._check_text(endpoint, post_info, "title", MAX_CAPTION_UNITS)
@@ -545,7 +551,7 @@ class PostingEndpoints:
         token = self._token(endpoint, request, SCOPE_VIDEO_UPLOAD)
         body = self._json_body(endpoint, request)
         user = self._user(token)
-        self._check_poster(endpoint, user)
+        self._check_poster(endpoint, user, direct=False)
         source_info = self._dict_field(endpoint, body, "source_info")
         plan = self._check_video_source(endpoint, source_info)
         with self._state.lock:
@@ -591,7 +597,7 @@ class PostingEndpoints:
         if refused is not None:
             return refused
         user = self._user(token)
-        self._check_poster(endpoint, user)
+        self._check_poster(endpoint, user, direct=direct)
         post_info = body.get("post_info", {})
         if not isinstance(post_info, dict):
             raise self._refuse(

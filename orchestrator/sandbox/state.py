@@ -409,10 +409,14 @@ class SandboxState:
         )
 
     def active_posting_users(self) -> set[str]:
-        """Users who posted through this app in the last 24 hours (the unaudited cap)."""
+        """Users who direct-posted through this app in the last 24 hours (the unaudited cap)."""
         with self.lock:
             since = self.now() - CAP_WINDOW_SECONDS
-            return {p.open_id for p in self.publishes.values() if p.created_at > since}
+            return {
+                p.open_id
+                for p in self.publishes.values()
+                if p.created_at > since and p.counts_as_direct
+            }
 
     def publish_records(self) -> list[PublishRecord]:
         with self.lock:

@@ -571,3 +571,10 @@ def test_wrong_method_is_405(api: Api, sandbox: Sandbox) -> None:
     response = api.http.get(api.url("video_init"), timeout=10)
     assert response.status_code == 405
     assert response.json()["data"] == {}
+
+
+def test_unaudited_limits_do_not_apply_to_inbox_drafts(unaudited: Api) -> None:
+    """Inbox uploads carry no privacy level: an unaudited app may send them to any account."""
+    api = unaudited
+    response = api.init_video(api.token("pub"), SMALL, SMALL, 1, endpoint="inbox_init")
+    assert response.status_code == 200, response.text
