@@ -490,7 +490,7 @@ def test_status_progression_of_a_public_direct_post(clock: ManualClock) -> None:
         assert isinstance(post_id, int)
         assert poll(api, token, publish_id) == final
         record = api.sandbox.publish(publish_id)
-        assert (record.status, record.post_ids) == ("PUBLISH_COMPLETE", (post_id,))
+        assert (record.status, record.post_ids) == ("PUBLISH_COMPLETE", [post_id])
 
 
 def _complete_small(api: Api, token: str, endpoint: str = "video_init") -> str:
