@@ -115,6 +115,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins handler threads: nothing outlives a test
     block_on_close = True
     allow_reuse_address = True
+    request_queue_size = 128  # the default 5 drops bursts of parallel connects into SYN retries
 
     def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
         self.app = app
