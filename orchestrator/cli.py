@@ -200,12 +200,195 @@ def cli(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.option("--no-progress", is_flag=True, help="Plain log lines even on a terminal.")
+@click.option(
+    "--daily-cap",
+    type=click.IntRange(min=0),
+    default=15,
+    show_default=True,
+    help="Direct posts per user per 24 h (counted from the journal); the rest are deferred.",
+)
+@click.option(
+    "--inbox-cap",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Inbox shares per user per 24 h; the rest are deferred.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("-q", "--quiet", count=True, help="Less log output.")
+@click.pass_context
 @handles_errors
-def run(manifest: str, **_options: Any) -> None:
-    """Validate MANIFEST, then upload everything that is due and write the report."""
-    not_built("run", 6)
+def run(
+    ctx: click.Context,
+    manifest: str,
+    report_path: str | None,
+    junit_path: str | None,
+    markdown_path: str | None,
+    jobs: int,
+    dry_run: bool,
+    only_user: tuple[str, ...],
+    limit: int | None,
+    retry_failed: bool,
+    poll_timeout: float,
+    sandbox: bool,
+    log_format: str,
+    no_progress: bool,
+    daily_cap: int,
+    inbox_cap: int,
+    verbose: int,
+    quiet: int,
+) -> None:
+    """Validate MANIFEST, then upload everything that is due and write the report.
+
+    Exit codes: 0 nothing failed (deferred and processing are not failures), 1 an entry
+    failed or is uncertain, 2 invalid manifest or configuration (nothing sent), 75 another run
+    holds the lock, 130 interrupted (the report says so).
+    """
+    from orchestrator.logs import configure_logging
+    from orchestrator.scheduler import RunOptions
+
+    configure_logging(verbosity=verbose - quiet, fmt=log_format)
+    options = RunOptions(
+        jobs=jobs,
+        dry_run=dry_run,
+        only_users=frozenset(only_user),
+        limit=limit,
+        retry_failed=retry_failed,
+        daily_direct_cap=daily_cap,
+        pending_inbox_cap=inbox_cap,
+    )
+    outputs = _ReportPaths(
+        json=Path(report_path) if report_path else None,
+        junit=Path(junit_path) if junit_path else None,
+        markdown=Path(markdown_path) if markdown_path else None,
+    )
+    show_bars = not no_progress and sys.stderr.isatty() and log_format == "text"
+    if sandbox:
+        from orchestrator.sandbox.demo import sandbox_session
+
+        with sandbox_session(_options(ctx).settings()) as settings:
+            code = _run_and_report(
+                settings, Path(manifest), options, outputs, poll_timeout, show_bars, sandbox=True
+            )
+    else:
+        code = _run_and_report(
+            _options(ctx).settings(), Path(manifest), options, outputs, poll_timeout, show_bars
+        )
+    ctx.exit(code)
+
+
+@dataclass(frozen=True)
+class _ReportPaths:
+    json: Path | None
+    junit: Path | None
+    markdown: Path | None
+
+
+def _run_and_report(
+    settings: Settings,
+    manifest_path: Path,
+    options: Any,
+    outputs: _ReportPaths,
+    poll_timeout: float,
+    show_bars: bool,
+    *,
+    sandbox: bool = False,
+) -> int:
+    import os
+    import signal
+    import threading
+
+    from orchestrator.manifest import load_manifest
+    from orchestrator.progress import BarObserver, LogObserver
+    from orchestrator.report import write_reports
+    from orchestrator.runner import Tunables, run_manifest
+
+    manifest = load_manifest(manifest_path)
+    for note in manifest.notes:
+        click.echo(f"note: {note}", err=True)
+    stop = threading.Event()
+
+    def terminate(_signum: int, _frame: object) -> None:
+        # systemd stops a unit with SIGTERM: treat it like Ctrl-C (finish the step, report).
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        observer: Any
+        if show_bars:
+            observer = BarObserver(Console(stderr=True), len(manifest.entries))
+        else:
+            observer = LogObserver()
+        with observer if show_bars else contextlib.nullcontext():
+            report = run_manifest(
+                settings,
+                manifest_path,
+                options,
+                tunables=Tunables(poll_timeout=poll_timeout),
+                observer=observer,
+                stop=stop,
+                manifest=manifest,
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    json_path = outputs.json or _default_report_path(settings, report.run_id, sandbox)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    written = write_reports(
+        report,
+        json_path=json_path,
+        junit_path=outputs.junit,
+        markdown_path=outputs.markdown,
+        step_summary=Path(step_summary) if step_summary else None,
+    )
+    _print_summary(report)
+    for path in written:
+        click.echo(f"report: {path}")
+    if report.interrupted:
+        click.echo("interrupted: the report lists what is left; run again to go on", err=True)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if report.has_failures else EXIT_OK
+
+
+def _default_report_path(settings: Settings, run_id: str, sandbox: bool) -> Path:
+    """Where the JSON report goes without --report: the home's reports folder, or for a
+    sandbox run (whose home is thrown away) ./reports in the current folder."""
+    if sandbox:
+        return Path("reports") / f"sandbox-run-{run_id}.json"
+    return settings.home / "reports" / f"run-{run_id}.json"
+
+
+def _print_summary(report: Any) -> None:
+    from orchestrator.report import STATUSES
+
+    # Cron mail and CI logs are not terminals: give the table room instead of rich's 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    table = Table(box=box.SIMPLE, title="dry run: the plan" if report.dry_run else None)
+    table.add_column("#", justify="right")
+    table.add_column("entry", overflow="fold", min_width=16, max_width=48)
+    table.add_column("user", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("publish_id", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for entry in report.entries:
+        detail = ""
+        if entry.error is not None:
+            detail = (
+                entry.error.message
+                if entry.status == "planned"
+                else (f"{entry.error.code}: {entry.error.message}")
+            )
+            if entry.error.hint and entry.status != "planned":
+                detail += f" — {entry.error.hint}"
+        elif entry.post_ids:
+            detail = "post " + ", ".join(entry.post_ids)
+        name = entry.id if entry.id and not entry.id.startswith("sha256:") else entry.source
+        table.add_row(
+            str(entry.index), name, entry.user_id, entry.status, entry.publish_id or "", detail
+        )
+    console.print(table)
+    counts = report.summary()
+    shown = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+    console.print(f"{counts['total']} entries: {shown or 'nothing to do'}")
 
 
 @cli.command()

@@ -84,8 +84,59 @@ _TOKEN_STORE_V1 = (
     """,
 )
 
+_JOURNAL_V1 = (
+    # One row per entry identity. `request_digest` fingerprints what would be sent (caption,
+    # post settings, media), so a changed entry can retry a permanent failure.
+    # `uploaded_at`: when TikTok got the whole media (counts toward the daily caps).
+    """
+        CREATE TABLE journal (
+            identity          TEXT PRIMARY KEY,
+            entry_id          TEXT,
+            user_id           TEXT NOT NULL,
+            mode              TEXT NOT NULL,
+            kind              TEXT NOT NULL,
+            source            TEXT NOT NULL,
+            request_digest    TEXT NOT NULL,
+            state             TEXT NOT NULL,
+            publish_id        TEXT,
+            upload_url        BLOB,
+            url_expires_at    REAL,
+            video_size        INTEGER,
+            chunk_size        INTEGER,
+            total_chunk_count INTEGER,
+            bytes_confirmed   INTEGER NOT NULL DEFAULT 0,
+            last_status       TEXT,
+            post_ids          TEXT NOT NULL DEFAULT '[]',
+            error_code        TEXT,
+            error_message     TEXT,
+            error_log_id      TEXT,
+            error_retryable   INTEGER,
+            error_hint        TEXT,
+            deferred_until    REAL,
+            attempts          INTEGER NOT NULL DEFAULT 0,
+            created_at        REAL NOT NULL,
+            updated_at        REAL NOT NULL,
+            uploaded_at       REAL,
+            finished_at       REAL
+        )
+        """,
+    "CREATE INDEX journal_user_uploaded ON journal (user_id, mode, uploaded_at)",
+    """
+        CREATE TABLE journal_events (
+            id       INTEGER PRIMARY KEY,
+            identity TEXT NOT NULL,
+            run_id   TEXT,
+            at       REAL NOT NULL,
+            event    TEXT NOT NULL,
+            detail   TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+    "CREATE INDEX journal_events_identity ON journal_events (identity, id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
+    Migration("journal", _JOURNAL_V1),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
 

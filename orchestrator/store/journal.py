@@ -1,0 +1,508 @@
+"""The journal: what happened to every entry, written before the next step is taken.
+
+The journal is how a rerun knows never to post twice (SPEC §5). It lives in the state database
+beside the tokens, one row per entry *identity* (its manifest ``id``, or user + mode + media
+fingerprint), plus an append-only event log for ``history``.
+
+Theory of operation:
+
+- Before the first request of a fresh attempt the scheduler calls :meth:`Journal.begin`
+  (state ``initialising``). For a URL or photo source that is what makes a lost init answer
+  detectable after a crash: a row still ``initialising`` may have posted, so it is
+  ``uncertain``, never retried automatically. For a file it is harmless: nothing publishes
+  until its last byte is accepted.
+- The upload engine reports each transition to a :class:`EntryJournal` (its ``JournalSink``);
+  each event is committed (one SQLite transaction, durable in WAL mode) before ``record``
+  returns, so the engine takes its next step only once the journal knows the last one.
+- The upload URL authorises by itself, so it is sealed like the tokens (AES-GCM, associated
+  data = the entry's identity and purpose ``upload_url``).
+- :meth:`Journal.decide` turns a stored row into what this run should do with the entry
+  (skip, repeat a failure, poll, resume, start) — the rerun rules of SPEC §5 in one place.
+
+It must not talk to the network or decide scheduling beyond the rerun rules.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Final
+
+from orchestrator.clock import Clock
+from orchestrator.secret import Secret
+from orchestrator.store.crypto import TokenCipher
+from orchestrator.store.db import Database
+from orchestrator.tiktok.chunks import ChunkPlan
+from orchestrator.upload import (
+    ChunkConfirmed,
+    Deferred,
+    Failed,
+    Initialised,
+    Processing,
+    Published,
+    ResumePoint,
+    Resynced,
+    SentToInbox,
+    Uncertain,
+    Uploaded,
+    UploadEvent,
+    UploadState,
+)
+
+
+class EntryState(enum.StrEnum):
+    """An entry's state in the journal (the upload engine's states plus ``initialising``)."""
+
+    INITIALISING = "initialising"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    PROCESSING = "processing"
+    PUBLISHED = "published"
+    SENT_TO_INBOX = "sent_to_inbox"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    UNCERTAIN = "uncertain"
+
+
+DONE_STATES: Final = frozenset({EntryState.PUBLISHED, EntryState.SENT_TO_INBOX})
+
+
+@dataclass(frozen=True)
+class EntryMeta:
+    """What the journal keeps about an entry besides its progress."""
+
+    identity: str
+    entry_id: str | None
+    user_id: str
+    mode: str  # "direct" | "inbox"
+    kind: str  # "file" | "video_url" | "photo"
+    source: str  # shown in history and reports
+    request_digest: str
+
+
+@dataclass(frozen=True)
+class JournalRecord:
+    """One entry as the journal knows it."""
+
+    identity: str
+    entry_id: str | None
+    user_id: str
+    mode: str
+    kind: str
+    source: str
+    request_digest: str
+    state: EntryState
+    publish_id: str | None
+    upload_url: Secret | None
+    url_expires_at: float | None
+    plan: ChunkPlan | None
+    bytes_confirmed: int
+    last_status: str | None
+    post_ids: tuple[str, ...]
+    error_code: str | None
+    error_message: str | None
+    error_log_id: str | None
+    error_retryable: bool | None
+    error_hint: str | None
+    deferred_until: float | None
+    attempts: int
+    created_at: float
+    updated_at: float
+    uploaded_at: float | None
+    finished_at: float | None
+
+
+class Action(enum.Enum):
+    """What this run does with an entry, decided from the journal (SPEC §5)."""
+
+    START = "start"  # a fresh attempt: init and upload
+    RESUME = "resume"  # go on with the recorded upload, or poll it; never a new init
+    ALREADY_DONE = "already_done"  # published or sent to the inbox in an earlier run
+    REPEAT_FAILURE = "repeat_failure"  # a permanent failure, reported without calling TikTok
+    UNCERTAIN = "uncertain"  # an init whose answer was lost may have posted: never retried
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The action for one entry and, for RESUME, where to resume from."""
+
+    action: Action
+    record: JournalRecord | None = None
+    resume_point: ResumePoint | None = None
+
+
+class Journal:
+    """The journal in the state database; thread-safe (one connection per thread)."""
+
+    def __init__(
+        self, database: Database, cipher: TokenCipher, *, clock: Clock, run_id: str
+    ) -> None:
+        self._database = database
+        self._cipher = cipher
+        self._clock = clock
+        self.run_id = run_id
+
+    # -- reading --
+
+    def get(self, identity: str) -> JournalRecord | None:
+        row = self._database.fetch_one("SELECT * FROM journal WHERE identity = ?", (identity,))
+        return None if row is None else self._record(row)
+
+    def history(
+        self, *, user_id: str | None = None, since: float | None = None
+    ) -> list[JournalRecord]:
+        """Entries, most recently changed first, optionally for one user or since a time."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if user_id is not None:
+            clauses.append("user_id = ?")
+            params.append(user_id)
+        if since is not None:
+            clauses.append("updated_at >= ?")
+            params.append(since)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._database.fetch_all(
+            f"SELECT * FROM journal {where} ORDER BY updated_at DESC",  # noqa: S608 - fixed clauses
+            params,
+        )
+        return [self._record(row) for row in rows]
+
+    def events(self, identity: str) -> list[tuple[float, str, dict[str, object]]]:
+        rows = self._database.fetch_all(
+            "SELECT at, event, detail FROM journal_events WHERE identity = ? ORDER BY id",
+            (identity,),
+        )
+        return [(row["at"], row["event"], json.loads(row["detail"])) for row in rows]
+
+    def uploads_since(self, user_id: str, mode: str, since: float) -> int:
+        """How many of the user's uploads in ``mode`` TikTok received since ``since``: the
+        journal's count toward the daily direct-post cap and the pending-inbox cap."""
+        row = self._database.fetch_one(
+            "SELECT COUNT(*) AS n FROM journal WHERE user_id = ? AND mode = ? AND uploaded_at >= ?",
+            (user_id, mode, since),
+        )
+        return int(row["n"]) if row is not None else 0
+
+    def decide(
+        self,
+        identity: str,
+        *,
+        request_digest: str,
+        kind: str,
+        retry_failed: bool = False,
+        url_margin: float = 30.0,
+    ) -> Decision:
+        """The rerun rules of SPEC §5 for one entry."""
+        record = self.get(identity)
+        if record is None:
+            return Decision(Action.START)
+        state = record.state
+        if state in DONE_STATES:
+            return Decision(Action.ALREADY_DONE, record)
+        if state is EntryState.UNCERTAIN:
+            return Decision(Action.UNCERTAIN, record)
+        if state is EntryState.INITIALISING:
+            # A file upload's lost init is an orphan upload URL: nothing was published.
+            if kind == "file":
+                return Decision(Action.START, record)
+            return Decision(Action.UNCERTAIN, record)
+        if state is EntryState.FAILED:
+            changed = record.request_digest != request_digest
+            if record.error_retryable or retry_failed or changed:
+                return Decision(Action.START, record)
+            return Decision(Action.REPEAT_FAILURE, record)
+        if state is EntryState.DEFERRED:
+            return Decision(Action.START, record)
+        if state is EntryState.UPLOADING:
+            point = self._transfer_point(record)
+            return Decision(Action.RESUME, record, point)
+        # UPLOADED or PROCESSING: TikTok has the media; only polling is allowed.
+        assert record.publish_id is not None
+        return Decision(
+            Action.RESUME,
+            record,
+            ResumePoint(
+                state=UploadState(state.value),
+                publish_id=record.publish_id,
+            ),
+        )
+
+    def _transfer_point(self, record: JournalRecord) -> ResumePoint:
+        assert record.publish_id is not None
+        # Even with an expired URL the engine gets the whole picture: it decides between a new
+        # init (the URL died before the last chunk could have gone) and settling by status.
+        return ResumePoint(
+            state=UploadState.UPLOADING,
+            publish_id=record.publish_id,
+            upload_url=record.upload_url,
+            url_expires_at=record.url_expires_at,
+            plan=record.plan,
+            bytes_confirmed=record.bytes_confirmed,
+        )
+
+    # -- writing --
+
+    def begin(self, meta: EntryMeta) -> None:
+        """A fresh attempt starts: the row says ``initialising`` before any init is sent."""
+        now = self._clock.time()
+        with self._database.transaction() as connection:
+            connection.execute(
+                """
+                INSERT INTO journal (identity, entry_id, user_id, mode, kind, source,
+                                     request_digest, state, attempts, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                ON CONFLICT (identity) DO UPDATE SET
+                    entry_id = excluded.entry_id, user_id = excluded.user_id,
+                    mode = excluded.mode, kind = excluded.kind, source = excluded.source,
+                    request_digest = excluded.request_digest, state = excluded.state,
+                    publish_id = NULL, upload_url = NULL, url_expires_at = NULL,
+                    video_size = NULL, chunk_size = NULL, total_chunk_count = NULL,
+                    bytes_confirmed = 0, last_status = NULL, post_ids = '[]',
+                    error_code = NULL, error_message = NULL, error_log_id = NULL,
+                    error_retryable = NULL, error_hint = NULL, deferred_until = NULL,
+                    attempts = journal.attempts + 1, updated_at = excluded.updated_at,
+                    uploaded_at = NULL, finished_at = NULL
+                """,
+                (
+                    meta.identity,
+                    meta.entry_id,
+                    meta.user_id,
+                    meta.mode,
+                    meta.kind,
+                    meta.source,
+                    meta.request_digest,
+                    EntryState.INITIALISING.value,
+                    now,
+                    now,
+                ),
+            )
+            self._event(connection, meta.identity, "begin", {"source": meta.source}, now)
+
+    def settle(self, meta: EntryMeta, event: Failed | Deferred) -> None:
+        """Record a failure or deferral decided before any request (creator_info checks, caps,
+        a dead token, publish_at), creating the row if needed, keeping any earlier progress."""
+        now = self._clock.time()
+        with self._database.transaction() as connection:
+            connection.execute(
+                """
+                INSERT INTO journal (identity, entry_id, user_id, mode, kind, source,
+                                     request_digest, state, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (identity) DO NOTHING
+                """,
+                (
+                    meta.identity,
+                    meta.entry_id,
+                    meta.user_id,
+                    meta.mode,
+                    meta.kind,
+                    meta.source,
+                    meta.request_digest,
+                    EntryState.INITIALISING.value,
+                    now,
+                    now,
+                ),
+            )
+            row = connection.execute(
+                "SELECT state FROM journal WHERE identity = ?", (meta.identity,)
+            ).fetchone()
+            state = EntryState(row["state"])
+            if state not in (EntryState.INITIALISING, EntryState.FAILED, EntryState.DEFERRED):
+                # Never overwrite real progress (an upload TikTok has) with a pre-flight verdict.
+                return
+            connection.execute(
+                "UPDATE journal SET request_digest = ?, source = ? WHERE identity = ?",
+                (meta.request_digest, meta.source, meta.identity),
+            )
+            self._apply(connection, meta.identity, meta.user_id, event, now)
+
+    def sink(self, identity: str, user_id: str) -> EntryJournal:
+        """The upload engine's JournalSink for one entry."""
+        return EntryJournal(self, identity, user_id)
+
+    def record(self, identity: str, user_id: str, event: UploadEvent) -> None:
+        now = self._clock.time()
+        with self._database.transaction() as connection:
+            self._apply(connection, identity, user_id, event, now)
+
+    def _apply(
+        self,
+        connection: sqlite3.Connection,
+        identity: str,
+        user_id: str,
+        event: UploadEvent,
+        now: float,
+    ) -> None:
+        sets: dict[str, object]
+        detail: dict[str, object] = {}
+        if isinstance(event, Initialised):
+            sealed = (
+                None
+                if event.upload_url is None
+                else self._cipher.seal(event.upload_url, open_id=identity, purpose="upload_url")
+            )
+            plan = event.plan
+            sets = {
+                "state": EntryState.UPLOADING if plan is not None else EntryState.UPLOADED,
+                "publish_id": event.publish_id,
+                "upload_url": sealed,
+                "url_expires_at": event.url_expires_at,
+                "video_size": plan.video_size if plan else None,
+                "chunk_size": plan.chunk_size if plan else None,
+                "total_chunk_count": plan.total_chunk_count if plan else None,
+                "bytes_confirmed": 0,
+            }
+            if plan is None:
+                sets["uploaded_at"] = now
+            detail = {"publish_id": event.publish_id}
+            if plan is not None:
+                detail["chunks"] = plan.total_chunk_count
+                detail["chunk_size"] = plan.chunk_size
+        elif isinstance(event, ChunkConfirmed):
+            sets = {"bytes_confirmed": event.bytes_confirmed}
+            detail = {"chunk": event.index, "bytes": event.bytes_confirmed}
+        elif isinstance(event, Resynced):
+            sets = {"bytes_confirmed": event.bytes_confirmed}
+            detail = {"bytes": event.bytes_confirmed}
+        elif isinstance(event, Uploaded):
+            # The URL is spent: forget it (it is a credential).
+            sets = {
+                "state": EntryState.UPLOADED,
+                "uploaded_at": now,
+                "upload_url": None,
+            }
+        elif isinstance(event, Processing):
+            sets = {"state": EntryState.PROCESSING, "last_status": event.status}
+            detail = {"status": event.status}
+        elif isinstance(event, Published):
+            sets = {
+                "state": EntryState.PUBLISHED,
+                "post_ids": json.dumps(list(event.post_ids)),
+                "last_status": "PUBLISH_COMPLETE",
+                "finished_at": now,
+            }
+            detail = {"post_ids": list(event.post_ids)}
+        elif isinstance(event, SentToInbox):
+            sets = {
+                "state": EntryState.SENT_TO_INBOX,
+                "last_status": "SEND_TO_USER_INBOX",
+                "finished_at": now,
+            }
+        elif isinstance(event, Failed):
+            sets = {
+                "state": EntryState.FAILED,
+                "error_code": event.code,
+                "error_message": event.reason,
+                "error_log_id": event.log_id,
+                "error_retryable": int(event.retryable),
+                "error_hint": event.hint,
+                "upload_url": None,
+                "finished_at": now,
+            }
+            detail = {"code": event.code, "retryable": event.retryable}
+        elif isinstance(event, Deferred):
+            sets = {
+                "state": EntryState.DEFERRED,
+                "error_code": "deferred",
+                "error_message": event.why,
+                "error_retryable": 1,
+                "deferred_until": event.until,
+                "upload_url": None,
+            }
+            detail = {"why": event.why, "until": event.until}
+        elif isinstance(event, Uncertain):
+            sets = {
+                "state": EntryState.UNCERTAIN,
+                "error_code": "uncertain",
+                "error_message": event.reason,
+                "error_retryable": 0,
+                "finished_at": now,
+            }
+            detail = {"reason": event.reason}
+        else:  # pragma: no cover - the union is exhaustive
+            raise TypeError(f"not a journal event: {event!r}")
+        sets["updated_at"] = now
+        columns = ", ".join(f"{name} = ?" for name in sets)
+        values = [
+            value.value if isinstance(value, EntryState) else value for value in sets.values()
+        ]
+        cursor = connection.execute(
+            f"UPDATE journal SET {columns} WHERE identity = ?",  # noqa: S608 - fixed column names
+            [*values, identity],
+        )
+        if cursor.rowcount != 1:
+            raise KeyError(f"the journal has no entry {identity} for user {user_id}")
+        self._event(connection, identity, type(event).__name__, detail, now)
+
+    def _event(
+        self,
+        connection: sqlite3.Connection,
+        identity: str,
+        event: str,
+        detail: dict[str, object],
+        now: float,
+    ) -> None:
+        connection.execute(
+            "INSERT INTO journal_events (identity, run_id, at, event, detail)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (identity, self.run_id, now, event, json.dumps(detail)),
+        )
+
+    def _record(self, row: sqlite3.Row) -> JournalRecord:
+        upload_url = (
+            None
+            if row["upload_url"] is None
+            else self._cipher.open(row["upload_url"], open_id=row["identity"], purpose="upload_url")
+        )
+        plan = (
+            None
+            if row["video_size"] is None
+            else ChunkPlan(
+                video_size=row["video_size"],
+                chunk_size=row["chunk_size"],
+                total_chunk_count=row["total_chunk_count"],
+            )
+        )
+        retryable = row["error_retryable"]
+        return JournalRecord(
+            identity=row["identity"],
+            entry_id=row["entry_id"],
+            user_id=row["user_id"],
+            mode=row["mode"],
+            kind=row["kind"],
+            source=row["source"],
+            request_digest=row["request_digest"],
+            state=EntryState(row["state"]),
+            publish_id=row["publish_id"],
+            upload_url=upload_url,
+            url_expires_at=row["url_expires_at"],
+            plan=plan,
+            bytes_confirmed=row["bytes_confirmed"],
+            last_status=row["last_status"],
+            post_ids=tuple(json.loads(row["post_ids"])),
+            error_code=row["error_code"],
+            error_message=row["error_message"],
+            error_log_id=row["error_log_id"],
+            error_retryable=None if retryable is None else bool(retryable),
+            error_hint=row["error_hint"],
+            deferred_until=row["deferred_until"],
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            uploaded_at=row["uploaded_at"],
+            finished_at=row["finished_at"],
+        )
+
+
+@dataclass(frozen=True)
+class EntryJournal:
+    """One entry's view of the journal: the upload engine's ``JournalSink``."""
+
+    journal: Journal
+    identity: str
+    user_id: str
+
+    def record(self, event: UploadEvent) -> None:
+        self.journal.record(self.identity, self.user_id, event)
