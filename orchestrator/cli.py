@@ -214,6 +214,14 @@ def cli(
     show_default=True,
     help="Inbox shares per user per 24 h; the rest are deferred.",
 )
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(5_242_880, 64_000_000),
+    default=None,
+    metavar="BYTES",
+    help="Preferred chunk size, 5242880..64000000 (default: the largest; smaller chunks "
+    "resend less after a failure on a poor connection).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("-q", "--quiet", count=True, help="Less log output.")
 @click.pass_context
@@ -235,16 +243,22 @@ def run(
     no_progress: bool,
     daily_cap: int,
     inbox_cap: int,
+    chunk_size: int | None,
     verbose: int,
     quiet: int,
 ) -> None:
     """Validate MANIFEST, then upload everything that is due and write the report.
 
+    Without --report the JSON report goes to the home's reports/ folder. A rerun never posts
+    twice: what is done is reported as already_done, an interrupted upload resumes.
+
     Exit codes: 0 nothing failed (deferred and processing are not failures), 1 an entry
-    failed or is uncertain, 2 invalid manifest or configuration (nothing sent), 75 another run
-    holds the lock, 130 interrupted (the report says so).
+    failed or is uncertain (or the report could not be written), 2 invalid manifest or
+    configuration (nothing sent), 75 another run holds the lock, 130 interrupted (the report
+    says so).
     """
     from orchestrator.logs import configure_logging
+    from orchestrator.runner import Tunables
     from orchestrator.scheduler import RunOptions
 
     configure_logging(verbosity=verbose - quiet, fmt=log_format)
@@ -262,17 +276,18 @@ def run(
         junit=Path(junit_path) if junit_path else None,
         markdown=Path(markdown_path) if markdown_path else None,
     )
+    tunables = Tunables(poll_timeout=poll_timeout, chunk_size=chunk_size)
     show_bars = not no_progress and sys.stderr.isatty() and log_format == "text"
     if sandbox:
         from orchestrator.sandbox.demo import sandbox_session
 
         with sandbox_session(_options(ctx).settings()) as settings:
             code = _run_and_report(
-                settings, Path(manifest), options, outputs, poll_timeout, show_bars, sandbox=True
+                settings, Path(manifest), options, outputs, tunables, show_bars, sandbox=True
             )
     else:
         code = _run_and_report(
-            _options(ctx).settings(), Path(manifest), options, outputs, poll_timeout, show_bars
+            _options(ctx).settings(), Path(manifest), options, outputs, tunables, show_bars
         )
     ctx.exit(code)
 
@@ -289,24 +304,18 @@ def _run_and_report(
     manifest_path: Path,
     options: Any,
     outputs: _ReportPaths,
-    poll_timeout: float,
+    tunables: Any,
     show_bars: bool,
     *,
     sandbox: bool = False,
 ) -> int:
     import os
     import signal
-    import threading
 
-    from orchestrator.manifest import load_manifest
+    from orchestrator.errors import ReportsNotWritten
     from orchestrator.progress import BarObserver, LogObserver
     from orchestrator.report import write_reports
-    from orchestrator.runner import Tunables, run_manifest
-
-    manifest = load_manifest(manifest_path)
-    for note in manifest.notes:
-        click.echo(f"note: {note}", err=True)
-    stop = threading.Event()
+    from orchestrator.runner import run_manifest
 
     def terminate(_signum: int, _frame: object) -> None:
         # systemd stops a unit with SIGTERM: treat it like Ctrl-C (finish the step, report).
@@ -314,39 +323,46 @@ def _run_and_report(
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        observer: Any
-        if show_bars:
-            observer = BarObserver(Console(stderr=True), len(manifest.entries))
-        else:
-            observer = LogObserver()
-        with observer if show_bars else contextlib.nullcontext():
+        observer = BarObserver(Console(stderr=True)) if show_bars else LogObserver()
+        with observer if isinstance(observer, BarObserver) else contextlib.nullcontext():
             report = run_manifest(
-                settings,
-                manifest_path,
-                options,
-                tunables=Tunables(poll_timeout=poll_timeout),
-                observer=observer,
-                stop=stop,
-                manifest=manifest,
+                settings, manifest_path, options, tunables=tunables, observer=observer
             )
     finally:
         signal.signal(signal.SIGTERM, previous)
-    json_path = outputs.json or _default_report_path(settings, report.run_id, sandbox)
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    written = write_reports(
-        report,
-        json_path=json_path,
-        junit_path=outputs.junit,
-        markdown_path=outputs.markdown,
-        step_summary=Path(step_summary) if step_summary else None,
-    )
     _print_summary(report)
+    if report.interrupted:
+        code = EXIT_INTERRUPTED
+    else:
+        code = EXIT_FAILED if report.has_failures else EXIT_OK
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    try:
+        written = write_reports(
+            report,
+            json_path=outputs.json or _default_report_path(settings, report.run_id, sandbox),
+            junit_path=outputs.junit,
+            markdown_path=outputs.markdown,
+            step_summary=Path(step_summary) if step_summary else None,
+        )
+    except ReportsNotWritten as exc:
+        # The run is over and journalled whatever happens here: say what was not written.
+        # The exit code still tells about the entries (1 and 130 stay); a run that went
+        # well exits 1, because an output the user asked for is missing.
+        written = [path for path in exc.written if isinstance(path, Path)]
+        for failure in exc.failures:
+            click.echo(f"error: report not written: {failure}", err=True)
+        click.echo(
+            f"hint: {exc.hint or 'free some disk space or choose another path'}; the journal "
+            "is intact (`tiktok-orchestrator history` shows every entry)",
+            err=True,
+        )
+        if code == EXIT_OK:
+            code = EXIT_FAILED
     for path in written:
         click.echo(f"report: {path}")
     if report.interrupted:
         click.echo("interrupted: the report lists what is left; run again to go on", err=True)
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if report.has_failures else EXIT_OK
+    return code
 
 
 def _default_report_path(settings: Settings, run_id: str, sandbox: bool) -> Path:

@@ -32,6 +32,7 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     ├── UploadError                 an upload cannot go on (incoherent server progress)
     │   └── IllegalTransitionError  a step the upload's state does not allow (a bug)
     └── FileWriteError              a report or other output file cannot be written
+        └── ReportsNotWritten       some of a run's reports could not be written
 """
 
 from __future__ import annotations
@@ -210,3 +211,14 @@ class IllegalTransitionError(UploadError):
 
 class FileWriteError(OrchestratorError):
     """Raised when a report or other output file cannot be written; the old file is intact."""
+
+
+class ReportsNotWritten(FileWriteError):
+    """Raised by ``report.write_reports`` after it tried every requested format and some could
+    not be written (disk full, a folder that is not one). ``written`` lists the paths that were
+    written; ``failures`` has one message per path that was not."""
+
+    def __init__(self, failures: list[str], written: list[object], *, hint: str | None) -> None:
+        super().__init__("; ".join(failures), hint=hint)
+        self.failures = list(failures)
+        self.written = list(written)

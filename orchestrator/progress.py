@@ -6,7 +6,10 @@ failure, progress resynchronised from the server, an upload started over with a 
 sum of all deltas is therefore always the engine's best idea of the bytes TikTok holds plus the
 bytes of the chunk in flight.
 
-Terminal bars and plain log lines (SPEC §7) are built on this protocol elsewhere.
+A run's observers live here too: :class:`LogObserver` (plain log lines, for cron and CI, and
+JSON lines with ``--log-format json``) and :class:`BarObserver` (rich bars, only on a terminal).
+Nothing here prints directly: the log goes through ``logging``, the bars to the console the CLI
+hands in.
 """
 
 from __future__ import annotations
@@ -56,6 +59,14 @@ class LogObserver:
         self._sent: dict[int, int] = {}
         self._logged: dict[int, int] = {}
         self._totals: dict[int, int] = {}
+
+    def run_started(self, total_entries: int) -> None:
+        _log.info(
+            "%d entr%s to go through",
+            total_entries,
+            "y" if total_entries == 1 else "ies",
+            extra={"fields": {"entries": total_entries, "event": "run_started"}},
+        )
 
     def entry_started(self, entry: Entry, total_bytes: int) -> None:
         with self._lock:
@@ -118,7 +129,7 @@ class LogObserver:
 class BarObserver(LogObserver):
     """Rich progress bars (one per active upload, one overall) on a terminal, plus the log."""
 
-    def __init__(self, console: Console, total_entries: int) -> None:
+    def __init__(self, console: Console, total_entries: int | None = None) -> None:
         super().__init__()
         from rich.progress import (
             BarColumn,
@@ -147,6 +158,9 @@ class BarObserver(LogObserver):
 
     def __exit__(self, *_exc: object) -> None:
         self._bars.stop()
+
+    def run_started(self, total_entries: int) -> None:
+        self._bars.update(self._overall, total=total_entries)
 
     def entry_started(self, entry: Entry, total_bytes: int) -> None:
         with self._lock:

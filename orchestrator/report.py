@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-from orchestrator.errors import FileWriteError
+from orchestrator.errors import FileWriteError, ReportsNotWritten
 from orchestrator.files import write_atomic
 
 STATUSES: Final = (
@@ -268,20 +268,33 @@ def write_reports(
 ) -> list[Path]:
     """Write each requested format atomically; append Markdown to a CI step summary if given.
 
-    Returns the paths written. Raises FileWriteError on the first that cannot be written.
+    Every format is tried even when an earlier one fails (a full disk may still take a small
+    file, another folder may be writable). Returns the paths written; raises
+    :class:`ReportsNotWritten` (naming each failure, listing what was written) if any failed.
     """
     written: list[Path] = []
-    for path, render in (
-        (json_path, render_json),
-        (junit_path, render_junit),
-        (markdown_path, render_markdown),
+    failures: list[str] = []
+    hint: str | None = None
+    for path, render, append in (
+        (json_path, render_json, False),
+        (junit_path, render_junit, False),
+        (markdown_path, render_markdown, False),
+        (step_summary, render_markdown, True),
     ):
-        if path is not None:
-            write_atomic(path, render(report))
-            written.append(path)
-    if step_summary is not None:
-        _append(step_summary, render_markdown(report))
-        written.append(step_summary)
+        if path is None:
+            continue
+        try:
+            if append:
+                _append(path, render(report))
+            else:
+                write_atomic(path, render(report))
+        except FileWriteError as exc:
+            failures.append(str(exc))
+            hint = hint or exc.hint
+            continue
+        written.append(path)
+    if failures:
+        raise ReportsNotWritten(failures, list(written), hint=hint)
     return written
 
 
@@ -293,4 +306,7 @@ def _append(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
-        raise FileWriteError(f"cannot append the summary to {path}: {exc.strerror}") from exc
+        raise FileWriteError(
+            f"cannot append the summary to {path}: {exc.strerror or exc}",
+            hint="free some disk space or check GITHUB_STEP_SUMMARY",
+        ) from exc

@@ -1,45 +1,82 @@
 """The ``run`` use case: wire the store, the lock, the journal and the API, then run the scheduler.
 
 A plain function that runs without the CLI (tests and the sandbox demo call it directly). It
-validates the manifest before touching anything, takes the home's run lock before the first
-request, and always releases what it opened. It must not print: the caller shows progress
-through the observer and renders the returned report.
+takes the home's run lock before anything else (a second run must exit at once, sending
+nothing), validates the manifest, and always releases what it opened. It must not print: the
+caller shows progress through the observer and renders the returned report.
+
+A dry run is wired so that it cannot write: its token source never refreshes (a refresh
+rotates the refresh token, a write), and the scheduler records nothing in the journal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
-from orchestrator.errors import ConfigError
+from orchestrator.errors import AuthError, NeedsLoginError
 from orchestrator.manifest import Manifest, load_manifest
 from orchestrator.report import RunReport
-from orchestrator.retry import Retrier, RetryBudget, SlidingWindowPacer
-from orchestrator.scheduler import NullObserver, Run, RunObserver, RunOptions
+from orchestrator.retry import Retrier, RetryBudget, RetryPolicy, SlidingWindowPacer
+from orchestrator.scheduler import (
+    InterruptibleClock,
+    NullObserver,
+    Run,
+    RunObserver,
+    RunOptions,
+)
 from orchestrator.secret import Secret
+from orchestrator.store.db import ensure_private_home
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import RunLock
-from orchestrator.store.tokens import TokenProvider, TokenStore
+from orchestrator.store.tokens import TokenProvider, TokenState, TokenStore
 from orchestrator.tiktok.client import TikTokClient
-from orchestrator.tiktok.oauth import OAuthClient, TokenGrant
+from orchestrator.tiktok.oauth import OAuthClient
 from orchestrator.transport import HttpTransport, Transport
 from orchestrator.upload import UploadConfig, Uploader
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Tunables:
-    """Engine settings a run may change (tests shorten them; users rarely need to)."""
+    """Engine settings a run may change (tests shorten them; users rarely need to).
+
+    - ``poll_timeout``: seconds to poll an entry's status before leaving it ``processing``.
+    - ``budget_retries`` / ``budget_wait``: the run-wide retry budget — at most this many
+      retries, and this many seconds of backoff summed over every thread, for the whole run.
+      Each request still has its own limit (``retry_policy``: 5 attempts, backoff capped at
+      64 s). With the defaults an API that fails everything ends a run in about a minute of
+      backoff per four users, at most ten minutes, with the rest ``deferred``.
+    - ``chunk_size``: preferred chunk size in bytes (``tiktok.chunks`` limits apply).
+    - ``upload``: the upload engine's other settings (``poll_timeout`` and ``chunk_size``
+      above win over the same fields in it).
+    """
 
     poll_timeout: float = 600.0
-    budget_retries: int = 200
-    budget_wait: float = 900.0
+    budget_retries: int = 100
+    budget_wait: float = 600.0
+    chunk_size: int | None = None
     upload: UploadConfig | None = None
+    retry_policy: RetryPolicy | None = None
+
+    def __post_init__(self) -> None:
+        if self.poll_timeout < 0:
+            raise ValueError("poll_timeout cannot be negative")
+        if self.budget_retries < 0 or self.budget_wait < 0:
+            raise ValueError("the retry budget cannot be negative")
+
+    def upload_config(self) -> UploadConfig:
+        base = self.upload or UploadConfig()
+        chunk_size = self.chunk_size if self.chunk_size is not None else base.chunk_size
+        return replace(base, poll_timeout=self.poll_timeout, chunk_size=chunk_size)
 
 
 def run_manifest(
@@ -56,53 +93,69 @@ def run_manifest(
 ) -> RunReport:
     """Validate ``manifest_path`` and post what is due; return the report (not yet written).
 
-    Raises ManifestError (nothing sent) for an invalid manifest, RunLockedError if another run
-    holds the home, ConfigError when the app credentials are missing.
+    Raises RunLockedError (nothing sent, nothing read) if another run holds the home,
+    ManifestError (nothing sent) for an invalid manifest, ConfigError when the app credentials
+    are missing for a real run. Ctrl-C during the run ends it with an ``interrupted`` report.
     """
     clock = clock or SystemClock()
     tunables = tunables or Tunables()
-    manifest = manifest or load_manifest(manifest_path)
+    stop = stop or threading.Event()
     if not options.dry_run:
         settings.require_client()
+    upload_config = tunables.upload_config()
+    ensure_private_home(settings.home)
     with contextlib.ExitStack() as stack:
-        store = stack.enter_context(TokenStore.open(settings, clock=clock))
+        # The lock first: a second run leaves before validating or opening anything.
         stack.enter_context(RunLock(settings.home))
+        manifest = manifest or load_manifest(manifest_path)
+        for note in manifest.notes:
+            log.warning("note: %s", note)
+        store = stack.enter_context(TokenStore.open(settings, clock=clock))
         transport = transport_factory()
         stack.callback(transport.close)
+        # Every wait of the run sleeps on this clock, so Ctrl-C is honoured within moments.
+        run_clock = InterruptibleClock(clock, stop)
         budget = RetryBudget(max_retries=tunables.budget_retries, max_wait=tunables.budget_wait)
-        retrier = Retrier(clock=clock, budget=budget)
-        if settings.client_key and settings.client_secret:
-            refresher = OAuthClient.from_settings(settings, transport, clock)
-            tokens = TokenProvider(store, refresher, clock=clock)
+        retrier = Retrier(tunables.retry_policy, clock=run_clock, budget=budget)
+        tokens: TokenProvider | ReadOnlyTokens
+        if options.dry_run:
+            tokens = ReadOnlyTokens(store, clock=clock)
         else:
-            tokens = TokenProvider(store, _NoRefresh(), clock=clock)
+            refresher = OAuthClient.from_settings(settings, transport, clock)
+            tokens = TokenProvider(store, refresher, clock=run_clock)
         client = TikTokClient(
             settings.api_base,
             transport,
             tokens,
-            pacer=SlidingWindowPacer(clock=clock),
+            pacer=SlidingWindowPacer(clock=run_clock),
             retry=retrier,
-            clock=clock,
+            clock=run_clock,
         )
-        base_config = tunables.upload or UploadConfig()
-        upload_config = UploadConfig(
-            **{**base_config.__dict__, "poll_timeout": tunables.poll_timeout}
-        )
-        uploader = Uploader(client, transport, retry=retrier, config=upload_config, clock=clock)
+        uploader = Uploader(client, transport, retry=retrier, config=upload_config, clock=run_clock)
+        run_id = _new_run_id()
         run = Run(
             manifest=manifest,
-            journal=Journal(store.database, store.cipher, clock=clock, run_id=_new_run_id()),
+            journal=Journal(store.database, store.cipher, clock=clock, run_id=run_id),
             tokens=tokens,
             client=client,
             uploader=uploader,
             budget=budget,
-            clock=clock,
+            clock=run_clock,
             options=options,
             observer=observer or NullObserver(),
-            stop=stop or threading.Event(),
+            stop=stop,
+            run_id=run_id,
+            chunk_size=upload_config.chunk_size,
         )
-        run.run_id = run.journal.run_id
-        return run.execute()
+        report = run.execute()
+        if budget.exhausted:
+            log.warning(
+                "the run's retry budget was spent (%d retries, %.0f s of backoff): "
+                "TikTok kept failing; what was left is deferred",
+                budget.retries,
+                budget.waited,
+            )
+        return report
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack re-raises
 
 
@@ -110,11 +163,40 @@ def _new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class _NoRefresh:
-    """A refresher for a dry run without app credentials: a refresh is reported, not done."""
+class ReadOnlyTokens:
+    """A dry run's token source: the stored access token while it works, never a refresh.
 
-    def refresh(self, refresh_token: Secret) -> TokenGrant:
-        raise ConfigError(
-            "TIKTOK_CLIENT_KEY / TIKTOK_CLIENT_SECRET are needed to refresh tokens",
-            hint="export the app's credentials",
+    A refresh rotates the refresh token, which is a write a dry run must not make; a token
+    that has expired (or a 401 that would need a refresh) is an :class:`AuthError` instead.
+    """
+
+    def __init__(self, store: TokenStore, *, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def state(self, open_id: str) -> TokenState:
+        user = self._store.get_user(open_id)
+        if user is None:
+            return TokenState.NEEDS_LOGIN
+        return user.state(self._clock.time())
+
+    def access_token(self, open_id: str) -> Secret:
+        credentials = self._store.credentials(open_id)
+        if credentials is None:
+            raise NeedsLoginError(open_id, "not in the token store")
+        now = self._clock.time()
+        reason = credentials.user.login_reason(now)
+        if reason is not None:
+            raise NeedsLoginError(open_id, reason)
+        if now >= credentials.user.access_expires_at:
+            raise AuthError(
+                f"user {open_id}: the access token has expired and a dry run does not refresh it",
+                hint="a real run refreshes it; or run `tiktok-orchestrator auth refresh`",
+            )
+        return credentials.access_token
+
+    def refresh_after_rejection(self, open_id: str, rejected: Secret) -> Secret:
+        raise AuthError(
+            f"user {open_id}: TikTok refused the access token and a dry run does not refresh it",
+            hint="a real run refreshes it; or run `tiktok-orchestrator auth refresh`",
         )

@@ -2,18 +2,24 @@
 
 Theory of operation:
 
-1. **Plan** (main thread, no network): every entry gets its identity and a decision from the
-   journal (``Journal.decide``): already done, a permanent failure to repeat, uncertain, resume,
-   or start. Entries whose ``publish_at`` is in the future are deferred until then.
+1. **Plan** (main thread, no network): every selected entry gets its identity and a decision
+   from the journal (``Journal.decide``): already done, a permanent failure to repeat,
+   uncertain, resume, or start. Entries whose ``publish_at`` is in the future are deferred.
 2. **Users in parallel** (``jobs`` threads), each user's entries in manifest order. Per user:
-   a usable token (a user whose tokens are dead fails alone, with the ``auth login`` hint);
-   creator_info once, before the first new post; then per entry the creator_info checks and
-   the caps (daily direct posts, pending inbox shares, counted from the journal), then the
-   upload engine with the entry's journal as its sink.
-3. A deferral from TikTok (caps, active-user cap) defers the rest of that user's entries; an
-   exhausted retry budget (a dead API) defers everything not yet started; an interruption
-   (``stop`` set, e.g. by Ctrl-C) stops starting new work and cancels uploads at the next
-   progress report, leaving the journal where the last step left it.
+   a usable token first (a user whose tokens are dead fails alone, with the ``auth login``
+   hint); creator_info once, before the first entry that may send an init; then per new entry
+   the creator_info checks and the caps (daily direct posts and pending inbox shares, counted
+   from the inits the journal recorded over 24 h), then the upload engine with the entry's
+   journal as its sink. An entry TikTok already has (uploaded, processing) is only polled.
+3. **Stopping early.** TikTok deferring a user (caps, active-user cap) defers that user's
+   remaining new posts. The run stops starting work, deferring what is left, when its retry
+   budget is spent (a dead API), when the state database cannot be written (sending a request
+   whose answer cannot be journalled is how posts get doubled), or when it is interrupted.
+4. **Interruption** (``stop`` set, e.g. by Ctrl-C): every sleep of the run (pacing, backoff,
+   polling) goes through :class:`InterruptibleClock` and every block of a chunk through the
+   progress subscriber; both raise :class:`RunInterrupted`, which unwinds the upload with the
+   journal where its last step left it. An entry interrupted before its init was sent is
+   journalled ``deferred``, so a URL entry is not mistaken for a lost init on the next run.
 
 It must not print or parse options: progress goes to a :class:`RunObserver`, and the result is
 a :class:`~orchestrator.report.RunReport`.
@@ -26,29 +32,39 @@ import json
 import logging
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
-from orchestrator.clock import Clock
+from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import (
     ApiError,
     AuthError,
     MediaError,
     NeedsLoginError,
+    OAuthError,
     OrchestratorError,
     StoreError,
+    TransportError,
 )
 from orchestrator.manifest import Entry, Manifest, Mode, entry_identity
 from orchestrator.media import FileMedia, PhotoMedia, VideoUrlMedia, media_fingerprint
 from orchestrator.report import EntryResult, ErrorInfo, RunReport
 from orchestrator.retry import RetryBudget
 from orchestrator.secret import Secret
-from orchestrator.store.journal import Action, Decision, EntryMeta, Journal, JournalRecord
-from orchestrator.tiktok.chunks import plan_chunks
+from orchestrator.store.journal import (
+    Action,
+    Decision,
+    EntryMeta,
+    EntryState,
+    Journal,
+    JournalRecord,
+)
+from orchestrator.tiktok.chunks import DEFAULT_CHUNK, plan_chunks
 from orchestrator.tiktok.client import CreatorInfo, PostInfo, PostMode, TikTokClient
 from orchestrator.upload import (
     Deferred,
@@ -65,14 +81,49 @@ from orchestrator.upload import (
 log = logging.getLogger(__name__)
 
 DAY = 86_400.0
+_WAIT_SLICE = 0.2
+"""Seconds the main thread waits on a worker at a time, so Ctrl-C reaches it promptly."""
 
 
 class RunInterrupted(Exception):
-    """Raised from a progress report to unwind an upload when the run is asked to stop.
+    """Raised inside a worker (from a sleep or a progress report) to unwind when the run stops.
 
     Deliberately not an ``OrchestratorError``: the upload engine must not treat it as a failure
     of the entry. The journal keeps the last confirmed step; the next run resumes from there.
     """
+
+
+class InterruptibleClock:
+    """The run's clock: the same time as ``inner``, but every sleep ends early, raising
+    :class:`RunInterrupted`, once ``stop`` is set.
+
+    Pacing waits, retry backoffs and status polling all sleep through the clock, so an
+    interrupted run never sits out a 64 s backoff or a 30 s poll interval before stopping.
+    """
+
+    def __init__(self, inner: Clock, stop: threading.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+        # A real clock's sleep is replaced by a wait on the event; a manual clock (tests)
+        # advances instantly and is only checked around.
+        self._real = isinstance(inner, SystemClock)
+
+    def time(self) -> float:
+        return self._inner.time()
+
+    def monotonic(self) -> float:
+        return self._inner.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if self._stop.is_set():
+            raise RunInterrupted()
+        if self._real:
+            if seconds > 0 and self._stop.wait(seconds):
+                raise RunInterrupted()
+            return
+        self._inner.sleep(seconds)
+        if self._stop.is_set():
+            raise RunInterrupted()
 
 
 @dataclass(frozen=True)
@@ -92,6 +143,8 @@ class RunOptions:
             raise ValueError("jobs must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be at least 1")
+        if self.daily_direct_cap < 0 or self.pending_inbox_cap < 0:
+            raise ValueError("caps cannot be negative")
 
 
 class TokenStates(Protocol):
@@ -105,7 +158,12 @@ class TokenStates(Protocol):
 
 
 class RunObserver(Protocol):
-    """Where a run reports what it does (the CLI shows it as bars or log lines)."""
+    """Where a run reports what it does (the CLI shows it as bars or log lines).
+
+    Called from the worker threads: implementations must be thread-safe and quick.
+    """
+
+    def run_started(self, total_entries: int) -> None: ...
 
     def entry_started(self, entry: Entry, total_bytes: int) -> None: ...
 
@@ -115,6 +173,9 @@ class RunObserver(Protocol):
 
 
 class NullObserver:
+    def run_started(self, total_entries: int) -> None:
+        return None
+
     def entry_started(self, entry: Entry, total_bytes: int) -> None:
         return None
 
@@ -133,22 +194,50 @@ class PlannedEntry:
     meta: EntryMeta
     decision: Decision
 
+    @property
+    def may_init(self) -> bool:
+        """Whether posting it may send an init: a fresh attempt, or a transfer to resume
+        (whose upload URL may have died before its last chunk, which means a new init)."""
+        point = self.decision.resume_point
+        if self.decision.action is Action.START:
+            return True
+        return (
+            self.decision.action is Action.RESUME
+            and point is not None
+            and point.state is UploadState.UPLOADING
+        )
+
 
 @dataclass
 class _UserState:
     """What one user's worker learns as it goes (one thread per user: no locking needed)."""
 
     token_checked: bool = False
+    creator_asked: bool = False
     creator: CreatorInfo | None = None
-    creator_skipped: bool = False
+    creator_skipped: bool = False  # dry run: the token would need a refresh first
     note: str | None = None
-    stop_reason: ErrorInfo | None = None  # set: the rest of this user's entries get it
-    stop_status: str = "deferred"
+    # The user's tokens cannot be used: every remaining entry gets this.
+    blocked: ErrorInfo | None = None
+    blocked_status: str = "failed"
+    # TikTok will not take a new post from the user now: every remaining new entry gets this.
+    posting_blocked: ErrorInfo | None = None
+    posting_status: str = "deferred"
+    # Dry run: inits the plan would add, per mode, so the caps are predicted as a run meets them.
+    planned_inits: Counter[str] = field(default_factory=Counter)
+
+
+_Scope = Literal["user", "posting"]
 
 
 @dataclass
 class Run:
-    """One run's collaborators; :meth:`execute` does the work."""
+    """One run's collaborators; :meth:`execute` does the work.
+
+    ``clock`` should be the :class:`InterruptibleClock` the client and uploader sleep on (the
+    runner wires them); ``chunk_size`` is the uploader's preferred chunk size, for the plan a
+    dry run shows.
+    """
 
     manifest: Manifest
     journal: Journal
@@ -161,22 +250,39 @@ class Run:
     observer: RunObserver = field(default_factory=NullObserver)
     stop: threading.Event = field(default_factory=threading.Event)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    chunk_size: int = DEFAULT_CHUNK
+    _store_failure: ErrorInfo | None = field(default=None, init=False, repr=False)
 
     def execute(self) -> RunReport:
+        """Post what is due; the report of every selected entry, in manifest order.
+
+        Ctrl-C (KeyboardInterrupt in the calling thread) at any point ends the run with a
+        report marked ``interrupted``; it is never raised from here.
+        """
         started = datetime.fromtimestamp(self.clock.time(), UTC)
-        planned = self.plan()
+        selected = self._selected()
         results: dict[int, EntryResult] = {}
-        due: dict[str, list[PlannedEntry]] = {}
-        for item in planned:
-            settled = self._settled_without_network(item)
-            if settled is not None:
-                results[item.entry.index] = settled
-                self.observer.entry_finished(item.entry, settled)
-            else:
-                due.setdefault(item.entry.user_id, []).append(item)
         interrupted = False
-        if due:
-            interrupted = self._post_all(due, results)
+        try:
+            planned = self.plan(selected)
+            self.observer.run_started(len(planned))
+            due: dict[str, list[PlannedEntry]] = {}
+            for item in planned:
+                settled = self._settled_without_network(item)
+                if settled is not None:
+                    results[item.entry.index] = settled
+                    self.observer.entry_finished(item.entry, settled)
+                else:
+                    due.setdefault(item.entry.user_id, []).append(item)
+            if due:
+                interrupted = self._post_all(due, results)
+        except KeyboardInterrupt:
+            # Interrupted while planning (fingerprints, journal reads): nothing was sent.
+            interrupted = True
+            self.stop.set()
+        for entry in selected:
+            if entry.index not in results:
+                results[entry.index] = _unstarted_result(entry, _INTERRUPTED)
         finished = datetime.fromtimestamp(self.clock.time(), UTC)
         return RunReport(
             run_id=self.run_id,
@@ -185,38 +291,42 @@ class Run:
             manifest=str(self.manifest.path),
             dry_run=self.options.dry_run,
             interrupted=interrupted or self.stop.is_set(),
-            entries=tuple(results[index] for index in sorted(results)),
+            entries=tuple(results[entry.index] for entry in selected),
         )
 
     # -- planning ------------------------------------------------------------------------------
 
-    def plan(self) -> list[PlannedEntry]:
-        """Identity and journal decision for each selected entry (no network)."""
+    def _selected(self) -> list[Entry]:
         entries: Sequence[Entry] = self.manifest.entries
         if self.options.only_users:
             entries = [e for e in entries if e.user_id in self.options.only_users]
         if self.options.limit is not None:
             entries = entries[: self.options.limit]
+        return list(entries)
+
+    def plan(self, entries: Sequence[Entry] | None = None) -> list[PlannedEntry]:
+        """Identity and journal decision for each selected entry (no network, no writes)."""
         planned = []
-        for entry in entries:
+        for entry in self._selected() if entries is None else entries:
             try:
                 fingerprint = media_fingerprint(entry.media)
             except MediaError as exc:
+                # The upload reports the file's problem; the identity still has to be stable.
                 fingerprint = f"unreadable:{exc}"
-            identity = entry_identity(entry, fingerprint)
             meta = EntryMeta(
-                identity=identity,
+                identity=entry_identity(entry, fingerprint),
                 entry_id=entry.id,
                 user_id=entry.user_id,
                 mode=str(entry.mode),
                 kind=_kind(entry),
                 source=_source_text(entry),
                 request_digest=_request_digest(entry, fingerprint),
+                fingerprint=fingerprint,
             )
             decision = self.journal.decide(
-                identity,
+                meta.identity,
                 request_digest=meta.request_digest,
-                kind=meta.kind,
+                fingerprint=fingerprint,
                 retry_failed=self.options.retry_failed,
             )
             planned.append(PlannedEntry(entry, meta, decision))
@@ -235,12 +345,8 @@ class Run:
             )
         if decision.action is Action.UNCERTAIN:
             assert record is not None
-            if record.state != "uncertain" and not self.options.dry_run:
-                self.journal.record(
-                    item.meta.identity,
-                    entry.user_id,
-                    Uncertain("an init was sent before an earlier run stopped; it may have posted"),
-                )
+            if record.state is not EntryState.UNCERTAIN and not self.options.dry_run:
+                self.journal.record(item.meta.identity, entry.user_id, Uncertain(_LOST_INIT))
                 record = self.journal.get(item.meta.identity) or record
             return self._result(
                 entry,
@@ -249,10 +355,11 @@ class Run:
                 record=record,
                 error=ErrorInfo(
                     "uncertain",
-                    record.error_message
-                    or "an init was sent before an earlier run stopped; it may have posted",
+                    record.error_message or _LOST_INIT,
+                    record.error_log_id,
                     retryable=False,
-                    hint="check the creator's profile; if it did not post, give the entry a new id",
+                    hint="check the creator's profile; if it did not post, give the entry a new "
+                    "`id` in the manifest and run again",
                 ),
             )
         if (
@@ -264,6 +371,7 @@ class Run:
                 entry,
                 item.meta,
                 "deferred",
+                record=record,
                 deferred_until=entry.publish_at,
                 error=ErrorInfo(
                     "scheduled",
@@ -279,10 +387,13 @@ class Run:
     def _post_all(
         self, due: dict[str, list[PlannedEntry]], results: dict[int, EntryResult]
     ) -> bool:
+        """Post each user's entries in a worker thread; True if interrupted."""
         lock = threading.Lock()
 
         def work(user_id: str) -> None:
-            for item, result in self._post_user(user_id, due[user_id]):
+            user = _UserState()
+            for item in due[user_id]:
+                result = self._post_guarded(item, user)
                 with lock:
                     results[item.entry.index] = result
                 self.observer.entry_finished(item.entry, result)
@@ -291,204 +402,258 @@ class Run:
         pool = ThreadPoolExecutor(
             max_workers=min(self.options.jobs, len(due)), thread_name_prefix="user"
         )
+        futures = [pool.submit(work, user_id) for user_id in due]
         try:
-            futures = [pool.submit(work, user_id) for user_id in due]
-            for future in futures:
-                while True:
-                    try:
-                        future.result(timeout=0.2)
-                        break
-                    except TimeoutError:
-                        continue
+            _wait_all(futures)
         except KeyboardInterrupt:
             interrupted = True
             self.stop.set()
             log.warning("interrupted: finishing the current step of each upload, then stopping")
-            pool.shutdown(wait=True, cancel_futures=False)
+            while True:
+                try:
+                    _wait_all(futures)
+                    break
+                except KeyboardInterrupt:
+                    # Workers stop at their next sleep or chunk block; a second Ctrl-C cannot
+                    # make them stop sooner, and leaving now would lose the report.
+                    log.warning("still finishing the current steps (the journal is safe)")
         finally:
             pool.shutdown(wait=True)
-        for user_items in due.values():
-            for item in user_items:
-                if item.entry.index not in results:
-                    results[item.entry.index] = self._result(
-                        item.entry,
-                        item.meta,
-                        "deferred",
-                        error=ErrorInfo(
-                            "interrupted",
-                            "the run was interrupted",
-                            retryable=True,
-                            hint="run again to go on",
-                        ),
-                    )
         return interrupted
 
-    def _post_user(
-        self, user_id: str, items: list[PlannedEntry]
-    ) -> list[tuple[PlannedEntry, EntryResult]]:
-        state = _UserState()
-        out: list[tuple[PlannedEntry, EntryResult]] = []
-        for item in items:
-            out.append((item, self._post_one(item, state)))
-        return out
+    def _post_guarded(self, item: PlannedEntry, user: _UserState) -> EntryResult:
+        try:
+            return self._post_one(item, user)
+        except RunInterrupted:
+            return self._result(item.entry, item.meta, "deferred", error=_INTERRUPTED)
+        except StoreError as exc:
+            error = self._store_failed(exc)
+            return self._result(item.entry, item.meta, "failed", error=error)
+        except Exception as exc:  # one entry's bug must not lose the whole run's report
+            log.exception("%s: unexpected error", item.entry.location)
+            return self._result(
+                item.entry,
+                item.meta,
+                "failed",
+                error=ErrorInfo(
+                    "internal_error",
+                    f"{type(exc).__name__}: {exc}",
+                    retryable=True,
+                    hint="this is a bug in tiktok-orchestrator; please report it with the log",
+                ),
+            )
+
+    def _halt_reason(self) -> ErrorInfo | None:
+        """Why no new work may start in this run, if it must stop."""
+        if self.stop.is_set():
+            return _INTERRUPTED
+        if self._store_failure is not None:
+            return self._store_failure
+        if self.budget.exhausted:
+            return _BUDGET_SPENT
+        return None
+
+    def _store_failed(self, exc: StoreError) -> ErrorInfo:
+        """The state database refused a write: stop starting work (an answer that cannot be
+        journalled is how a post gets doubled)."""
+        error = ErrorInfo(
+            "store_error",
+            f"the state database cannot be written: {exc}",
+            retryable=True,
+            hint=exc.hint or "free disk space or fix the home folder, then run again",
+        )
+        if self._store_failure is None:
+            log.error("%s; stopping the run", error.message)
+            self._store_failure = error
+        return error
 
     def _post_one(self, item: PlannedEntry, user: _UserState) -> EntryResult:
         entry, meta = item.entry, item.meta
-        if self.stop.is_set():
-            return self._result(entry, meta, "deferred", error=_INTERRUPTED)
-        if self.budget.exhausted:
-            return self._result(entry, meta, "deferred", error=_BUDGET_SPENT)
+        halt = self._halt_reason()
+        if halt is not None:
+            return self._result(entry, meta, "deferred", record=item.decision.record, error=halt)
         if not user.token_checked:
             user.token_checked = True
-            self._guard(user, lambda: self._check_token(entry.user_id, user))
-        if item.decision.action is Action.START and user.stop_reason is None:
-            if user.creator is None and not user.creator_skipped:
-                self._guard(user, lambda: self._query_creator(entry.user_id, user))
-            if user.stop_reason is None:
-                problem = self._check_against_creator(entry, user.creator)
-                if problem is not None:
-                    return self._pre_verdict(item, "failed", problem)
-                cap = self._check_caps(entry, user)
-                if cap is not None:
-                    return self._pre_verdict(item, "deferred", cap)
-        if user.stop_reason is not None:
-            return self._pre_verdict(item, user.stop_status, user.stop_reason)
+            self._guard(user, "user", lambda: self._check_token(entry.user_id, user))
+        if user.blocked is not None:
+            return self._pre_verdict(item, user.blocked_status, user.blocked)
+        if item.may_init and not user.creator_asked:
+            user.creator_asked = True
+            if not user.creator_skipped:
+                self._guard(user, "posting", lambda: self._query_creator(entry.user_id, user))
+        halt = self._halt_reason()
+        if halt is not None:
+            return self._result(entry, meta, "deferred", record=item.decision.record, error=halt)
+        if item.decision.action is Action.START:
+            # A transfer being resumed was checked when it started, and TikTok counted its init
+            # then: only a new post is held to creator_info's verdict and the caps.
+            if user.posting_blocked is not None:
+                return self._pre_verdict(item, user.posting_status, user.posting_blocked)
+            problem = _check_against_creator(entry, user.creator)
+            if problem is not None:
+                return self._pre_verdict(item, "failed", problem)
+            cap = self._check_caps(entry, user)
+            if cap is not None:
+                error, until = cap
+                return self._pre_verdict(item, "deferred", error, until=until)
         if self.options.dry_run:
             return self._dry_run_result(item, user)
         return self._upload(item, user)
 
     def _check_token(self, user_id: str, user: _UserState) -> None:
         if not self.options.dry_run:
-            self.tokens.access_token(user_id)
+            self.tokens.access_token(user_id)  # refreshes a stale token (a write)
             return
-        # A dry run writes nothing: a token that needs a refresh (which rotates the refresh
-        # token, a write) is only reported, and creator_info is not queried with it.
+        # A dry run writes nothing: an expired token (which a refresh would replace, rotating
+        # the refresh token: a write) is only reported, and creator_info is not asked with it.
+        # A stale one still works for a few minutes and is used as it is.
         state = self.tokens.state(user_id)
         if state == "needs_login":
             self.tokens.access_token(user_id)  # raises NeedsLoginError with the reason
-        if state != "fresh":
+        if state == "expired":
             user.creator_skipped = True
-            user.note = f"the token is {state}: a real run refreshes it first"
+            user.note = "the access token has expired: a real run refreshes it first"
 
     def _query_creator(self, user_id: str, user: _UserState) -> None:
         user.creator = self.client.creator_info(user_id)
 
-    def _guard(self, user: _UserState, step: Callable[[], None]) -> None:
-        """Run a per-user step; a failure stops that user's entries, not the run."""
+    def _guard(self, user: _UserState, scope: _Scope, step: Callable[[], None]) -> None:
+        """Run a per-user step; a failure stops that user's entries (``scope`` "user") or
+        their new posts ("posting"), never the run. RunInterrupted passes through."""
+        status = "failed"
         try:
             step()
+            return
         except NeedsLoginError as exc:
-            user.stop_reason = ErrorInfo("needs_login", str(exc), retryable=True, hint=exc.hint)
-            user.stop_status = "failed"
+            error = ErrorInfo("needs_login", str(exc), retryable=True, hint=exc.hint)
         except AuthError as exc:
-            user.stop_reason = ErrorInfo("auth_error", str(exc), retryable=True, hint=exc.hint)
-            user.stop_status = "failed"
+            transient = _transient_auth_failure(exc)
+            status = "deferred" if transient else "failed"
+            error = ErrorInfo(
+                "token_refresh_failed" if transient else "auth_error",
+                str(exc),
+                retryable=True,
+                hint=exc.hint or "run `tiktok-orchestrator auth login` for this user",
+            )
         except ApiError as exc:
             deferred = exc.defer or exc.retryable
-            user.stop_reason = ErrorInfo(exc.code, str(exc), exc.log_id, deferred, exc.hint)
-            user.stop_status = "deferred" if deferred else "failed"
+            status = "deferred" if deferred else "failed"
+            error = ErrorInfo(exc.code, str(exc), exc.log_id, deferred, exc.hint)
         except StoreError as exc:
-            user.stop_reason = ErrorInfo("store_error", str(exc), retryable=False, hint=exc.hint)
-            user.stop_status = "failed"
-        except OrchestratorError as exc:
-            user.stop_reason = ErrorInfo(
+            error = self._store_failed(exc)
+        except TransportError as exc:
+            status = "deferred"
+            error = ErrorInfo(
                 "unavailable",
                 str(exc),
                 retryable=True,
                 hint="TikTok could not be reached; run again later",
             )
-            user.stop_status = "deferred"
-
-    def _check_against_creator(self, entry: Entry, creator: CreatorInfo | None) -> ErrorInfo | None:
-        """TikTok's integration rules: honour the creator's options before sending a byte."""
-        if creator is None:
-            return None
-        problems: list[str] = []
-        fixes: list[str] = []
-        needs_privacy = entry.mode is Mode.DIRECT
-        if needs_privacy and str(entry.privacy_level) not in creator.privacy_level_options:
-            problems.append(
-                f"privacy_level {entry.privacy_level} is not offered to this creator "
-                f"(offered: {', '.join(creator.privacy_level_options)})"
-            )
-            fixes.append(f"set privacy_level to one of {', '.join(creator.privacy_level_options)}")
-        if creator.comment_disabled and not entry.disable_comment:
-            problems.append("the creator has comments disabled")
-            fixes.append("set disable_comment: true")
-        if not entry.is_photo:
-            if creator.duet_disabled and not entry.disable_duet:
-                problems.append("the creator has duets disabled")
-                fixes.append("set disable_duet: true")
-            if creator.stitch_disabled and not entry.disable_stitch:
-                problems.append("the creator has stitches disabled")
-                fixes.append("set disable_stitch: true")
-            duration = entry.duration_s
-            limit = creator.max_video_post_duration_sec
-            if duration is not None and limit and duration > limit:
-                problems.append(
-                    f"the video lasts {duration:.1f} s; this creator may post at most {limit} s"
-                )
-                fixes.append(f"cut the video to {limit} s or less")
-        if not problems:
-            return None
-        return ErrorInfo(
-            "creator_info_mismatch",
-            "; ".join(problems),
-            retryable=False,
-            hint="; ".join(fixes),
-        )
-
-    def _check_caps(self, entry: Entry, user: _UserState) -> ErrorInfo | None:
-        since = self.clock.time() - DAY
-        if entry.mode is Mode.DIRECT:
-            used = self.journal.uploads_since(entry.user_id, "direct", since)
-            if used >= self.options.daily_direct_cap:
-                return ErrorInfo(
-                    "daily_cap",
-                    f"{used} direct posts in the last 24 h (cap {self.options.daily_direct_cap})",
-                    retryable=True,
-                    hint="a later run posts it; TikTok allows about 15 direct posts a day",
-                )
+        except OrchestratorError as exc:
+            error = ErrorInfo(type(exc).__name__, str(exc), retryable=False, hint=exc.hint)
+        if scope == "user":
+            user.blocked, user.blocked_status = error, status
         else:
-            used = self.journal.uploads_since(entry.user_id, "inbox", since)
-            if used >= self.options.pending_inbox_cap:
-                return ErrorInfo(
-                    "pending_inbox_cap",
-                    f"{used} inbox shares in the last 24 h (cap {self.options.pending_inbox_cap})",
-                    retryable=True,
-                    hint="the creator must post or delete drafts in the app; a later run sends it",
-                )
-        return None
+            user.posting_blocked, user.posting_status = error, status
 
-    def _pre_verdict(self, item: PlannedEntry, status: str, error: ErrorInfo) -> EntryResult:
-        """Fail or defer an entry before any byte, journalling it unless this is a dry run."""
+    def _check_caps(
+        self, entry: Entry, user: _UserState
+    ) -> tuple[ErrorInfo, datetime | None] | None:
+        """The daily direct-post cap and the pending-inbox cap, from the journal's inits."""
+        now = self.clock.time()
+        mode = str(entry.mode)
+        times = self.journal.init_times(entry.user_id, mode, now - DAY)
+        planned = user.planned_inits[mode]
+        used = len(times) + planned
+        if entry.mode is Mode.DIRECT:
+            cap = self.options.daily_direct_cap
+            code = "daily_cap"
+            message = f"{used} direct posts in the last 24 h (cap {cap})"
+            hint = "a later run posts it; TikTok allows about 15 direct posts a day (--daily-cap)"
+        else:
+            cap = self.options.pending_inbox_cap
+            code = "pending_inbox_cap"
+            message = f"{used} inbox shares in the last 24 h (cap {cap})"
+            hint = (
+                "the creator must post or delete drafts in the app; a later run sends it "
+                "(--inbox-cap)"
+            )
+        if used < cap:
+            return None
+        # The window has room again once enough of the oldest inits have left it.
+        leaving = used - cap
+        until = datetime.fromtimestamp(times[leaving] + DAY, UTC) if leaving < len(times) else None
+        if until is not None:
+            message += f"; room again at {until.isoformat(timespec='seconds')}"
+        return ErrorInfo(code, message, retryable=True, hint=hint), until
+
+    def _pre_verdict(
+        self,
+        item: PlannedEntry,
+        status: str,
+        error: ErrorInfo,
+        *,
+        until: datetime | None = None,
+    ) -> EntryResult:
+        """Fail or defer an entry before any byte, journalling it unless this is a dry run.
+
+        Only a fresh attempt is journalled: an upload TikTok already has keeps its progress.
+        """
         if not self.options.dry_run and item.decision.action is Action.START:
             event: Failed | Deferred
             if status == "failed":
                 event = Failed(error.code, error.message, error.retryable, error.hint, error.log_id)
             else:
-                event = Deferred(error.message)
+                event = Deferred(error.message, until.timestamp() if until else None)
             self.journal.settle(item.meta, event)
-        return self._result(item.entry, item.meta, status, record=item.decision.record, error=error)
+        return self._result(
+            item.entry,
+            item.meta,
+            status,
+            record=item.decision.record,
+            error=error,
+            deferred_until=until,
+        )
 
     def _dry_run_result(self, item: PlannedEntry, user: _UserState) -> EntryResult:
-        entry = item.entry
+        entry, decision = item.entry, item.decision
+        point = decision.resume_point
         chunks = None
-        size = entry.media_info.size if entry.media_info else 0
-        if isinstance(entry.media, FileMedia) and size and item.decision.action is Action.START:
-            chunks = plan_chunks(size).total_chunk_count
-        notes = [
-            "would resume or poll the earlier upload"
-            if item.decision.action is Action.RESUME
-            else "would post"
-        ]
+        if decision.action is Action.START:
+            user.planned_inits[str(entry.mode)] += 1
+            what = "would post"
+            size = entry.media_info.size if entry.media_info else 0
+            if isinstance(entry.media, FileMedia) and size:
+                plan = plan_chunks(size, self.chunk_size)
+                chunks = plan.total_chunk_count
+                last = plan.chunk(chunks - 1).length
+                what += (
+                    f" {size:,} bytes whole (1 chunk)"
+                    if chunks == 1
+                    else f" {size:,} bytes in {chunks} chunks of {plan.chunk_size:,} "
+                    f"(last {last:,})"
+                )
+            elif isinstance(entry.media, VideoUrlMedia):
+                what += " from its URL (TikTok pulls it)"
+            else:
+                what += " as a photo post"
+        elif point is not None and point.state is UploadState.UPLOADING:
+            assert point.plan is not None
+            what = (
+                f"would resume upload {point.publish_id} at {point.bytes_confirmed:,} of "
+                f"{point.plan.video_size:,} bytes"
+            )
+        else:
+            publish_id = point.publish_id if point is not None else "?"
+            what = f"would poll {publish_id} (TikTok has the media)"
+        notes = [what]
         if user.note:
             notes.append(user.note)
         return self._result(
             entry,
             item.meta,
             "planned",
-            record=item.decision.record,
+            record=decision.record,
             chunks=chunks,
             error=ErrorInfo("dry_run", "; ".join(notes), retryable=True),
         )
@@ -501,19 +666,23 @@ class Run:
         total = entry.media_info.size if entry.media_info else 0
         self.observer.entry_started(entry, total)
         started = self.clock.monotonic()
+        fresh = decision.action is not Action.RESUME or decision.resume_point is None
         try:
-            if decision.action is Action.RESUME and decision.resume_point is not None:
-                outcome = self.uploader.resume(request, decision.resume_point, sink, progress)
-            else:
+            if fresh:
+                # Before the first init: a URL init lost to a crash is then known as uncertain.
                 self.journal.begin(meta)
                 outcome = self.uploader.upload(request, sink, progress)
+            else:
+                assert decision.resume_point is not None
+                outcome = self.uploader.resume(request, decision.resume_point, sink, progress)
         except RunInterrupted:
-            return self._result(
-                entry, meta, "deferred", error=_INTERRUPTED, bytes_sent=progress.sent
-            )
+            return self._interrupted(item, fresh, progress.sent)
+        except StoreError as exc:
+            broken = self._store_failed(exc)
+            return self._result(entry, meta, "failed", error=broken, bytes_sent=progress.sent)
         except OrchestratorError as exc:
             # The engine reports entry failures as outcomes; an error here is one it could not
-            # place (the journal refused a write, the file changed under a resume).
+            # place (the file changed under a resume, an illegal step).
             log.error("%s: %s", entry.location, exc)
             return self._result(
                 entry,
@@ -528,18 +697,18 @@ class Run:
         if outcome.error is not None:
             e = outcome.error
             error = ErrorInfo(e.code, e.message, e.log_id, e.retryable, e.hint)
-        if outcome.state is UploadState.DEFERRED and error is not None:
-            user.stop_reason, user.stop_status = error, "deferred"
-        elif outcome.state is UploadState.DEFERRED:
-            user.stop_reason = ErrorInfo("deferred", "TikTok asked to post later", retryable=True)
+        if outcome.state is UploadState.DEFERRED:
+            user.posting_blocked = error or ErrorInfo(
+                "deferred", "TikTok asked to post later", retryable=True
+            )
+            user.posting_status = "deferred"
         if outcome.needs_login and error is not None:
-            user.stop_reason, user.stop_status = error, "failed"
-        record = self.journal.get(meta.identity)
+            user.blocked, user.blocked_status = error, "failed"
         return self._result(
             entry,
             meta,
             status,
-            record=record,
+            record=self.journal.get(meta.identity),
             error=error,
             bytes_sent=progress.sent,
             chunks=outcome.chunks,
@@ -547,6 +716,27 @@ class Run:
             duration=duration,
             publish_id=outcome.publish_id,
             post_ids=outcome.post_ids,
+        )
+
+    def _interrupted(self, item: PlannedEntry, fresh: bool, sent: int) -> EntryResult:
+        """An upload unwound by RunInterrupted: say where it stands; keep the journal honest."""
+        record = self.journal.get(item.meta.identity)
+        if fresh and record is not None and record.state is EntryState.INITIALISING:
+            # RunInterrupted comes from a sleep or a progress report, never from inside a
+            # request, and a URL init is only retried after an answer that proves it was not
+            # taken: so no init of this attempt was accepted. Say so, or the next run would
+            # have to call the entry uncertain.
+            self.journal.record(
+                item.meta.identity,
+                item.entry.user_id,
+                Deferred("the run was interrupted before the init was sent"),
+            )
+            record = self.journal.get(item.meta.identity)
+        status = "deferred"
+        if record is not None and record.state in (EntryState.UPLOADED, EntryState.PROCESSING):
+            status = "processing"  # TikTok has the media; the next run polls it
+        return self._result(
+            item.entry, item.meta, status, record=record, error=_INTERRUPTED, bytes_sent=sent
         )
 
     def _result(
@@ -588,6 +778,10 @@ class Run:
         )
 
 
+_LOST_INIT = (
+    "an init was sent before an earlier run stopped and its answer was lost; it may have posted"
+)
+
 _INTERRUPTED = ErrorInfo(
     "interrupted", "the run was interrupted", retryable=True, hint="run again to go on"
 )
@@ -611,6 +805,17 @@ _STATUS_OF = {
 }
 
 
+def _wait_all(futures: Sequence[Future[None]]) -> None:
+    """Wait for every worker, in slices so that KeyboardInterrupt reaches this thread."""
+    for future in futures:
+        while True:
+            try:
+                future.result(timeout=_WAIT_SLICE)
+                break
+            except TimeoutError:
+                continue
+
+
 class _Progress:
     """The engine's progress subscriber: counts bytes, tells the observer, honours ``stop``."""
 
@@ -624,6 +829,67 @@ class _Progress:
         self._run.observer.entry_progress(self._entry, bytes_delta)
         if self._run.stop.is_set():
             raise RunInterrupted()
+
+
+def _transient_auth_failure(exc: AuthError) -> bool:
+    """Whether a token problem is the token endpoint being down (try later), not a refusal."""
+    cause = exc.__cause__
+    if isinstance(cause, TransportError):
+        return True
+    return isinstance(cause, OAuthError) and cause.retryable
+
+
+def _check_against_creator(entry: Entry, creator: CreatorInfo | None) -> ErrorInfo | None:
+    """TikTok's integration rules: honour the creator's options before sending a byte."""
+    if creator is None:
+        return None
+    problems: list[str] = []
+    fixes: list[str] = []
+    if entry.mode is Mode.DIRECT and str(entry.privacy_level) not in creator.privacy_level_options:
+        offered = ", ".join(creator.privacy_level_options)
+        problems.append(
+            f"privacy_level {entry.privacy_level} is not offered to this creator "
+            f"(offered: {offered})"
+        )
+        fixes.append(f"set privacy_level to one of {offered}")
+    if creator.comment_disabled and not entry.disable_comment:
+        problems.append("the creator has comments disabled")
+        fixes.append("set disable_comment: true")
+    if not entry.is_photo:
+        if creator.duet_disabled and not entry.disable_duet:
+            problems.append("the creator has duets disabled")
+            fixes.append("set disable_duet: true")
+        if creator.stitch_disabled and not entry.disable_stitch:
+            problems.append("the creator has stitches disabled")
+            fixes.append("set disable_stitch: true")
+        duration = entry.duration_s
+        limit = creator.max_video_post_duration_sec
+        if duration is not None and limit and duration > limit:
+            problems.append(
+                f"the video lasts {duration:.1f} s; this creator may post at most {limit} s"
+            )
+            fixes.append(f"cut the video to {limit} s or less")
+    if not problems:
+        return None
+    return ErrorInfo(
+        "creator_info_mismatch",
+        "; ".join(problems),
+        retryable=False,
+        hint="; ".join(fixes),
+    )
+
+
+def _unstarted_result(entry: Entry, error: ErrorInfo) -> EntryResult:
+    """The result of an entry the run never reached (interrupted while planning)."""
+    return EntryResult(
+        index=entry.index,
+        id=entry.id,
+        user_id=entry.user_id,
+        source=_source_text(entry),
+        mode=str(entry.mode),
+        status="deferred",
+        error=error,
+    )
 
 
 def _kind(entry: Entry) -> str:
@@ -679,7 +945,7 @@ def _stored_error(record: JournalRecord) -> ErrorInfo:
         record.error_log_id,
         bool(record.error_retryable),
         (record.error_hint + "; " if record.error_hint else "")
-        + "use --retry-failed to try again after fixing the cause",
+        + "fix the entry (a changed entry is tried again) or run with --retry-failed",
     )
 
 

@@ -134,9 +134,18 @@ _JOURNAL_V1 = (
     "CREATE INDEX journal_events_identity ON journal_events (identity, id)",
 )
 
+_JOURNAL_V2 = (
+    # The media fingerprint an upload was started with: an entry with an explicit id whose file
+    # was replaced must not have the new file's bytes appended to the old file's upload.
+    "ALTER TABLE journal ADD COLUMN media_fingerprint TEXT",
+    # The daily caps count accepted inits per user over 24 hours from the event log.
+    "CREATE INDEX journal_events_event_at ON journal_events (event, at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
+    Migration("journal fingerprints and cap index", _JOURNAL_V2),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
 

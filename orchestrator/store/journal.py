@@ -18,6 +18,8 @@ Theory of operation:
   data = the entry's identity and purpose ``upload_url``).
 - :meth:`Journal.decide` turns a stored row into what this run should do with the entry
   (skip, repeat a failure, poll, resume, start) — the rerun rules of SPEC §5 in one place.
+- Every accepted init is an ``Initialised`` event; TikTok counts each one toward the creator's
+  daily caps, so :meth:`Journal.init_times` counts those events, not finished uploads.
 
 It must not talk to the network or decide scheduling beyond the rerun rules.
 """
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from orchestrator.clock import Clock
+from orchestrator.errors import StoreError
 from orchestrator.secret import Secret
 from orchestrator.store.crypto import TokenCipher
 from orchestrator.store.db import Database
@@ -80,6 +83,7 @@ class EntryMeta:
     kind: str  # "file" | "video_url" | "photo"
     source: str  # shown in history and reports
     request_digest: str
+    fingerprint: str  # the media part of the identity (a file's content fingerprint)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ class JournalRecord:
     kind: str
     source: str
     request_digest: str
+    fingerprint: str | None
     state: EntryState
     publish_id: str | None
     upload_url: Secret | None
@@ -176,25 +181,39 @@ class Journal:
         )
         return [(row["at"], row["event"], json.loads(row["detail"])) for row in rows]
 
-    def uploads_since(self, user_id: str, mode: str, since: float) -> int:
-        """How many of the user's uploads in ``mode`` TikTok received since ``since``: the
-        journal's count toward the daily direct-post cap and the pending-inbox cap."""
+    def by_publish_id(self, publish_id: str) -> JournalRecord | None:
+        """The entry whose current upload is ``publish_id``, if the journal knows it."""
         row = self._database.fetch_one(
-            "SELECT COUNT(*) AS n FROM journal WHERE user_id = ? AND mode = ? AND uploaded_at >= ?",
-            (user_id, mode, since),
+            "SELECT * FROM journal WHERE publish_id = ? ORDER BY updated_at DESC", (publish_id,)
         )
-        return int(row["n"]) if row is not None else 0
+        return None if row is None else self._record(row)
+
+    def init_times(self, user_id: str, mode: str, since: float) -> list[float]:
+        """When each of the user's inits in ``mode`` was accepted since ``since``, oldest first.
+
+        TikTok counts every accepted init toward the daily direct-post cap and the pending-inbox
+        cap (an upload started over counts twice), so this is the journal's side of both caps.
+        """
+        rows = self._database.fetch_all(
+            """
+            SELECT e.at AS at
+            FROM journal_events AS e JOIN journal AS j ON j.identity = e.identity
+            WHERE e.event = 'Initialised' AND e.at >= ? AND j.user_id = ? AND j.mode = ?
+            ORDER BY e.at
+            """,
+            (since, user_id, mode),
+        )
+        return [float(row["at"]) for row in rows]
 
     def decide(
         self,
         identity: str,
         *,
         request_digest: str,
-        kind: str,
+        fingerprint: str,
         retry_failed: bool = False,
-        url_margin: float = 30.0,
     ) -> Decision:
-        """The rerun rules of SPEC §5 for one entry."""
+        """The rerun rules of SPEC §5 for one entry (reads only)."""
         record = self.get(identity)
         if record is None:
             return Decision(Action.START)
@@ -204,8 +223,10 @@ class Journal:
         if state is EntryState.UNCERTAIN:
             return Decision(Action.UNCERTAIN, record)
         if state is EntryState.INITIALISING:
-            # A file upload's lost init is an orphan upload URL: nothing was published.
-            if kind == "file":
+            # What was being initialised decides, not what the manifest says now. A file's lost
+            # init is an orphan upload URL: nothing publishes until its last byte is accepted.
+            # A URL or photo init publishes when accepted: it may have posted.
+            if record.kind == "file":
                 return Decision(Action.START, record)
             return Decision(Action.UNCERTAIN, record)
         if state is EntryState.FAILED:
@@ -215,31 +236,47 @@ class Journal:
             return Decision(Action.REPEAT_FAILURE, record)
         if state is EntryState.DEFERRED:
             return Decision(Action.START, record)
-        if state is EntryState.UPLOADING:
-            point = self._transfer_point(record)
-            return Decision(Action.RESUME, record, point)
-        # UPLOADED or PROCESSING: TikTok has the media; only polling is allowed.
         assert record.publish_id is not None
+        if state is EntryState.UPLOADING:
+            return self._resume_transfer(record, fingerprint)
+        # UPLOADED or PROCESSING: TikTok has the media; only polling is allowed.
         return Decision(
             Action.RESUME,
             record,
-            ResumePoint(
-                state=UploadState(state.value),
-                publish_id=record.publish_id,
-            ),
+            ResumePoint(state=UploadState(state.value), publish_id=record.publish_id),
         )
 
-    def _transfer_point(self, record: JournalRecord) -> ResumePoint:
+    def _resume_transfer(self, record: JournalRecord, fingerprint: str) -> Decision:
         assert record.publish_id is not None
-        # Even with an expired URL the engine gets the whole picture: it decides between a new
-        # init (the URL died before the last chunk could have gone) and settling by status.
-        return ResumePoint(
-            state=UploadState.UPLOADING,
-            publish_id=record.publish_id,
-            upload_url=record.upload_url,
-            url_expires_at=record.url_expires_at,
-            plan=record.plan,
-            bytes_confirmed=record.bytes_confirmed,
+        plan = record.plan
+        same_media = record.fingerprint is None or record.fingerprint == fingerprint
+        if same_media and plan is not None and record.upload_url is not None:
+            # Even with an expired URL the engine gets the whole picture: it decides between a
+            # new init (the URL died before the last chunk could have gone) and settling by
+            # status (the last chunk may have gone: never init again).
+            return Decision(
+                Action.RESUME,
+                record,
+                ResumePoint(
+                    state=UploadState.UPLOADING,
+                    publish_id=record.publish_id,
+                    upload_url=record.upload_url,
+                    url_expires_at=record.url_expires_at,
+                    plan=plan,
+                    bytes_confirmed=record.bytes_confirmed,
+                ),
+            )
+        # The file under this entry's id is no longer the one being uploaded (it was replaced):
+        # its bytes must not be appended to the old file's upload.
+        last_chunk = None if plan is None else plan.chunk(plan.total_chunk_count - 1)
+        if last_chunk is not None and record.bytes_confirmed < last_chunk.first:
+            # The old upload's last chunk was never sent: it cannot complete, so cannot publish.
+            return Decision(Action.START, record)
+        # The old upload's last chunk may have gone out: TikTok's status settles it.
+        return Decision(
+            Action.RESUME,
+            record,
+            ResumePoint(state=UploadState.UPLOADED, publish_id=record.publish_id),
         )
 
     # -- writing --
@@ -251,12 +288,14 @@ class Journal:
             connection.execute(
                 """
                 INSERT INTO journal (identity, entry_id, user_id, mode, kind, source,
-                                     request_digest, state, attempts, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                                     request_digest, media_fingerprint, state, attempts,
+                                     created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
                 ON CONFLICT (identity) DO UPDATE SET
                     entry_id = excluded.entry_id, user_id = excluded.user_id,
                     mode = excluded.mode, kind = excluded.kind, source = excluded.source,
-                    request_digest = excluded.request_digest, state = excluded.state,
+                    request_digest = excluded.request_digest,
+                    media_fingerprint = excluded.media_fingerprint, state = excluded.state,
                     publish_id = NULL, upload_url = NULL, url_expires_at = NULL,
                     video_size = NULL, chunk_size = NULL, total_chunk_count = NULL,
                     bytes_confirmed = 0, last_status = NULL, post_ids = '[]',
@@ -273,6 +312,7 @@ class Journal:
                     meta.kind,
                     meta.source,
                     meta.request_digest,
+                    meta.fingerprint,
                     EntryState.INITIALISING.value,
                     now,
                     now,
@@ -288,8 +328,9 @@ class Journal:
             connection.execute(
                 """
                 INSERT INTO journal (identity, entry_id, user_id, mode, kind, source,
-                                     request_digest, state, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                     request_digest, media_fingerprint, state, created_at,
+                                     updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (identity) DO NOTHING
                 """,
                 (
@@ -300,6 +341,7 @@ class Journal:
                     meta.kind,
                     meta.source,
                     meta.request_digest,
+                    meta.fingerprint,
                     EntryState.INITIALISING.value,
                     now,
                     now,
@@ -313,8 +355,9 @@ class Journal:
                 # Never overwrite real progress (an upload TikTok has) with a pre-flight verdict.
                 return
             connection.execute(
-                "UPDATE journal SET request_digest = ?, source = ? WHERE identity = ?",
-                (meta.request_digest, meta.source, meta.identity),
+                "UPDATE journal SET request_digest = ?, source = ?, media_fingerprint = ?"
+                " WHERE identity = ?",
+                (meta.request_digest, meta.source, meta.fingerprint, meta.identity),
             )
             self._apply(connection, meta.identity, meta.user_id, event, now)
 
@@ -433,7 +476,7 @@ class Journal:
             [*values, identity],
         )
         if cursor.rowcount != 1:
-            raise KeyError(f"the journal has no entry {identity} for user {user_id}")
+            raise StoreError(f"the journal has no entry {identity} for user {user_id}")
         self._event(connection, identity, type(event).__name__, detail, now)
 
     def _event(
@@ -474,6 +517,7 @@ class Journal:
             kind=row["kind"],
             source=row["source"],
             request_digest=row["request_digest"],
+            fingerprint=row["media_fingerprint"],
             state=EntryState(row["state"]),
             publish_id=row["publish_id"],
             upload_url=upload_url,
