@@ -1,0 +1,188 @@
+"""What the `run` tests share: real MP4 files of any size, manifests, and a sandbox rig.
+
+A test clip is one of the sample videos followed by a ``free`` box of random bytes: a valid MP4
+(the built-in reader and ffprobe measure the sample's duration and size) whose size and content
+the test chooses, so every file is a different video and multi-chunk uploads are cheap to make.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sqlite3
+import struct
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.clock import Clock, ManualClock
+from orchestrator.config import Settings
+from orchestrator.report import RunReport
+from orchestrator.runner import Tunables, run_manifest
+from orchestrator.sandbox import Sandbox, SandboxConfig
+from orchestrator.scheduler import RunObserver, RunOptions
+from orchestrator.secret import Secret
+from orchestrator.store.db import DB_FILENAME
+from orchestrator.store.tokens import TokenStore
+from orchestrator.tiktok.chunks import MIN_CHUNK
+from orchestrator.tiktok.oauth import TokenGrant
+
+SAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "clip-a.mp4"
+TWO_CHUNKS = 2 * MIN_CHUNK + 12_345
+"""Just over two minimum chunks: chunk 0 and a longer last chunk, so 'mid-upload' exists."""
+USERS = ("sandbox-user-1", "sandbox-user-2", "sandbox-user-3")
+
+_SEEDS = iter(range(1, 1_000_000))
+
+
+def make_clip(folder: Path, name: str, size: int | None = None) -> tuple[Path, str]:
+    """A valid MP4 of ``size`` bytes (at least the sample's plus 8) with unique content, and
+    the SHA-256 of its bytes."""
+    sample = SAMPLE.read_bytes()
+    pad = max(64, (size or 0) - len(sample))
+    filler = random.Random(next(_SEEDS)).randbytes(pad - 8)
+    data = sample + struct.pack(">I", pad) + b"free" + filler
+    path = folder / name
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_manifest(
+    folder: Path,
+    entries: Sequence[Mapping[str, Any]],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    name: str = "manifest.json",
+) -> Path:
+    """A version-1 manifest in ``folder`` (paths in entries are relative to it)."""
+    document: dict[str, Any] = {"version": 1, "entries": list(entries)}
+    if defaults:
+        document["defaults"] = dict(defaults)
+    path = folder / name
+    path.write_text(json.dumps(document, indent=2))
+    return path
+
+
+def token_grant(sandbox: Sandbox, open_id: str, now: float) -> TokenGrant:
+    """A stored-token grant for ``open_id``, as `auth login` would have saved it at ``now``."""
+    response = sandbox.grant_tokens(open_id)
+    return TokenGrant(
+        open_id=open_id,
+        access_token=Secret(response["access_token"]),
+        access_expires_at=now + float(response["expires_in"]),
+        refresh_token=Secret(response["refresh_token"]),
+        refresh_expires_at=now + float(response["refresh_expires_in"]),
+        scopes=frozenset(str(response["scope"]).split(",")),
+    )
+
+
+def sign_in(settings: Settings, sandbox: Sandbox, clock: Clock, users: Sequence[str]) -> None:
+    """Store tokens for ``users`` in the home of ``settings``."""
+    with TokenStore.open(settings, clock=clock) as store:
+        store.save_grants([(token_grant(sandbox, user, clock.time()), None) for user in users])
+
+
+def journal_rows(home: Path) -> list[dict[str, Any]]:
+    """The journal table as plain dicts (read with sqlite directly, as an outsider would)."""
+    connection = sqlite3.connect(home / DB_FILENAME)
+    try:
+        connection.row_factory = sqlite3.Row
+        rows = connection.execute("SELECT * FROM journal ORDER BY created_at").fetchall()
+        return [dict(row) for row in rows]
+    finally:
+        connection.close()
+
+
+def completed_by_digest(sandbox: Sandbox) -> Counter[str]:
+    """How many completed uploads the sandbox holds per SHA-256 of the bytes received."""
+    return Counter(p.sha256 for p in sandbox.publishes() if p.completed and p.sha256)
+
+
+def assert_published_once(sandbox: Sandbox, digests: Sequence[str]) -> None:
+    """Exactly one completed upload per file, byte-exact, nothing else, no violation."""
+    completed = completed_by_digest(sandbox)
+    assert completed == Counter(digests), completed
+    assert sandbox.violations() == [], sandbox.violations()
+    assert sandbox.server_errors() == []
+
+
+@dataclass
+class RunRig:
+    """A sandbox on a manual clock, a home with signed-in users, and a folder of media."""
+
+    sandbox: Sandbox
+    clock: ManualClock
+    settings: Settings
+    folder: Path
+    tunables: Tunables = field(default_factory=lambda: Tunables(chunk_size=MIN_CHUNK))
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    def clip(self, name: str, size: int | None = None) -> tuple[Path, str]:
+        return make_clip(self.folder, name, size)
+
+    def manifest(
+        self, entries: Sequence[Mapping[str, Any]], *, defaults: Mapping[str, Any] | None = None
+    ) -> Path:
+        return write_manifest(self.folder, entries, defaults=defaults)
+
+    def run(
+        self,
+        manifest: Path,
+        options: RunOptions | None = None,
+        *,
+        tunables: Tunables | None = None,
+        observer: RunObserver | None = None,
+        stop: threading.Event | None = None,
+    ) -> RunReport:
+        return run_manifest(
+            self.settings,
+            manifest,
+            options or RunOptions(),
+            tunables=tunables or self.tunables,
+            clock=self.clock,
+            observer=observer,
+            stop=stop,
+        )
+
+    def statuses(self, report: RunReport) -> list[str]:
+        return [entry.status for entry in report.entries]
+
+
+def sandbox_settings(sandbox: Sandbox, home: Path) -> Settings:
+    return Settings(
+        home=home,
+        api_base=sandbox.base_url,
+        auth_url=sandbox.auth_url,
+        client_key=sandbox.client_key,
+        client_secret=Secret(sandbox.client_secret),
+    )
+
+
+def open_rig(tmp_path: Path, config: SandboxConfig | None = None) -> Iterator[RunRig]:
+    clock = ManualClock()
+    with Sandbox(config or SandboxConfig(), clock=clock) as sandbox:
+        settings = sandbox_settings(sandbox, tmp_path / "home")
+        sign_in(settings, sandbox, clock, [user.open_id for user in sandbox.users])
+        media = tmp_path / "media"
+        media.mkdir()
+        yield RunRig(sandbox, clock, settings, media)
+        assert sandbox.server_errors() == []
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[RunRig]:
+    """A run rig on the default sandbox (three users, rate limits and caps on)."""
+    yield from open_rig(tmp_path)
