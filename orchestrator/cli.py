@@ -683,19 +683,176 @@ def auth_remove(ctx: click.Context, open_id: str) -> None:
 @cli.command()
 @click.argument("publish_id")
 @click.option("--user", "open_id", required=True, metavar="OPEN_ID", help="Whose post it is.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+@click.pass_context
 @handles_errors
-def status(publish_id: str, open_id: str) -> None:
-    """Fetch a post's status from TikTok."""
-    not_built("status", 6)
+def status(ctx: click.Context, publish_id: str, open_id: str, as_json: bool) -> None:
+    """Fetch a post's status from TikTok (and show what the journal knows of it).
+
+    Exits 0 when TikTok answered, whatever the status; 1 when it could not be asked.
+    """
+    import json
+
+    from orchestrator.lookup import fetch_post_status
+
+    clock = SystemClock()
+    found = fetch_post_status(_options(ctx).settings(), publish_id, open_id, clock=clock)
+    status_ = found.status
+    entry = found.entry
+    if as_json:
+        document: dict[str, Any] = {
+            "publish_id": publish_id,
+            "user_id": open_id,
+            "status": status_.status,
+            "fail_reason": status_.fail_reason,
+            "retryable": found.fail_reason.retryable if found.fail_reason else None,
+            "hint": found.fail_reason.hint if found.fail_reason else None,
+            "post_ids": list(status_.post_ids),
+            "uploaded_bytes": status_.uploaded_bytes,
+            "downloaded_bytes": status_.downloaded_bytes,
+            "journal": None if entry is None else _history_json(entry),
+        }
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"publish_id: {publish_id}")
+    click.echo(f"user:       {open_id}")
+    click.echo(f"status:     {status_.status or '(none given)'}")
+    if status_.fail_reason:
+        meaning = found.fail_reason
+        kind = "retryable" if meaning is not None and meaning.retryable else "permanent"
+        click.echo(f"fail reason: {status_.fail_reason} ({kind})")
+        if meaning is not None:
+            click.echo(f"hint:       {meaning.hint}")
+    if status_.post_ids:
+        click.echo(f"post ids:   {', '.join(status_.post_ids)}")
+    if status_.uploaded_bytes is not None:
+        click.echo(f"uploaded:   {status_.uploaded_bytes:,} bytes")
+    if entry is not None:
+        name = entry.entry_id or entry.source
+        click.echo(f"journal:    {name} is {entry.state.value} (updated {_utc(entry.updated_at)})")
+    else:
+        click.echo("journal:    not an upload of this home")
+
+
+def _parse_since(text: str, now: float) -> float:
+    """``--since``: an age (30m, 24h, 7d) or an ISO date / date-time (UTC unless it says)."""
+    import re
+
+    value = text.strip()
+    age = re.fullmatch(r"(\d+)\s*([mhdw])", value, flags=re.IGNORECASE)
+    if age:
+        unit = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}[age.group(2).lower()]
+        return now - int(age.group(1)) * unit
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither an age (30m, 24h, 7d) nor an ISO date or date-time "
+            "(2026-05-01, 2026-05-01T18:00:00Z)",
+            param_hint="--since",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _history_json(record: Any) -> dict[str, Any]:
+    def when(timestamp: float | None) -> str | None:
+        if timestamp is None:
+            return None
+        return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+    error = None
+    if record.error_code is not None:
+        error = {
+            "code": record.error_code,
+            "message": record.error_message,
+            "log_id": record.error_log_id,
+            "retryable": record.error_retryable,
+            "hint": record.error_hint,
+        }
+    return {
+        "identity": record.identity,
+        "id": record.entry_id,
+        "user_id": record.user_id,
+        "source": record.source,
+        "mode": record.mode,
+        "state": record.state.value,
+        "publish_id": record.publish_id,
+        "post_ids": list(record.post_ids),
+        "bytes_confirmed": record.bytes_confirmed,
+        "attempts": record.attempts,
+        "error": error,
+        "deferred_until": when(record.deferred_until),
+        "created_at": when(record.created_at),
+        "updated_at": when(record.updated_at),
+        "finished_at": when(record.finished_at),
+    }
 
 
 @cli.command()
 @click.option("--user", "open_id", metavar="OPEN_ID", help="Only this user.")
-@click.option("--since", metavar="WHEN", help="Only entries since this ISO date/time.")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only entries changed since WHEN: an age (30m, 24h, 7d) or an ISO date or date-time "
+    "(UTC unless it says).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="At most N entries (the most recent).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (for scripts).")
+@click.pass_context
 @handles_errors
-def history(open_id: str | None, since: str | None) -> None:
-    """What the journal knows: entry, user, state, publish_id, post ids, when."""
-    not_built("history", 6)
+def history(
+    ctx: click.Context, open_id: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """What the journal knows: entry, user, state, publish_id, post ids, when.
+
+    Most recently changed first. Reads only: safe while a run is going.
+    """
+    import json
+
+    from orchestrator.lookup import read_history
+
+    clock = SystemClock()
+    cutoff = _parse_since(since, clock.time()) if since else None
+    records = read_history(_options(ctx).settings(), clock=clock, user_id=open_id, since=cutoff)
+    shown = records[:limit]
+    if as_json:
+        click.echo(json.dumps([_history_json(r) for r in shown], indent=2, ensure_ascii=False))
+        return
+    if not records:
+        click.echo("The journal has no entries" + (" matching that." if open_id or since else "."))
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for header in ("when (UTC)", "user", "entry", "state", "publish_id", "post ids", "detail"):
+        table.add_column(header, overflow="fold")
+    for record in shown:
+        detail = ""
+        if record.error_code and record.state.value not in ("published", "sent_to_inbox"):
+            detail = f"{record.error_code}: {record.error_message or ''}".strip()
+        elif record.state.value == "uploading" and record.plan is not None:
+            detail = f"{record.bytes_confirmed:,} of {record.plan.video_size:,} bytes sent"
+        if record.deferred_until:
+            detail += f" (until {_utc(record.deferred_until)})"
+        table.add_row(
+            datetime.fromtimestamp(record.updated_at, UTC).strftime("%Y-%m-%d %H:%M"),
+            record.user_id,
+            record.entry_id or record.source,
+            record.state.value,
+            record.publish_id or "-",
+            ", ".join(record.post_ids) or "-",
+            detail,
+        )
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    if len(records) > len(shown):
+        click.echo(f"({len(records) - len(shown)} older entries not shown; use --limit or --since)")
 
 
 @cli.command()

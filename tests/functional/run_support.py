@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import signal
 import sqlite3
 import struct
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orchestrator.clock import Clock, ManualClock
+from orchestrator.clock import Clock, ManualClock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.report import RunReport
 from orchestrator.runner import Tunables, run_manifest
@@ -186,3 +191,124 @@ def open_rig(tmp_path: Path, config: SandboxConfig | None = None) -> Iterator[Ru
 def rig(tmp_path: Path) -> Iterator[RunRig]:
     """A run rig on the default sandbox (three users, rate limits and caps on)."""
     yield from open_rig(tmp_path)
+
+
+# -- a sandbox served to other processes (the CLI, real subprocesses) ------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Served:
+    """A sandbox on the real clock, a home with signed-in users, and the environment that
+    points a `python -m orchestrator` (or a CliRunner) at both."""
+
+    sandbox: Sandbox
+    settings: Settings
+    folder: Path
+    env: dict[str, str]
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    def clip(self, name: str, size: int | None = None) -> tuple[Path, str]:
+        return make_clip(self.folder, name, size)
+
+    def manifest(
+        self, entries: Sequence[Mapping[str, Any]], *, name: str = "manifest.json"
+    ) -> Path:
+        return write_manifest(self.folder, entries, name=name)
+
+    def spawn(self, *args: str, name: str = "run") -> Child:
+        """``python -m orchestrator ARGS`` in the media folder, output to files."""
+        out = (self.folder / f"{name}.out").open("w")
+        err = (self.folder / f"{name}.err").open("w")
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator", *args],
+                cwd=self.folder,
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            out.close()
+            err.close()
+        return Child(process, self.folder / f"{name}.out", self.folder / f"{name}.err")
+
+
+@dataclass
+class Child:
+    """A running `python -m orchestrator`; its output lands in files."""
+
+    process: subprocess.Popen[bytes]
+    out_path: Path
+    err_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"the child did not exit within {timeout} s:\n{self.stderr}"
+            ) from None
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is flushed, the kernel drops its locks."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+
+def wait_until(what: str, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (bounded) for another process to reach a point; fail naming it otherwise."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        pause.wait(0.005)
+
+
+def serve(
+    tmp_path: Path, config: SandboxConfig | None = None, users: Sequence[str] = USERS
+) -> Iterator[Served]:
+    """A sandbox (no processing delay: the first status fetch is final) and a home."""
+    clock = SystemClock()
+    with Sandbox(config or SandboxConfig(processing_polls=0), clock=clock) as sandbox:
+        settings = sandbox_settings(sandbox, tmp_path / "home")
+        sign_in(settings, sandbox, clock, users)
+        media = tmp_path / "media"
+        media.mkdir()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "ORCHESTRATOR_HOME": str(settings.home),
+            "ORCHESTRATOR_API_BASE": sandbox.base_url,
+            "ORCHESTRATOR_AUTH_URL": sandbox.auth_url,
+            "TIKTOK_CLIENT_KEY": sandbox.client_key,
+            "TIKTOK_CLIENT_SECRET": sandbox.client_secret,
+        }
+        yield Served(sandbox, settings, media, env)
+        assert sandbox.server_errors() == []
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """A sandbox for the CLI and subprocesses (real clock, three signed-in users)."""
+    yield from serve(tmp_path)

@@ -1,0 +1,98 @@
+"""The ``history`` and ``status`` use cases: what the journal knows, and what TikTok says now.
+
+Plain functions the CLI calls and renders. Neither takes the run lock or writes the journal, so
+both work while a run is going (SQLite's WAL lets readers in beside the writer). ``status`` may
+refresh the user's access token like any API call does (that is token upkeep, serialised with
+the run's refreshes by the token store). Nothing here prints, and no record returned carries an
+upload URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrator.clock import Clock
+from orchestrator.config import Settings
+from orchestrator.errors import ConfigError
+from orchestrator.secret import Secret
+from orchestrator.store.db import DB_FILENAME
+from orchestrator.store.journal import Journal, JournalRecord
+from orchestrator.store.tokens import TokenProvider, TokenRefresher, TokenStore
+from orchestrator.tiktok.client import PublishStatus, TikTokClient
+from orchestrator.tiktok.codes import FailReasonInfo, classify_fail_reason
+from orchestrator.tiktok.oauth import OAuthClient, TokenGrant
+from orchestrator.transport import HttpTransport, Transport
+
+
+def read_history(
+    settings: Settings,
+    *,
+    clock: Clock,
+    user_id: str | None = None,
+    since: float | None = None,
+) -> list[JournalRecord]:
+    """Journal entries, most recently changed first, for one user and/or since an epoch time.
+
+    A home without a state database has no history (nothing is created to say so).
+    """
+    if not (settings.home / DB_FILENAME).exists():
+        return []
+    with TokenStore.open(settings, clock=clock) as store:
+        journal = Journal(store.database, store.cipher, clock=clock, run_id="history")
+        return journal.history(user_id=user_id, since=since)
+
+
+@dataclass(frozen=True)
+class PostStatus:
+    """TikTok's answer for one publish_id, what its ``fail_reason`` means, and the journal's
+    entry for it when this home posted it."""
+
+    publish_id: str
+    open_id: str
+    status: PublishStatus
+    fail_reason: FailReasonInfo | None
+    entry: JournalRecord | None
+
+
+def fetch_post_status(
+    settings: Settings,
+    publish_id: str,
+    open_id: str,
+    *,
+    clock: Clock,
+    transport_factory: Callable[[], Transport] = HttpTransport,
+) -> PostStatus:
+    """Ask TikTok where ``publish_id`` (posted for ``open_id``) is now.
+
+    Raises ApiError (e.g. ``invalid_publish_id``), NeedsLoginError, TransportError.
+    """
+    with (
+        TokenStore.open(settings, clock=clock) as store,
+        contextlib.closing(transport_factory()) as transport,
+    ):
+        refresher: TokenRefresher = (
+            OAuthClient.from_settings(settings, transport, clock)
+            if settings.client_key and settings.client_secret
+            else _NoAppCredentials()
+        )
+        tokens = TokenProvider(store, refresher, clock=clock)
+        client = TikTokClient(settings.api_base, transport, tokens, clock=clock)
+        status = client.fetch_status(open_id, publish_id)
+        entry = Journal(store.database, store.cipher, clock=clock, run_id="status").by_publish_id(
+            publish_id
+        )
+    meaning = classify_fail_reason(status.fail_reason) if status.fail_reason else None
+    return PostStatus(publish_id, open_id, status, meaning, entry)
+
+
+class _NoAppCredentials:
+    """A refresher for a home without app credentials: fine while the token is fresh."""
+
+    def refresh(self, refresh_token: Secret) -> TokenGrant:
+        raise ConfigError(
+            "the access token needs a refresh, which needs TIKTOK_CLIENT_KEY and "
+            "TIKTOK_CLIENT_SECRET",
+            hint="export the app's credentials and run again",
+        )
