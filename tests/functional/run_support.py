@@ -7,6 +7,7 @@ the test chooses, so every file is a different video and multi-chunk uploads are
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -176,7 +177,9 @@ def sandbox_settings(sandbox: Sandbox, home: Path) -> Settings:
     )
 
 
+@contextlib.contextmanager
 def open_rig(tmp_path: Path, config: SandboxConfig | None = None) -> Iterator[RunRig]:
+    """A run rig on a sandbox with ``config``, every configured user signed in."""
     clock = ManualClock()
     with Sandbox(config or SandboxConfig(), clock=clock) as sandbox:
         settings = sandbox_settings(sandbox, tmp_path / "home")
@@ -190,7 +193,8 @@ def open_rig(tmp_path: Path, config: SandboxConfig | None = None) -> Iterator[Ru
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[RunRig]:
     """A run rig on the default sandbox (three users, rate limits and caps on)."""
-    yield from open_rig(tmp_path)
+    with open_rig(tmp_path) as opened:
+        yield opened
 
 
 # -- a sandbox served to other processes (the CLI, real subprocesses) ------------------------------
@@ -285,6 +289,7 @@ def wait_until(what: str, predicate: Callable[[], bool], timeout: float = 10.0) 
         pause.wait(0.005)
 
 
+@contextlib.contextmanager
 def serve(
     tmp_path: Path, config: SandboxConfig | None = None, users: Sequence[str] = USERS
 ) -> Iterator[Served]:
@@ -311,4 +316,5 @@ def serve(
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     """A sandbox for the CLI and subprocesses (real clock, three signed-in users)."""
-    yield from serve(tmp_path)
+    with serve(tmp_path) as opened:
+        yield opened

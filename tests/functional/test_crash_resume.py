@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,17 +27,14 @@ from tests.functional.run_support import (
     assert_published_once,
     completed_by_digest,
     journal_rows,
-    serve,
+    served,
     wait_until,
 )
 
+__all__ = ["served"]
+
 USER = "sandbox-user-1"
 HOLD = 30.0  # seconds a delayed answer would take: far longer than any test waits
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    yield from serve(tmp_path)
 
 
 def _run_args(manifest: Path, report: str) -> list[str]:

@@ -228,7 +228,7 @@ def test_tiktok_daily_cap_defers_that_user_only_and_sends_no_more_inits(
     tmp_path: Path,
 ) -> None:
     """TikTok's spam_risk_too_many_posts defers the user's rest; the other user goes on."""
-    for custom in open_rig(tmp_path, SandboxConfig(daily_post_cap=2)):
+    with open_rig(tmp_path, SandboxConfig(daily_post_cap=2)) as custom:
         clips = [custom.clip(f"{n}.mp4") for n in "abcde"]
         users = ["sandbox-user-1"] * 4 + ["sandbox-user-2"]
         manifest = custom.manifest(
@@ -259,7 +259,7 @@ def test_tiktok_daily_cap_defers_that_user_only_and_sends_no_more_inits(
 def test_api_answering_503_to_everything_ends_the_run_within_its_budget(tmp_path: Path) -> None:
     """A dead API: retries stop at the run's budget and every entry is deferred, not failed."""
     users = [SandboxUser(f"user-{n:02d}", f"User {n}") for n in range(40)]
-    for custom in open_rig(tmp_path, SandboxConfig(users=tuple(users))):
+    with open_rig(tmp_path, SandboxConfig(users=tuple(users))) as custom:
         clips = [custom.clip(f"{n}.mp4") for n in range(len(users))]
         manifest = custom.manifest(
             [
@@ -358,7 +358,7 @@ def test_creator_info_mismatch_fails_before_any_byte_and_is_repeated_without_cal
     """Comments on for a creator who disabled them: failed, no init; the next run repeats the
     failure offline; fixing the entry (or --retry-failed) lets it post."""
     users = (SandboxUser("creator", "Creator", comment_disabled=True),)
-    for custom in open_rig(tmp_path, SandboxConfig(users=users)):
+    with open_rig(tmp_path, SandboxConfig(users=users)) as custom:
         a, digest_a = custom.clip("a.mp4")
         entry = {"user_id": "creator", "video_path": a.name}
         manifest = custom.manifest([entry])

@@ -1,0 +1,287 @@
+"""`run` through the real command line: exit codes 0/1/2/75/130, reports, signals, the lock.
+
+In-process through click's CliRunner where that is enough, and as real subprocesses where a
+process must hold a lock, receive a signal or be measured from the outside.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from click.testing import CliRunner, Result
+
+from orchestrator.cli import cli
+from orchestrator.report import report_schema
+from orchestrator.sandbox import Fault, SandboxConfig
+from orchestrator.store.lock import RunLock
+from orchestrator.tiktok.chunks import MIN_CHUNK
+from tests.functional.run_support import (
+    TWO_CHUNKS,
+    Served,
+    assert_published_once,
+    journal_rows,
+    serve,
+    served,
+    wait_until,
+)
+
+__all__ = ["served"]
+
+USER = "sandbox-user-1"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`run` points the orchestrator's log at click's captured stderr; undo that after."""
+    logger = logging.getLogger("orchestrator")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
+def invoke(served: Served, *args: str, env: dict[str, str] | None = None) -> Result:
+    runner = CliRunner()
+    old = Path.cwd()
+    os.chdir(served.folder)
+    try:
+        return runner.invoke(cli, list(args), env={**served.env, **(env or {})})
+    finally:
+        os.chdir(old)
+
+
+def one_clip_manifest(served: Served, **entry: Any) -> tuple[Path, str]:
+    path, digest = served.clip("a.mp4")
+    return served.manifest([{"user_id": USER, "video_path": path.name, **entry}]), digest
+
+
+def test_exit_0_writes_every_report_and_the_json_validates(served: Served) -> None:
+    """A clean run exits 0; JSON (schema-valid), JUnit, Markdown and the CI summary land."""
+    manifest, digest = one_clip_manifest(served)
+    summary = served.folder / "step-summary.md"
+    result = invoke(
+        served,
+        "run",
+        str(manifest),
+        "--report",
+        "out/report.json",
+        "--junit",
+        "out/junit.xml",
+        "--markdown",
+        "out/summary.md",
+        "--no-progress",
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 entries: 1 published" in result.stdout
+    assert "report: out/report.json" in result.stdout
+    report = json.loads((served.folder / "out" / "report.json").read_text())
+    jsonschema.validate(report, report_schema())
+    assert report["summary"]["published"] == 1
+    assert 'failures="0"' in (served.folder / "out" / "junit.xml").read_text()
+    assert "| published |" in (served.folder / "out" / "summary.md").read_text()
+    assert summary.read_text().startswith("## TikTok upload run")
+    assert_published_once(served.sandbox, [digest])
+
+
+def test_default_report_goes_to_the_homes_reports_folder(served: Served) -> None:
+    """Without --report the JSON report is written under HOME/reports/."""
+    manifest, _ = one_clip_manifest(served)
+    result = invoke(served, "run", str(manifest))
+    assert result.exit_code == 0, result.output
+    (written,) = (served.home / "reports").glob("run-*.json")
+    assert f"report: {written}" in result.stdout
+
+
+def test_exit_1_when_an_entry_fails_with_code_log_id_and_hint_in_the_report(
+    served: Served,
+) -> None:
+    """TikTok fails the post (a bad file): exit 1; the report explains it and how to fix it."""
+    manifest, _ = one_clip_manifest(served)
+    served.sandbox.fail_next_publish(USER, "file_format_check_failed")
+    result = invoke(served, "run", str(manifest), "--report", "r.json")
+    assert result.exit_code == 1, result.output
+    (entry,) = json.loads((served.folder / "r.json").read_text())["entries"]
+    assert entry["status"] == "failed"
+    assert entry["error"]["code"] == "file_format_check_failed"
+    assert entry["error"]["retryable"] is False
+    assert entry["error"]["hint"]
+    jsonschema.validate(json.loads((served.folder / "r.json").read_text()), report_schema())
+
+
+def test_exit_2_for_an_invalid_manifest_sends_nothing(served: Served) -> None:
+    """A manifest problem exits 2 with every problem listed; no request, no journal."""
+    manifest = served.manifest([{"user_id": USER, "video_path": "missing.mp4"}])
+    result = invoke(served, "run", str(manifest))
+    assert result.exit_code == 2
+    assert "missing.mp4" in result.stderr
+    assert served.sandbox.calls() == 0
+    assert journal_rows(served.home) == []
+
+
+def test_exit_2_without_app_credentials(served: Served) -> None:
+    """A real run without TIKTOK_CLIENT_SECRET is a configuration error: exit 2, nothing sent."""
+    manifest, _ = one_clip_manifest(served)
+    result = invoke(served, "run", str(manifest), env={"TIKTOK_CLIENT_SECRET": ""})
+    assert result.exit_code == 2
+    assert "TIKTOK_CLIENT_SECRET" in result.stderr
+    assert served.sandbox.calls() == 0
+
+
+def test_exit_75_while_another_run_holds_the_lock(served: Served) -> None:
+    """With the home locked, `run` exits 75 naming the holder and sends nothing."""
+    manifest, _ = one_clip_manifest(served)
+    with RunLock(served.home):
+        result = invoke(served, "run", str(manifest))
+    assert result.exit_code == 75
+    assert f"pid {os.getpid()}" in result.stderr
+    assert served.sandbox.calls() == 0
+
+
+def test_dry_run_prints_the_plan_and_exits_0_without_an_init(served: Served) -> None:
+    """`run --dry-run` shows what would be posted (with the chunk plan) and sends no init."""
+    path, _ = served.clip("big.mp4", TWO_CHUNKS)
+    manifest = served.manifest([{"user_id": USER, "video_path": path.name}])
+    result = invoke(
+        served, "run", str(manifest), "--dry-run", "--chunk-size", str(MIN_CHUNK), "--report", "r"
+    )
+    assert result.exit_code == 0, result.output
+    assert "dry run: the plan" in result.stdout
+    assert "would post" in result.stdout
+    assert served.sandbox.calls("video_init") == 0
+    assert served.sandbox.calls("upload") == 0
+    assert journal_rows(served.home) == []
+    assert json.loads((served.folder / "r").read_text())["dry_run"] is True
+
+
+def test_a_full_disk_at_report_time_is_reported_and_the_journal_stays_intact(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while writing the report: a clear error, exit 1, the summary still shown, the
+    journal intact (the next run finds the entry done)."""
+    manifest, digest = one_clip_manifest(served)
+
+    def full(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("orchestrator.files.os.fsync", full)
+    result = invoke(served, "run", str(manifest), "--report", "r.json")
+    assert result.exit_code == 1
+    assert "report not written" in result.stderr
+    assert "No space left on device" in result.stderr
+    assert "journal is intact" in result.stderr
+    assert "1 entries: 1 published" in result.stdout
+    assert not (served.folder / "r.json").exists()
+    assert not list(served.folder.glob(".r.json.*"))  # no temp file left behind
+    monkeypatch.undo()
+    assert [r["state"] for r in journal_rows(served.home)] == ["published"]
+    again = invoke(served, "run", str(manifest), "--report", "r.json")
+    assert again.exit_code == 0
+    assert json.loads((served.folder / "r.json").read_text())["summary"]["already_done"] == 1
+    assert_published_once(served.sandbox, [digest])
+
+
+def test_unwritable_report_path_in_a_real_process_keeps_the_failure_exit_code(
+    served: Served,
+) -> None:
+    """A report path under a regular file, and a failed entry: exit 1, both reported."""
+    manifest, _ = one_clip_manifest(served)
+    served.sandbox.fail_next_publish(USER, "duration_check_failed")
+    (served.folder / "blocker").write_text("not a folder")
+    child = served.spawn("run", str(manifest), "--report", "blocker/r.json", "--no-progress")
+    assert child.wait() == 1
+    assert "report not written" in child.stderr
+    assert "blocker" in child.stderr
+    assert "failed" in child.stdout
+    assert [r["state"] for r in journal_rows(served.home)] == ["failed"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_exits_130_with_an_interrupted_report_and_the_rerun_finishes(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Ctrl-C (SIGINT) or systemd's SIGTERM while an upload is being polled: exit 130 at once
+    (no poll interval sat out), `interrupted: true` in the report, the journal intact; the next
+    run polls and finishes without a second post."""
+    with serve(tmp_path, SandboxConfig(processing_polls=1)) as custom:
+        big, digest_big = custom.clip("big.mp4", TWO_CHUNKS)
+        small, digest_small = custom.clip("small.mp4")
+        manifest = custom.manifest(
+            [
+                {"user_id": USER, "video_path": big.name},
+                {"user_id": USER, "video_path": small.name},
+            ]
+        )
+        args = ["run", str(manifest), "--chunk-size", str(MIN_CHUNK), "--report", "r.json"]
+        child = custom.spawn(*args)
+        wait_until("the first status fetch", lambda: custom.sandbox.calls("status") >= 1)
+        signalled = time.monotonic()
+        child.process.send_signal(signum)
+        assert child.wait() == 130, child.stderr
+        assert time.monotonic() - signalled < 1.5  # the 2 s poll interval was not sat out
+        assert "interrupted" in child.stderr
+        report = json.loads((custom.folder / "r.json").read_text())
+        jsonschema.validate(report, report_schema())
+        assert report["interrupted"] is True
+        assert [e["status"] for e in report["entries"]] == ["processing", "deferred"]
+        assert {e["error"]["code"] for e in report["entries"]} == {"interrupted"}
+        assert [r["state"] for r in journal_rows(custom.home)] == ["processing"]
+        rerun = custom.spawn(*args, name="rerun")
+        assert rerun.wait() == 0, rerun.stderr
+        assert custom.sandbox.calls("video_init") == 2
+        assert_published_once(custom.sandbox, [digest_big, digest_small])
+
+
+def test_interrupt_during_a_request_lets_that_step_finish_and_journal(served: Served) -> None:
+    """SIGTERM while a status answer is on its way: the step completes and is journalled
+    (published), the next entry is not started, and the exit code is still 130."""
+    a, digest_a = served.clip("a.mp4")
+    b, _ = served.clip("b.mp4")
+    manifest = served.manifest(
+        [{"user_id": USER, "video_path": a.name}, {"user_id": USER, "video_path": b.name}]
+    )
+    served.sandbox.schedule(Fault("status", call=1, kind="delay", seconds=1.0))
+    child = served.spawn("run", str(manifest), "--report", "r.json")
+    wait_until("the first status fetch", lambda: served.sandbox.calls("status") >= 1)
+    child.process.send_signal(signal.SIGTERM)
+    assert child.wait() == 130, child.stderr
+    report = json.loads((served.folder / "r.json").read_text())
+    assert [e["status"] for e in report["entries"]] == ["published", "deferred"]
+    assert [r["state"] for r in journal_rows(served.home)] == ["published"]
+    assert served.sandbox.calls("video_init") == 1
+    assert_published_once(served.sandbox, [digest_a])
+
+
+def test_two_runs_started_together_the_second_exits_75_at_once_sending_nothing(
+    served: Served,
+) -> None:
+    """While one run works, a second exits 75 within a second naming the first's pid and
+    sends no request; after the first is killed, a third run takes the lock and finishes."""
+    manifest, digest = one_clip_manifest(served)
+    served.sandbox.schedule(Fault("status", call=1, kind="delay", seconds=30.0))
+    first = served.spawn("run", str(manifest), name="first")
+    wait_until("the first run to poll", lambda: served.sandbox.calls("status") >= 1)
+    calls = served.sandbox.call_counts()
+    started = time.monotonic()
+    second = served.spawn("run", str(manifest), name="second")
+    assert second.wait() == 75
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"the second run took {elapsed:.2f} s to give up"
+    assert f"pid {first.pid}" in second.stderr
+    assert "nothing was sent" in second.stderr
+    assert served.sandbox.call_counts() == calls
+    first.kill()
+    third = served.spawn("run", str(manifest), name="third")
+    assert third.wait() == 0, third.stderr
+    assert_published_once(served.sandbox, [digest])
