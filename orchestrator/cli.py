@@ -339,7 +339,7 @@ def _run_and_report(
     try:
         written = write_reports(
             report,
-            json_path=outputs.json or _default_report_path(settings, report.run_id, sandbox),
+            json_path=outputs.json or _default_report_path(settings, report, sandbox),
             junit_path=outputs.junit,
             markdown_path=outputs.markdown,
             step_summary=Path(step_summary) if step_summary else None,
@@ -365,12 +365,15 @@ def _run_and_report(
     return code
 
 
-def _default_report_path(settings: Settings, run_id: str, sandbox: bool) -> Path:
+def _default_report_path(settings: Settings, report: Any, sandbox: bool) -> Path | None:
     """Where the JSON report goes without --report: the home's reports folder, or for a
-    sandbox run (whose home is thrown away) ./reports in the current folder."""
+    sandbox run (whose home is thrown away) ./reports in the current folder. A dry run keeps
+    its plan only where --report says: the home is not written by a dry run."""
+    if report.dry_run and not sandbox:
+        return None
     if sandbox:
-        return Path("reports") / f"sandbox-run-{run_id}.json"
-    return settings.home / "reports" / f"run-{run_id}.json"
+        return Path("reports") / f"sandbox-run-{report.run_id}.json"
+    return settings.home / "reports" / f"run-{report.run_id}.json"
 
 
 def _print_summary(report: Any) -> None:

@@ -163,6 +163,9 @@ def test_dry_run_prints_the_plan_and_exits_0_without_an_init(served: Served) -> 
     assert served.sandbox.calls("upload") == 0
     assert journal_rows(served.home) == []
     assert json.loads((served.folder / "r").read_text())["dry_run"] is True
+    # Without --report a dry run keeps its plan on the terminal: nothing lands in the home.
+    assert invoke(served, "run", str(manifest), "--dry-run").exit_code == 0
+    assert not (served.home / "reports").exists()
 
 
 def test_a_full_disk_at_report_time_is_reported_and_the_journal_stays_intact(
