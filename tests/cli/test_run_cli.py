@@ -21,9 +21,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
+from orchestrator.clock import SystemClock
 from orchestrator.report import report_schema
 from orchestrator.sandbox import Fault, SandboxConfig
 from orchestrator.store.lock import RunLock
+from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from tests.functional.run_support import (
     TWO_CHUNKS,
@@ -288,3 +290,37 @@ def test_two_runs_started_together_the_second_exits_75_at_once_sending_nothing(
     third = served.spawn("run", str(manifest), name="third")
     assert third.wait() == 0, third.stderr
     assert_published_once(served.sandbox, [digest])
+
+
+def test_json_logs_and_reports_never_show_a_token_or_an_upload_url(served: Served) -> None:
+    """`-v --log-format json`: one JSON object per line with the run's events, and no access
+    token, refresh token or upload-URL token in the log, the summary or the report."""
+    big, _ = served.clip("big.mp4", TWO_CHUNKS)
+    manifest = served.manifest([{"user_id": USER, "video_path": big.name}])
+    served.sandbox.schedule(Fault("upload", call=2, kind="status", status=503))  # a retry logged
+    child = served.spawn(
+        "run",
+        str(manifest),
+        "-v",
+        "--log-format",
+        "json",
+        "--chunk-size",
+        str(MIN_CHUNK),
+        "--report",
+        "r.json",
+    )
+    assert child.wait() == 0, child.stderr
+    lines = [json.loads(line) for line in child.stderr.splitlines() if line.strip()]
+    events = [line.get("event") for line in lines]
+    assert "started" in events
+    assert "finished" in events
+    finished = next(line for line in lines if line.get("event") == "finished")
+    assert finished["status"] == "published"
+    everything = child.stderr + child.stdout + (served.folder / "r.json").read_text()
+    with TokenStore.open(served.settings, clock=SystemClock()) as store:
+        credentials = store.credentials(USER)
+    assert credentials is not None
+    assert credentials.access_token.reveal() not in everything
+    assert credentials.refresh_token.reveal() not in everything
+    assert "upload_token=" not in everything.replace("upload_token=<", "")
+    assert "Bearer act." not in everything

@@ -151,20 +151,30 @@ def test_sigkill_then_rerun_publishes_every_entry_exactly_once(
     assert {r["state"] for r in journal_rows(served.home)} == {"published"}
 
 
+URL_SOURCES = {
+    "video_url": ({"video_url": "https://media.example.com/launch.mp4"}, "video_init"),
+    "photo": (
+        {"photo_urls": ["https://media.example.com/1.jpg", "https://media.example.com/2.jpg"]},
+        "content_init",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(URL_SOURCES))
 def test_sigkill_after_a_url_init_was_sent_leaves_it_uncertain_never_retried(
-    served: Served,
+    served: Served, kind: str
 ) -> None:
-    """A PULL_FROM_URL init answered only after the kill may have posted: the rerun reports it
-    uncertain without a request for it, and it stays published once at TikTok."""
-    url = "https://media.example.com/launch.mp4"
+    """A PULL_FROM_URL (video or photo) init answered only after the kill may have posted:
+    each later run reports it uncertain without a request for it; it stays posted once."""
+    source, endpoint = URL_SOURCES[kind]
     small, digest_small = served.clip("small.mp4")
     manifest = served.manifest(
         [
-            {"user_id": USER, "video_url": url},
+            {"user_id": USER, **source},
             {"user_id": USER, "video_path": small.name},
         ]
     )
-    served.sandbox.schedule(Fault("video_init", call=1, kind="delay", seconds=HOLD))
+    served.sandbox.schedule(Fault(endpoint, call=1, kind="delay", seconds=HOLD))
     child = served.spawn(*_run_args(manifest, "first.json"), name="first")
     wait_until("the URL init to reach TikTok", _first_publish(served.sandbox))
     child.kill()
@@ -179,8 +189,9 @@ def test_sigkill_after_a_url_init_was_sent_leaves_it_uncertain_never_retried(
         assert first["error"]["code"] == "uncertain"
         assert "`id`" in first["error"]["hint"]
         assert second["status"] in ("published", "already_done")
-    # One init for the URL (the one the kill interrupted), one for the file.
-    assert served.sandbox.calls("video_init") == 2
+    # The init the kill interrupted and the file's init; nothing else was sent.
+    assert served.sandbox.calls("video_init") + served.sandbox.calls("content_init") == 2
+    assert len(served.sandbox.publishes()) == 2
     url_publishes = [p for p in served.sandbox.publishes() if p.source == "PULL_FROM_URL"]
     assert len(url_publishes) == 1
     assert completed_by_digest(served.sandbox) == Counter([digest_small])

@@ -538,3 +538,30 @@ def test_a_journal_that_cannot_be_written_stops_the_run_before_more_requests(
     rerun = rig.run(manifest)
     assert rig.statuses(rerun) == ["published"] * 3
     assert_published_once(rig.sandbox, [digest for _, digest in clips])
+
+
+def test_pending_inbox_cap_defers_further_inbox_shares(rig: RunRig) -> None:
+    """With --inbox-cap 1 the second draft for the same creator waits for a later run."""
+    clips = [rig.clip(f"{n}.mp4") for n in "ab"]
+    manifest = rig.manifest(
+        [{"user_id": "sandbox-user-2", "video_path": p.name, "mode": "inbox"} for p, _ in clips]
+    )
+    report = rig.run(manifest, RunOptions(pending_inbox_cap=1))
+    assert rig.statuses(report) == ["sent_to_inbox", "deferred"]
+    error = report.entries[1].error
+    assert error is not None
+    assert error.code == "pending_inbox_cap"
+    assert rig.sandbox.calls("inbox_init") == 1
+
+
+def test_only_user_and_limit_select_entries_and_leave_the_rest_untouched(rig: RunRig) -> None:
+    """--only-user and --limit narrow the run; unselected entries get no row and no request."""
+    clips = [rig.clip(f"{n}.mp4") for n in "abc"]
+    users = ["sandbox-user-1", "sandbox-user-2", "sandbox-user-2"]
+    manifest = rig.manifest(
+        [{"user_id": u, "video_path": p.name} for u, (p, _) in zip(users, clips, strict=True)]
+    )
+    report = rig.run(manifest, RunOptions(only_users=frozenset({"sandbox-user-2"}), limit=1))
+    assert [(e.index, e.status) for e in report.entries] == [(1, "published")]
+    assert [r["user_id"] for r in journal_rows(rig.home)] == ["sandbox-user-2"]
+    assert_published_once(rig.sandbox, [clips[1][1]])

@@ -1,0 +1,91 @@
+"""Run observers: plain log lines for cron and CI, bars on a terminal."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from orchestrator.manifest import Entry, Mode, PrivacyLevel
+from orchestrator.media import FileMedia
+from orchestrator.progress import BarObserver, LogObserver
+from orchestrator.report import EntryResult, ErrorInfo
+
+MIB = 1024 * 1024
+
+
+def _entry() -> Entry:
+    return Entry(
+        index=0,
+        location="entries[0]",
+        line=None,
+        id="launch",
+        user_id="user-1",
+        mode=Mode.DIRECT,
+        media=FileMedia(Path("/videos/a.mp4")),
+        caption="hello",
+        title=None,
+        privacy_level=PrivacyLevel.SELF_ONLY,
+        disable_comment=False,
+        disable_duet=False,
+        disable_stitch=False,
+        is_aigc=False,
+        brand_content_toggle=False,
+        brand_organic_toggle=False,
+        video_cover_timestamp_ms=None,
+        auto_add_music=False,
+        publish_at=None,
+    )
+
+
+def _result(status: str, error: ErrorInfo | None = None) -> EntryResult:
+    return EntryResult(0, "launch", "user-1", "a.mp4", "direct", status, "pub-1", error=error)
+
+
+def test_log_observer_logs_start_every_64_mib_and_the_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One line at the start, one per 64 MiB (not per chunk), one with the outcome."""
+    observer = LogObserver()
+    entry = _entry()
+    with caplog.at_level(logging.INFO, logger="orchestrator.run"):
+        observer.run_started(1)
+        observer.entry_started(entry, 200 * MIB)
+        for _ in range(20):
+            observer.entry_progress(entry, 10 * MIB)
+        observer.entry_finished(entry, _result("published"))
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0] == "1 entry to go through"
+    assert messages[1] == "entries[0]: uploading for user-1 (200.0 MiB)"
+    assert sum("sent" in m for m in messages) == 2  # at 70 and 140 MiB; then the outcome
+    assert messages[-1] == "entries[0]: published (pub-1)"
+
+
+def test_log_observer_warns_with_the_error_of_a_failed_entry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failed entry is a warning naming its code and message."""
+    with caplog.at_level(logging.INFO, logger="orchestrator.run"):
+        LogObserver().entry_finished(
+            _entry(), _result("failed", ErrorInfo("spam_risk_text", "refused"))
+        )
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "entries[0]: failed: spam_risk_text: refused"
+
+
+def test_bar_observer_draws_bars_on_a_terminal_and_clears_them() -> None:
+    """On a terminal: a bar per active upload and an overall bar, gone when done."""
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    entry = _entry()
+    with BarObserver(console) as bars:
+        bars.run_started(1)
+        bars.entry_started(entry, 10 * MIB)
+        bars.entry_progress(entry, 5 * MIB)
+        bars.entry_progress(entry, -1 * MIB)  # a rewind is drawn too
+        bars.entry_finished(entry, _result("published"))
+    assert "entries" in screen.getvalue()
