@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,19 +46,43 @@ def _result(status: str, error: ErrorInfo | None = None) -> EntryResult:
     return EntryResult(0, "launch", "user-1", "a.mp4", "direct", status, "pub-1", error=error)
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def records() -> Iterator[list[logging.LogRecord]]:
+    """What the run's logger emits (captured on the logger itself: the CLI's logging setup
+    stops propagation to the root logger)."""
+    logger = logging.getLogger("orchestrator.run")
+    handler = _Records()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def test_log_observer_logs_start_every_64_mib_and_the_end(
-    caplog: pytest.LogCaptureFixture,
+    records: list[logging.LogRecord],
 ) -> None:
     """One line at the start, one per 64 MiB (not per chunk), one with the outcome."""
     observer = LogObserver()
     entry = _entry()
-    with caplog.at_level(logging.INFO, logger="orchestrator.run"):
-        observer.run_started(1)
-        observer.entry_started(entry, 200 * MIB)
-        for _ in range(20):
-            observer.entry_progress(entry, 10 * MIB)
-        observer.entry_finished(entry, _result("published"))
-    messages = [record.getMessage() for record in caplog.records]
+    observer.run_started(1)
+    observer.entry_started(entry, 200 * MIB)
+    for _ in range(20):
+        observer.entry_progress(entry, 10 * MIB)
+    observer.entry_finished(entry, _result("published"))
+    messages = [record.getMessage() for record in records]
     assert messages[0] == "1 entry to go through"
     assert messages[1] == "entries[0]: uploading for user-1 (200.0 MiB)"
     assert sum("sent" in m for m in messages) == 2  # at 70 and 140 MiB; then the outcome
@@ -65,14 +90,13 @@ def test_log_observer_logs_start_every_64_mib_and_the_end(
 
 
 def test_log_observer_warns_with_the_error_of_a_failed_entry(
-    caplog: pytest.LogCaptureFixture,
+    records: list[logging.LogRecord],
 ) -> None:
     """A failed entry is a warning naming its code and message."""
-    with caplog.at_level(logging.INFO, logger="orchestrator.run"):
-        LogObserver().entry_finished(
-            _entry(), _result("failed", ErrorInfo("spam_risk_text", "refused"))
-        )
-    (record,) = caplog.records
+    LogObserver().entry_finished(
+        _entry(), _result("failed", ErrorInfo("spam_risk_text", "refused"))
+    )
+    (record,) = records
     assert record.levelno == logging.WARNING
     assert record.getMessage() == "entries[0]: failed: spam_risk_text: refused"
 
