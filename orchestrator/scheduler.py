@@ -425,7 +425,7 @@ class Run:
         try:
             return self._post_one(item, user)
         except RunInterrupted:
-            return self._result(item.entry, item.meta, "deferred", error=_INTERRUPTED)
+            return self._halted(item, _INTERRUPTED)
         except StoreError as exc:
             error = self._store_failed(exc)
             return self._result(item.entry, item.meta, "failed", error=error)
@@ -442,6 +442,17 @@ class Run:
                     hint="this is a bug in tiktok-orchestrator; please report it with the log",
                 ),
             )
+
+    def _halted(self, item: PlannedEntry, error: ErrorInfo) -> EntryResult:
+        """An entry the run stopped short of: still ``processing`` if TikTok has its media
+        (the next run polls it), otherwise ``deferred``."""
+        record = item.decision.record
+        has_media = record is not None and record.state in (
+            EntryState.UPLOADED,
+            EntryState.PROCESSING,
+        )
+        status = "processing" if has_media else "deferred"
+        return self._result(item.entry, item.meta, status, record=record, error=error)
 
     def _halt_reason(self) -> ErrorInfo | None:
         """Why no new work may start in this run, if it must stop."""
@@ -468,10 +479,10 @@ class Run:
         return error
 
     def _post_one(self, item: PlannedEntry, user: _UserState) -> EntryResult:
-        entry, meta = item.entry, item.meta
+        entry = item.entry
         halt = self._halt_reason()
         if halt is not None:
-            return self._result(entry, meta, "deferred", record=item.decision.record, error=halt)
+            return self._halted(item, halt)
         if not user.token_checked:
             user.token_checked = True
             self._guard(user, "user", lambda: self._check_token(entry.user_id, user))
@@ -483,7 +494,7 @@ class Run:
                 self._guard(user, "posting", lambda: self._query_creator(entry.user_id, user))
         halt = self._halt_reason()
         if halt is not None:
-            return self._result(entry, meta, "deferred", record=item.decision.record, error=halt)
+            return self._halted(item, halt)
         if item.decision.action is Action.START:
             # A transfer being resumed was checked when it started, and TikTok counted its init
             # then: only a new post is held to creator_info's verdict and the caps.

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ from orchestrator.store.lock import RunLock
 from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from tests.functional.run_support import (
+    REPO,
     TWO_CHUNKS,
     Served,
     assert_published_once,
@@ -324,3 +327,24 @@ def test_json_logs_and_reports_never_show_a_token_or_an_upload_url(served: Serve
     assert credentials.refresh_token.reveal() not in everything
     assert "upload_token=" not in everything.replace("upload_token=<", "")
     assert "Bearer act." not in everything
+
+
+def test_run_sandbox_demo_publishes_the_example_manifest(tmp_path: Path) -> None:
+    """`run --sandbox videos_to_upload.example.json`: the whole pipeline, nothing to set up."""
+    example = REPO / "videos_to_upload.example.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", "--sandbox", str(example), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 entries: 2 published" in done.stdout
+    (report,) = (tmp_path / "reports").glob("sandbox-run-*.json")
+    jsonschema.validate(json.loads(report.read_text()), report_schema())
+    assert time.monotonic() - started < 15
