@@ -12,6 +12,8 @@ protocol violation.
 from __future__ import annotations
 
 import json
+import random
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,3 +198,32 @@ def test_sigkill_after_a_url_init_was_sent_leaves_it_uncertain_never_retried(
     assert len(url_publishes) == 1
     assert completed_by_digest(served.sandbox) == Counter([digest_small])
     assert served.sandbox.violations() == []
+
+
+@pytest.mark.slow
+def test_killed_again_and_again_at_random_moments_it_still_posts_each_file_once(
+    served: Served,
+) -> None:
+    """A campaign: a run is SIGKILLed at a random moment, twelve times in a row (sometimes
+    before anything, sometimes mid-chunk, sometimes while polling), then one run finishes.
+    Whatever the kill points were, each file is published exactly once, byte-exact."""
+    rng = random.Random(20261122)
+    clips = [served.clip(f"clip-{n}.mp4", TWO_CHUNKS + n) for n in range(3)]
+    users = [USER, "sandbox-user-2", USER]
+    manifest = served.manifest(
+        [{"user_id": u, "video_path": p.name} for u, (p, _) in zip(users, clips, strict=True)]
+    )
+    pause = threading.Event()
+    for attempt in range(12):
+        # Slow answers widen the windows between journal writes, so kills land mid-step too.
+        endpoint = rng.choice(["upload", "status", "video_init", "creator_info"])
+        served.sandbox.schedule(Fault(endpoint, call=None, kind="delay", seconds=0.05))
+        child = served.spawn(*_run_args(manifest, f"kill-{attempt}.json"), name=f"kill-{attempt}")
+        pause.wait(rng.uniform(0.2, 1.2))
+        child.kill()
+        served.sandbox.clear_faults()
+    final = served.spawn(*_run_args(manifest, "final.json"), name="final")
+    assert final.wait() == 0, final.stderr
+    report = json.loads((served.folder / "final.json").read_text())
+    assert {e["status"] for e in report["entries"]} <= {"published", "already_done"}
+    assert_published_once(served.sandbox, [digest for _, digest in clips])
