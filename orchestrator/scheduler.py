@@ -541,7 +541,7 @@ class Run:
             transient = _transient_auth_failure(exc)
             status = "deferred" if transient else "failed"
             error = ErrorInfo(
-                "token_refresh_failed" if transient else "auth_error",
+                "unavailable" if transient else "auth_error",
                 str(exc),
                 retryable=True,
                 hint=exc.hint or "run `tiktok-orchestrator auth login` for this user",
