@@ -10,36 +10,22 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator.manifest import Entry, Mode, PrivacyLevel
-from orchestrator.media import FileMedia
+from orchestrator.manifest import Entry, load_manifest
 from orchestrator.progress import BarObserver, LogObserver
 from orchestrator.report import EntryResult, ErrorInfo
+from tests.functional.run_support import make_clip, write_manifest
 
 MIB = 1024 * 1024
 
 
-def _entry() -> Entry:
-    return Entry(
-        index=0,
-        location="entries[0]",
-        line=None,
-        id="launch",
-        user_id="user-1",
-        mode=Mode.DIRECT,
-        media=FileMedia(Path("/videos/a.mp4")),
-        caption="hello",
-        title=None,
-        privacy_level=PrivacyLevel.SELF_ONLY,
-        disable_comment=False,
-        disable_duet=False,
-        disable_stitch=False,
-        is_aigc=False,
-        brand_content_toggle=False,
-        brand_organic_toggle=False,
-        video_cover_timestamp_ms=None,
-        auto_add_music=False,
-        publish_at=None,
+@pytest.fixture
+def entry(tmp_path: Path) -> Entry:
+    """A real manifest entry (loaded, so it follows whatever fields an Entry has)."""
+    clip, _ = make_clip(tmp_path, "a.mp4")
+    manifest = write_manifest(
+        tmp_path, [{"id": "launch", "user_id": "user-1", "video_path": clip.name}]
     )
+    return load_manifest(manifest).entries[0]
 
 
 def _result(status: str, error: ErrorInfo | None = None) -> EntryResult:
@@ -72,11 +58,10 @@ def records() -> Iterator[list[logging.LogRecord]]:
 
 
 def test_log_observer_logs_start_every_64_mib_and_the_end(
-    records: list[logging.LogRecord],
+    records: list[logging.LogRecord], entry: Entry
 ) -> None:
     """One line at the start, one per 64 MiB (not per chunk), one with the outcome."""
     observer = LogObserver()
-    entry = _entry()
     observer.run_started(1)
     observer.entry_started(entry, 200 * MIB)
     for _ in range(20):
@@ -90,22 +75,19 @@ def test_log_observer_logs_start_every_64_mib_and_the_end(
 
 
 def test_log_observer_warns_with_the_error_of_a_failed_entry(
-    records: list[logging.LogRecord],
+    records: list[logging.LogRecord], entry: Entry
 ) -> None:
     """A failed entry is a warning naming its code and message."""
-    LogObserver().entry_finished(
-        _entry(), _result("failed", ErrorInfo("spam_risk_text", "refused"))
-    )
+    LogObserver().entry_finished(entry, _result("failed", ErrorInfo("spam_risk_text", "refused")))
     (record,) = records
     assert record.levelno == logging.WARNING
     assert record.getMessage() == "entries[0]: failed: spam_risk_text: refused"
 
 
-def test_bar_observer_draws_bars_on_a_terminal_and_clears_them() -> None:
+def test_bar_observer_draws_bars_on_a_terminal_and_clears_them(entry: Entry) -> None:
     """On a terminal: a bar per active upload and an overall bar, gone when done."""
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100)
-    entry = _entry()
     with BarObserver(console) as bars:
         bars.run_started(1)
         bars.entry_started(entry, 10 * MIB)
