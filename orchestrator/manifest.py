@@ -156,7 +156,6 @@ class Entry:
 
     index: int
     location: str
-    line: int | None
     id: str | None
     user_id: str
     mode: Mode
@@ -415,9 +414,10 @@ def _decode(raw: bytes, document: _Document) -> str | None:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
+        shown = "UTF-16" if encoding == "utf-16" else "UTF-8"
         _failed(
             document,
-            f"is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})",
+            f"is not valid {shown} text (byte {raw[exc.start]:#04x} at offset {exc.start})",
             "save the manifest as UTF-8",
         )
         return None
@@ -594,7 +594,7 @@ def _parse_yaml(text: str, document: _Document) -> _Document:
         document.problems.append(
             Problem(
                 "manifest",
-                f"invalid YAML: {exc.problem or exc.context}",
+                f"invalid YAML: {_yaml_reason(exc)}",
                 "check the indentation and quoting there; quote text containing ': ' or "
                 "starting with a special character",
                 None if mark is None else mark.line + 1,
@@ -609,6 +609,14 @@ def _parse_yaml(text: str, document: _Document) -> _Document:
     finally:
         loader.dispose()
     return document
+
+
+def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
+    # PyYAML splits its message: "expected a single document in the stream" (context) and
+    # "but found another document" (problem). Both together read as a sentence.
+    if exc.problem and exc.context:
+        return f"{exc.problem} ({exc.context})"
+    return exc.problem or exc.context or "unreadable YAML"
 
 
 def _yaml_lines(root: yaml.Node, document: _Document) -> dict[Path_, int]:
@@ -713,20 +721,28 @@ def _validator() -> jsonschema.protocols.Validator:
     """A draft 2020-12 validator that remembers which (subschema, value) pairs passed.
 
     Entries repeat the same user_id, privacy_level, tags and paths thousands of times; validating
-    each distinct pair once is exact (our subschemas do not depend on anything but the value)
-    and several times faster. The memo lives as long as this validator: one check.
+    each distinct pair once is exact (our subschemas depend on nothing but the value) and several
+    times faster. So is checking a leaf subschema of only type/pattern/minLength (ids, free
+    text) directly: a value that fails is still handed to jsonschema for its error.
+    The memo lives as long as this validator: one check.
     """
     passed: set[tuple[int, object]] = set()
+    quick_checks: dict[int, Callable[[Any, object], bool] | None] = {}
 
     def properties(
         validator: Any, properties: dict[str, Any], instance: Any, schema: Any
     ) -> Iterator[jsonschema.ValidationError]:
         if not validator.is_type(instance, "object"):
             return
-        for name, subschema in properties.items():
-            if name not in instance:
+        for name, value in instance.items():  # the value's own keys: usually few of many
+            subschema = properties.get(name)
+            if subschema is None:
                 continue
-            value = instance[name]
+            if id(subschema) not in quick_checks:
+                quick_checks[id(subschema)] = _quick_check(subschema)
+            quick = quick_checks[id(subschema)]
+            if quick is not None and quick(validator, value):
+                continue
             key = _memo_key(value)
             if key is not None and (id(subschema), key) in passed:
                 continue
@@ -740,6 +756,36 @@ def _validator() -> jsonschema.protocols.Validator:
     )
     validator: jsonschema.protocols.Validator = cls(_inlined_schema())
     return validator
+
+
+_ANNOTATIONS = frozenset({"description", "title", "x-fix", "$comment", "examples"})
+
+
+def _quick_check(subschema: object) -> Callable[[Any, object], bool] | None:
+    """A direct test for a leaf subschema asserting only ``type`` (one name), ``pattern`` and
+    ``minLength``, with jsonschema's meaning (pattern: ``re.search``; lengths in code points);
+    None for anything else."""
+    if not isinstance(subschema, dict):
+        return None
+    assertions = set(subschema) - _ANNOTATIONS
+    kind = subschema.get("type")
+    if "type" not in assertions or not assertions <= {"type", "pattern", "minLength"}:
+        return None
+    if not isinstance(kind, str):
+        return None
+    pattern = re.compile(subschema["pattern"]) if "pattern" in subschema else None
+    min_length: int = subschema.get("minLength", 0)
+
+    def check(validator: Any, value: object) -> bool:
+        if not validator.is_type(value, kind):
+            return False
+        if isinstance(value, str):
+            if pattern is not None and pattern.search(value) is None:
+                return False
+            return len(value) >= min_length
+        return True
+
+    return check
 
 
 def _memo_key(value: object) -> object:
@@ -961,7 +1007,8 @@ class _Checker:
             return found if isinstance(found, kind) else None
 
         user_id = value("user_id", str)
-        if "user_id" not in values:
+        if "user_id" not in values and self.document.form is ManifestForm.VERSION_1:
+            # (The legacy schema requires user_id itself.)
             self.problem(
                 (*path, "user_id"),
                 "'user_id' is missing (required)",
@@ -1034,7 +1081,6 @@ class _Checker:
         entry = Entry(
             index=index,
             location=self.document.location(path),
-            line=self.document.line_of(path),
             id=entry_id,
             user_id=user_id,
             mode=mode,
