@@ -1186,3 +1186,17 @@ def test_entries_are_immutable(studio: Path) -> None:
         manifest.entries[0].user_id = "someone-else"  # type: ignore[misc]
     with pytest.raises(AttributeError):
         manifest.entries = ()  # type: ignore[misc]
+
+
+def test_trailing_newline_does_not_sneak_past_patterns(studio: Path) -> None:
+    """A YAML block scalar leaves a newline: user_id 'u\\n' is refused, not used as an open_id."""
+    path = write(
+        studio,
+        "m.yaml",
+        """
+        - user_id: |
+            u
+          video_path: videos/teaser.mp4
+        """,
+    )
+    assert only_problem(path).startswith("[0].user_id: 'u\\n' is not valid here")
