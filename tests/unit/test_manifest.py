@@ -1200,3 +1200,23 @@ def test_trailing_newline_does_not_sneak_past_patterns(studio: Path) -> None:
         """,
     )
     assert only_problem(path).startswith("[0].user_id: 'u\\n' is not valid here")
+
+
+def test_the_same_mistake_in_many_entries_is_reported_for_each(studio: Path) -> None:
+    """A wrong value repeated in three entries gives three problems (no memo hides them)."""
+    path = write(
+        studio,
+        "m.yaml",
+        """
+        version: 1
+        entries:
+          - {id: a, user_id: u, video_path: videos/teaser.mp4, privacy_level: PUBLIC}
+          - {id: b, user_id: u, video_path: videos/teaser.mp4, privacy_level: PUBLIC}
+          - {id: c, user_id: u, video_path: videos/teaser.mp4, privacy_level: PUBLIC}
+        """,
+    )
+    assert [problem.split(":")[0] for problem in problems(path)] == [
+        "entries[0].privacy_level",
+        "entries[1].privacy_level",
+        "entries[2].privacy_level",
+    ]

@@ -388,6 +388,22 @@ def test_unreadable_file_is_refused(tmp_path: Path) -> None:
         path.chmod(stat.S_IRUSR | stat.S_IWUSR)
 
 
+def test_open_refused_reads_as_permission_denied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the OS refuses to open the file (as for another user's file), the message says so."""
+    path = write(tmp_path, "locked.mp4", mf.mp4())
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(media.os, "open", refuse)
+    with pytest.raises(MediaError) as caught:
+        probe_video(path)
+    assert caught.value.message == "cannot be read (permission denied)"
+    assert caught.value.hint == "make it readable by the user running the orchestrator"
+
+
 def test_symlink_to_a_video_is_followed(tmp_path: Path) -> None:
     """A symlink to a video is probed as the video; a symlink loop is a clear problem."""
     target = write(tmp_path, "real.mp4", mf.mp4())
