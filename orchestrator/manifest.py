@@ -847,6 +847,9 @@ def _schema_problems(error: jsonschema.ValidationError, document: _Document) -> 
     if kind == "type":
         wanted = " or ".join(expected) if isinstance(expected, list) else str(expected)
         message = f"expected {_a(wanted)}, got {_json_type(instance)} {_short(instance)}"
+        if wanted == "string" and isinstance(instance, bool | int | float):
+            # YAML reads 12345, 1e3, no, on... as numbers and booleans unless quoted.
+            fix = "put the value in quotes so it is read as text"
         return [document.problem(path, message, fix)]
     if kind == "const":
         message = f"must be {expected!r}, got {_short(instance)}"

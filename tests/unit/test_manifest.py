@@ -460,6 +460,7 @@ def test_wrong_enum_values(studio: Path) -> None:
         ("id: 'has space'", "id: 'has space' is not valid here"),
         ("id: 'sha256:abc'", "id: 'sha256:abc' is not valid here"),
         ("publish_at: 1700000000", "publish_at: expected a string, got a number"),
+        ("description: no", "got true/false False (line 5); fix: put the value in quotes"),
     ],
 )
 def test_wrong_types_and_patterns(studio: Path, line: str, words: str) -> None:
