@@ -31,11 +31,15 @@ def make_videos(folder: Path, count: int) -> list[str]:
     for index in range(count):
         kind = index % 3
         name = f"clip-{index}.{['mp4', 'mov', 'webm'][kind]}"
+        seconds = 4 + index % 50  # distinct files, all within TikTok's limits
         if kind == 2:
-            data = media_factory.webm(duration_s=4.0 + index)
+            data = media_factory.webm(duration_s=seconds)
         else:
             brand = b"qt  " if kind == 1 else b"isom"
-            data = media_factory.mp4(brand=brand, duration_s=4.0 + index, mdat_bytes=64_000)
+            track = media_factory.Track(duration_s=seconds, frames=30 * seconds)
+            data = media_factory.mp4(
+                brand=brand, tracks=(track,), duration_s=seconds, mdat_bytes=64_000 + index
+            )
         (folder / name).write_bytes(data)
         names.append(f"videos/{name}")
     return names
