@@ -368,7 +368,10 @@ def sniff_container(head: bytes) -> ContentType:
     """The container of a file from its first bytes, or MediaError saying what it looks like."""
     if len(head) >= 8 and head[4:8] == b"ftyp":
         if len(head) < 12:
-            raise MediaError("is cut short: it ends inside its first box", hint=_CONVERT_HINT)
+            raise MediaError(
+                "is cut short: it ends inside its first box",
+                hint="the copy or export did not finish; copy or export the video again",
+            )
         brand = head[8:12]
         if brand == b"qt  ":
             return ContentType.QUICKTIME
