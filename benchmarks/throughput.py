@@ -14,6 +14,10 @@ goes first:
   byte range of a file). ``Expect: 100-continue`` is turned off (our client does not send it).
   Timed as the sum of curl's ``time_total`` per chunk.
 
+With ``--sink``, our transport alone (the chunk PUTs, no API) and curl also upload to a bare
+HTTP sink that drains bodies without hashing them, so the *client* is the bottleneck: this is
+where urllib3's 16 KiB default send block shows, and where SEND_BLOCK was chosen.
+
 The figure is the median MB/s of ``--runs`` runs (MB = 10^6 bytes), after one warm-up run of
 each. ``--sweep`` also times our engine alone across chunk sizes and socket send blocks,
 round-robin within each run (how DEFAULT_CHUNK and SEND_BLOCK were chosen); ``--rtt SECONDS``
@@ -22,6 +26,7 @@ which loopback lacks. Every upload is checked afterwards: the sandbox must hold 
 complete, with the file's SHA-256.
 
     python benchmarks/throughput.py                          # 1 GiB, 5 runs
+    python benchmarks/throughput.py --sink
     python benchmarks/throughput.py --sweep --no-curl --rtt 0.05
 
 Linux, Python 3.11, curl on PATH. Not a test: run it by hand and quote the figures.
@@ -53,7 +58,7 @@ from orchestrator.retry import PaceLimit, Retrier, SlidingWindowPacer  # noqa: E
 from orchestrator.secret import Secret  # noqa: E402
 from orchestrator.tiktok.chunks import DEFAULT_CHUNK, ChunkPlan, plan_chunks  # noqa: E402
 from orchestrator.tiktok.client import PostInfo, PostMode, TikTokClient  # noqa: E402
-from orchestrator.transport import SEND_BLOCK, HttpTransport  # noqa: E402
+from orchestrator.transport import SEND_BLOCK, FileWindow, HttpTransport  # noqa: E402
 from orchestrator.upload import (  # noqa: E402
     FileSource,
     Initialised,
@@ -80,6 +85,41 @@ with Sandbox(config) as sb:
         for p in sb.publishes()]}), flush=True)
 """
 USER = "sandbox-user-1"
+
+# A minimal HTTP sink: drains each PUT's body into a reused buffer and answers 206 (201 for the
+# last range). No hashing, no bookkeeping: against it, the client is the bottleneck.
+SINK = r"""
+import re, socket, threading
+def serve(conn):
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    view = memoryview(bytearray(4 << 20))
+    pending = b""
+    with conn:
+        while True:
+            while b"\r\n\r\n" not in pending:
+                more = conn.recv(65536)
+                if not more:
+                    return
+                pending += more
+            head, _, rest = pending.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+            span = re.search(rb"(?i)content-range:\s*bytes (\d+)-(\d+)/(\d+)", head)
+            pending, left = rest[length:], max(0, length - len(rest))
+            while left:
+                count = conn.recv_into(view[: min(left, len(view))])
+                if not count:
+                    return
+                left -= count
+            done = span is None or int(span.group(2)) + 1 == int(span.group(3))
+            status = b"201 Created" if done else b"206 Partial Content"
+            conn.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+while True:
+    connection, _ = server.accept()
+    threading.Thread(target=serve, args=(connection,), daemon=True).start()
+"""
+SINK_BLOCKS = (16 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024)
 
 
 class StaticTokens:
@@ -183,6 +223,58 @@ class Engine:
             transport.close()
 
 
+def transport_upload(url: str, path: Path, plan: ChunkPlan, send_block: int) -> float:
+    """Our transport alone PUTting every chunk (what ``Uploader`` does, minus the API)."""
+    transport = HttpTransport(send_block=send_block)
+    try:
+        with path.open("rb") as file:
+            started = time.perf_counter()
+            for chunk in plan.chunks():
+                response = transport.request(
+                    "PUT",
+                    url,
+                    headers={
+                        "Content-Type": "video/mp4",
+                        "Content-Range": plan.content_range(chunk),
+                    },
+                    body=FileWindow(file, chunk.first, chunk.length),
+                )
+                if response.status not in (201, 206):
+                    raise SystemExit(f"sink answered {response.status}")
+            return time.perf_counter() - started
+    finally:
+        transport.close()
+
+
+def sink_comparison(path: Path, plan: ChunkPlan, parts: list[Path], runs: int) -> None:
+    """Our transport per send block vs curl, against the sink, interleaved; medians printed."""
+    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    assert sink.stdout is not None
+    try:
+        url = f"http://127.0.0.1:{int(sink.stdout.readline())}/upload/?upload_id=1&upload_token=t"
+        transport_upload(url, path, plan, SEND_BLOCK)  # warm-up
+        times: dict[str, list[float]] = {}
+        for _ in range(runs):
+            for block in SINK_BLOCKS:
+                times.setdefault(f"ours, send block {block // 1024:>5} KiB", []).append(
+                    transport_upload(url, path, plan, block)
+                )
+            times.setdefault("curl -T", []).append(curl_upload(url, plan, parts))
+    finally:
+        sink.kill()
+        sink.wait()
+    size = plan.video_size
+    curl_median = statistics.median(times["curl -T"])
+    print(f"against the sink ({runs} runs, medians):")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(
+            f"  {name:28} {mbps(size, median):7.1f} MB/s  "
+            f"({curl_median / median:.2f}x curl; min {mbps(size, max(values)):.0f}, "
+            f"max {mbps(size, min(values)):.0f})"
+        )
+
+
 def cut_chunks(path: Path, plan: ChunkPlan, folder: Path) -> list[Path]:
     """The plan's chunks as separate files (for curl -T), cut once before timing."""
     parts = []
@@ -262,6 +354,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="interleaved runs (median taken)")
     parser.add_argument("--rtt", type=float, default=0.0, help="seconds added to chunk answers")
     parser.add_argument("--no-curl", action="store_true", help="skip the curl comparison")
+    parser.add_argument(
+        "--sink",
+        action="store_true",
+        help="also compare our transport (per send block) with curl against a bare HTTP sink",
+    )
     parser.add_argument("--dir", default="/dev/shm", help="where the video lives (tmpfs)")
     parser.add_argument(
         "--sweep", action="store_true", help="also time chunk sizes and socket send blocks"
@@ -303,6 +400,8 @@ def main() -> None:
                 if theirs:
                     line += f"   curl {mbps(args.size, theirs[-1]):7.1f} MB/s"
                 print(line, flush=True)
+            if args.sink:
+                sink_comparison(path, plan, parts, args.runs)
             for part in parts:
                 part.unlink()
             sweep: dict[tuple[int, int], list[float]] = {}

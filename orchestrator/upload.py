@@ -1064,10 +1064,12 @@ class Uploader:
     def _settle(self, run: _Run, why: str, settles: int, *, url_dead: bool = False) -> None:
         """The last chunk may have reached TikTok: ask the status, never init again.
 
-        TikTok has everything → Uploaded. TikTok reports fewer bytes → resync and resend while
-        the URL lives; when it is dead, Failed (retryable: by TikTok's own word nothing will
-        publish). No answer, or out of settle attempts → Uploaded: the bytes were all sent, so
-        the entry is polled (now and by later runs) and never initialised again.
+        TikTok reports FAILED → Failed with its reason (an upload left incomplete fails
+        ``internal``, retryable). TikTok has everything → Uploaded. TikTok reports fewer bytes
+        → resync and resend while the URL lives; when it is dead, Failed (retryable: by
+        TikTok's own word nothing will publish). No answer, or out of settle attempts →
+        Uploaded: the bytes were all sent, so the entry is polled (now and by later runs) and
+        never initialised again.
         """
         machine = run.machine
         assert machine.plan is not None
