@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import logging
+import re
 import socket
 import threading
 import time
@@ -178,6 +180,31 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+_QUERY = re.compile(r"\?[^\s\"']*")
+
+# urllib3 logs request lines (path and query included) at DEBUG: an upload URL's token would
+# reach any log configured that verbosely. These are the loggers that print URLs.
+_URL_LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
+
+
+class _RedactQueries(logging.Filter):
+    """Rewrites a urllib3 log record with every URL query string hidden."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "?" in text:
+            record.msg, record.args = _QUERY.sub("?<redacted>", text), ()
+        return True
+
+
+def _guard_library_logs() -> None:
+    """Attach the redacting filter to urllib3's URL-printing loggers, once."""
+    for name in _URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactQueries) for f in logger.filters):
+            logger.addFilter(_RedactQueries())
+
+
 def _host_key(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -298,6 +325,7 @@ class HttpTransport:
     ) -> None:
         if send_block < 1:
             raise ValueError("send_block must be positive")
+        _guard_library_logs()
         self._timeouts = timeouts or Timeouts()
         self._monotonic = monotonic
         self._pool_size = pool_size
