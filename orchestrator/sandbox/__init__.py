@@ -21,6 +21,7 @@ time. Module map: ``config`` (values), ``rules`` (pure checks), ``state`` (memor
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -152,9 +153,7 @@ class Sandbox:
 
     # -- shortcuts and control ------------------------------------------------------------
 
-    def grant_tokens(
-        self, open_id: str, scopes: tuple[str, ...] | list[str] | None = None
-    ) -> dict[str, Any]:
+    def grant_tokens(self, open_id: str, scopes: Sequence[str] | None = None) -> dict[str, Any]:
         """A TikTok token response for ``open_id``, as if the user had logged in (a test shortcut).
 
         ``scopes`` defaults to ``user.info.basic``, ``video.publish`` and ``video.upload``.

@@ -93,34 +93,43 @@ class OAuthEndpoints:
             params["state"] = state
         return redirect(_with_query(redirect_uri, params))
 
-    def _validate_authorize(self, params: dict[str, str]) -> AuthorizeRequest | Reply:
-        """Check the OAuth parameters; errors before the redirect URI is trusted show a page."""
-        state = self._state
+    def _validate_authorize(
+        self, params: dict[str, str], *, note: bool = True
+    ) -> AuthorizeRequest | Reply:
+        """Check the OAuth parameters; errors before the redirect URI is trusted show a page.
+
+        ``note`` records violations (the GET does; the form's POST repeats the same parameters).
+        """
+
+        def flag(text: str) -> None:
+            if note:
+                self._state.violation("authorize", text)
+
         if params.get("client_key") != self._config.client_key:
-            state.violation("authorize", "unknown client_key")
+            flag("unknown client_key")
             return html_page(400, error_page("Something went wrong", "client_key is invalid."))
         redirect_uri = params.get("redirect_uri", "")
         if not self._redirect_allowed(redirect_uri):
-            state.violation("authorize", f"redirect_uri {redirect_uri!r} is not registered")
+            flag(f"redirect_uri {redirect_uri!r} is not registered")
             return html_page(
                 400, error_page("Something went wrong", "redirect_uri is not registered.")
             )
         csrf = params.get("state")
         if not csrf:
-            state.violation("authorize", "no state parameter (CSRF protection)")
+            flag("no state parameter (CSRF protection)")
         if params.get("response_type") != "code":
-            state.violation("authorize", "response_type is not 'code'")
+            flag("response_type is not 'code'")
             return self._callback_error(
                 redirect_uri, csrf, "invalid_request", "response_type must be code."
             )
         scopes = tuple(s.strip() for s in params.get("scope", "").split(",") if s.strip())
         unknown = [s for s in scopes if s not in KNOWN_SCOPES]
         if not scopes or unknown:
-            state.violation("authorize", f"invalid scope list {params.get('scope', '')!r}")
+            flag(f"invalid scope list {params.get('scope', '')!r}")
             return self._callback_error(redirect_uri, csrf, "invalid_scope", "Scope is invalid.")
         challenge = params.get("code_challenge", "")
         if not challenge or params.get("code_challenge_method") != "S256":
-            state.violation("authorize", "missing code_challenge or code_challenge_method != S256")
+            flag("missing code_challenge or code_challenge_method != S256")
             return self._callback_error(
                 redirect_uri,
                 csrf,
@@ -129,7 +138,7 @@ class OAuthEndpoints:
             )
         if not looks_like_hex_challenge(challenge):
             # TikTok accepts it here and fails the exchange; the violation is noted now.
-            state.violation("authorize", "code_challenge is not 64 hex characters (hex SHA-256)")
+            flag("code_challenge is not 64 hex characters (hex SHA-256)")
         return AuthorizeRequest(
             redirect_uri=redirect_uri,
             scopes=tuple(dict.fromkeys(scopes)),
@@ -157,7 +166,7 @@ class OAuthEndpoints:
         """POST from the consent page: redirect with a code, or with ``access_denied``."""
         lists = request.form_lists()
         params = {key: values[0] for key, values in lists.items() if values}
-        checked = self._validate_authorize(params)
+        checked = self._validate_authorize(params, note=False)
         if isinstance(checked, Reply):
             return checked
         if params.get("action") != "authorize":

@@ -11,12 +11,16 @@ status (PUBLISH_COMPLETE with post ids for public direct posts, SEND_TO_USER_INB
 with a scheduled ``fail_reason``). An upload whose URL expired before its last byte answers
 FAILED with ``internal``: nothing was published, a new init may start over.
 
+Caps count every init accepted in the last 24 hours (direct posts; inbox shares not yet
+posted and not FAILED). An unaudited app's limits apply to direct posts (video and photo).
+
 Must not: do I/O, or stream bodies (``upload.py`` takes the chunk PUTs).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.sandbox.config import (
@@ -84,8 +88,8 @@ _PHOTO_BOOLS = ("disable_comment", "auto_add_music", "brand_content_toggle", "br
 _AVATAR_BASE = "https://media.example.com/avatars/"
 
 
-class InitError(Exception):
-    """An init refused: carries the answer (internal control flow of this module)."""
+class Refusal(Exception):
+    """A request refused: carries the answer (control flow inside this module only)."""
 
     def __init__(self, reply: Reply) -> None:
         super().__init__(reply.status)
@@ -121,10 +125,10 @@ class PostingEndpoints:
 
     # -- shared ---------------------------------------------------------------------------
 
-    def _error(self, status: int, code: str, message: str) -> InitError:
-        return InitError(posting_error(status, code, message, self._state.log_id()))
+    def _error(self, status: int, code: str, message: str) -> Refusal:
+        return Refusal(posting_error(status, code, message, self._state.log_id()))
 
-    def _refuse(self, endpoint: str, status: int, code: str, message: str, why: str) -> InitError:
+    def _refuse(self, endpoint: str, status: int, code: str, message: str, why: str) -> Refusal:
         """A refusal that a careful client would never provoke: also a violation."""
         self._state.violation(endpoint, why)
         return self._error(status, code, message)
@@ -133,14 +137,14 @@ class PostingEndpoints:
         """Authenticate, check one of ``scopes`` (if any), count the rate window."""
         token = self._state.authenticate(endpoint, request.header("authorization"))
         if isinstance(token, Reply):
-            raise InitError(token)
+            raise Refusal(token)
         if scopes:
             refused = self._state.require_scope(endpoint, token, *scopes)
             if refused is not None:
-                raise InitError(refused)
+                raise Refusal(refused)
         limited = self._state.take_rate(endpoint, token)
         if limited is not None:
-            raise InitError(limited)
+            raise Refusal(limited)
         return token
 
     def _user(self, token: AccessToken) -> SandboxUser:
@@ -181,10 +185,10 @@ class PostingEndpoints:
         return body
 
     @staticmethod
-    def _run(handler: Any, request: Request) -> Reply:
+    def _run(handler: Callable[[Request], Reply], request: Request) -> Reply:
         try:
             reply: Reply = handler(request)
-        except InitError as refused:
+        except Refusal as refused:
             return refused.reply
         return reply
 
@@ -266,12 +270,18 @@ class PostingEndpoints:
         active = self._state.active_posting_users()
         return user.open_id not in active and len(active) >= self._config.unaudited_user_cap
 
-    def _check_poster(self, endpoint: str, user: SandboxUser) -> None:
-        """Refusals about who posts: banned users, unaudited apps."""
+    def _check_poster(self, endpoint: str, user: SandboxUser, *, direct: bool) -> None:
+        """Refusals about who posts: banned users; for direct posts, an unaudited app's limits.
+
+        The unaudited restrictions belong to the Direct Post API: an inbox draft carries no
+        privacy level and the creator finishes it in the app.
+        """
         if user.banned:
             raise self._error(
                 403, "spam_risk_user_banned_from_posting", "The user is banned from posting."
             )
+        if not direct:
+            return
         if self._config.unaudited and not user.private:
             raise self._refuse(
                 endpoint,
@@ -501,7 +511,7 @@ class PostingEndpoints:
         token = self._token(endpoint, request, SCOPE_VIDEO_PUBLISH)
         body = self._json_body(endpoint, request)
         user = self._user(token)
-        self._check_poster(endpoint, user)
+        self._check_poster(endpoint, user, direct=True)
         post_info = self._dict_field(endpoint, body, "post_info")
         source_info = self._dict_field(endpoint, body, "source_info")
         self._check_text(endpoint, post_info, "title", MAX_CAPTION_UNITS)
@@ -545,7 +555,7 @@ class PostingEndpoints:
         token = self._token(endpoint, request, SCOPE_VIDEO_UPLOAD)
         body = self._json_body(endpoint, request)
         user = self._user(token)
-        self._check_poster(endpoint, user)
+        self._check_poster(endpoint, user, direct=False)
         source_info = self._dict_field(endpoint, body, "source_info")
         plan = self._check_video_source(endpoint, source_info)
         with self._state.lock:
@@ -591,7 +601,7 @@ class PostingEndpoints:
         if refused is not None:
             return refused
         user = self._user(token)
-        self._check_poster(endpoint, user)
+        self._check_poster(endpoint, user, direct=direct)
         post_info = body.get("post_info", {})
         if not isinstance(post_info, dict):
             raise self._refuse(
@@ -714,6 +724,6 @@ class PostingEndpoints:
         elif publish.post_mode == "DIRECT_POST":
             publish.status = PUBLISH_COMPLETE
             if publish.post_info.get("privacy_level") == PUBLIC_TO_EVERYONE:
-                publish.post_ids = (self._state.next_post_id(),)
+                publish.post_ids = [self._state.next_post_id()]
         else:
             publish.status = SEND_TO_USER_INBOX

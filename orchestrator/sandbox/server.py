@@ -115,6 +115,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins handler threads: nothing outlives a test
     block_on_close = True
     allow_reuse_address = True
+    request_queue_size = 128  # the default 5 drops bursts of parallel connects into SYN retries
 
     def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
         self.app = app
@@ -236,22 +237,24 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 self._state.violation(
                     ROUTES[request.path + "/"][0], f"path {request.path} lacks its trailing slash"
                 )
-            self._drain_then_send(
-                posting_error(404, "not_found", "Not found.", self._state.log_id()), request
+            self._send(
+                self._drained(
+                    posting_error(404, "not_found", "Not found.", self._state.log_id()), request
+                )
             )
             return
         endpoint, methods = route
         if request.method not in methods:
-            self._drain_then_send(
-                posting_error(
-                    405, "method_not_allowed", "Method not allowed.", self._state.log_id()
-                ),
-                request,
+            refusal = posting_error(
+                405, "method_not_allowed", "Method not allowed.", self._state.log_id()
             )
+            self._send(self._drained(refusal, request))
             return
         call = self._state.count_call(endpoint)
         fault = app.faults.pick(endpoint, call)
         kind = fault.kind if fault is not None else None
+        if kind is not None:
+            logger.info("fault %r on %s call %d", kind, endpoint, call)
         if kind == "reset":
             self._reset()
             return
@@ -262,13 +265,11 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return
         if kind == "status":
             assert fault is not None
-            self._drain_then_send(app.fault_reply(endpoint, fault), request)
+            self._send(self._drained(app.fault_reply(endpoint, fault), request))
             return
         if kind == "expire":
             app.upload.expire(request)
         reply = self._upload(request) if endpoint == "upload" else self._small(endpoint, request)
-        if reply is None:
-            return
         logger.info("%s %s -> %d", request.method, request.path, reply.status)
         if kind == "lost":
             self._reset()
@@ -318,8 +319,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _discard(self, length: int) -> None:
         self._stream(length, lambda _data: None)
 
-    def _drain_then_send(self, reply: Reply, request: Request) -> None:
-        """Answer a request whose body is unread: drop the body first, or close after."""
+    def _drained(self, reply: Reply, request: Request) -> Reply:
+        """Before answering a request whose body is unread: drop the body, or close after."""
         length = self._content_length(request)
         chunked = "chunked" in (request.header("transfer-encoding") or "").lower()
         if chunked or (length is None and request.header("content-length") is not None):
@@ -329,9 +330,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 reply = reply.with_close()
             elif self._stream(length, lambda _data: None) < length:
                 raise _ConnectionGone
-        self._send(reply)
+        return reply
 
-    def _small(self, endpoint: str, request: Request) -> Reply | None:
+    def _small(self, endpoint: str, request: Request) -> Reply:
         """Read a JSON or form body whole and let the endpoint answer."""
         if "chunked" in (request.header("transfer-encoding") or "").lower():
             return posting_error(
@@ -353,14 +354,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         full = Request(request.method, request.path, request.query, request.headers, body)
         return self.server.app.handle(endpoint, full)
 
-    def _upload(self, request: Request) -> Reply | None:
+    def _upload(self, request: Request) -> Reply:
         """Stream one chunk PUT into the publish's running hash."""
         upload = self.server.app.upload
         ticket = upload.begin(request)
         if isinstance(ticket, Reply):
-            self._drain_then_send(ticket, request)
-            logger.info("%s %s -> %d", request.method, request.path, ticket.status)
-            return None
+            return self._drained(ticket, request)
         hasher = ticket.hasher
         try:
             received = self._stream(ticket.length, hasher.update)

@@ -77,7 +77,7 @@ class PublishRecord:
     completed: bool
     status: str
     fail_reason: str | None
-    post_ids: tuple[int, ...]
+    post_ids: list[int]
     post_mode: str = "DIRECT_POST"
     source_info: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
@@ -139,7 +139,7 @@ class Publish:
     status: str = PROCESSING_UPLOAD
     fail_reason: str | None = None
     planned_failure: str | None = None
-    post_ids: tuple[int, ...] = ()
+    post_ids: list[int] = field(default_factory=list)
     polls_after_complete: int = 0
     refused_416: bool = False  # the last chunk PUT got 416: the next must resync
     posted_from_inbox: bool = False
@@ -169,7 +169,7 @@ class Publish:
             completed=self.completed,
             status=self.status,
             fail_reason=self.fail_reason,
-            post_ids=self.post_ids,
+            post_ids=list(self.post_ids),
             post_mode=self.post_mode,
             source_info=dict(self.source_info),
             created_at=self.created_at,
@@ -409,10 +409,14 @@ class SandboxState:
         )
 
     def active_posting_users(self) -> set[str]:
-        """Users who posted through this app in the last 24 hours (the unaudited cap)."""
+        """Users who direct-posted through this app in the last 24 hours (the unaudited cap)."""
         with self.lock:
             since = self.now() - CAP_WINDOW_SECONDS
-            return {p.open_id for p in self.publishes.values() if p.created_at > since}
+            return {
+                p.open_id
+                for p in self.publishes.values()
+                if p.created_at > since and p.counts_as_direct
+            }
 
     def publish_records(self) -> list[PublishRecord]:
         with self.lock:

@@ -170,8 +170,8 @@ class UploadEndpoint:
                 # Another PUT of this chunk finished first: the two overlapped.
                 state.violation(
                     "upload",
-                    f"{publish.publish_id}: two PUTs of bytes {ticket.first}- overlapped "
-                    "(chunks go one at a time)",
+                    f"{publish.publish_id}: two PUTs of the chunk at byte {ticket.first} "
+                    "overlapped (chunks go one at a time)",
                 )
                 return self._reply(416, publish, "The range does not match the upload's progress.")
             if self._expired(publish):

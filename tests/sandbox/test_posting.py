@@ -490,7 +490,7 @@ def test_status_progression_of_a_public_direct_post(clock: ManualClock) -> None:
         assert isinstance(post_id, int)
         assert poll(api, token, publish_id) == final
         record = api.sandbox.publish(publish_id)
-        assert (record.status, record.post_ids) == ("PUBLISH_COMPLETE", (post_id,))
+        assert (record.status, record.post_ids) == ("PUBLISH_COMPLETE", [post_id])
 
 
 def _complete_small(api: Api, token: str, endpoint: str = "video_init") -> str:
@@ -571,3 +571,10 @@ def test_wrong_method_is_405(api: Api, sandbox: Sandbox) -> None:
     response = api.http.get(api.url("video_init"), timeout=10)
     assert response.status_code == 405
     assert response.json()["data"] == {}
+
+
+def test_unaudited_limits_do_not_apply_to_inbox_drafts(unaudited: Api) -> None:
+    """Inbox uploads carry no privacy level: an unaudited app may send them to any account."""
+    api = unaudited
+    response = api.init_video(api.token("pub"), SMALL, SMALL, 1, endpoint="inbox_init")
+    assert response.status_code == 200, response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -287,3 +288,24 @@ def test_overlapping_puts_of_one_chunk_commit_once(api: Api, sandbox: Sandbox) -
     assert late.getheader("Content-Range") == f"bytes 0-{CHUNK - 1}/{SIZE}"
     assert sandbox.publish(publish_id).bytes_received == CHUNK
     assert any("overlapped" in v for v in sandbox.violations())
+
+
+def test_parallel_uploads_of_different_users_stay_apart(api: Api, sandbox: Sandbox) -> None:
+    """Three users uploading at once each get exactly their own bytes."""
+    sizes = {"sandbox-user-1": SIZE, "sandbox-user-2": SIZE + 7, "sandbox-user-3": SIZE + 250}
+    targets = {}
+    for open_id, size in sizes.items():
+        token = api.token(open_id)
+        api.creator_info(token)
+        data = api.init_video(token, size, CHUNK, 2).json()["data"]
+        targets[open_id] = (data["publish_id"], data["upload_url"])
+
+    def upload(open_id: str) -> list[int]:
+        size = sizes[open_id]
+        return api.upload_whole(targets[open_id][1], size, CHUNK, 2)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = dict(zip(sizes, pool.map(upload, sizes), strict=True))
+    assert all(codes == [206, 201] for codes in results.values())
+    for open_id, size in sizes.items():
+        assert sandbox.publish(targets[open_id][0]).sha256 == pattern_sha256(size)
