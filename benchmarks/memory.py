@@ -7,7 +7,7 @@ needed to make them), uploaded as direct posts with the default chunk size and s
 whole engine in the loop: init, streamed chunk PUTs, one status fetch.
 
     python benchmarks/memory.py                          # 10 MB and 2 GB
-    python benchmarks/memory.py --sizes 10000000 4294967296
+    python benchmarks/memory.py --sizes 10000000 4000000000
 
 Goals (issue 5): peak RSS ≤ 64 MiB, and the 2 GB upload's peak < 8 MiB above the 10 MB one's.
 Linux only. Not a test: run it by hand and quote the figures.

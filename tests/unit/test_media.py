@@ -356,12 +356,12 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
         probe_video(write(tmp_path, "empty.mp4", b""))
 
 
-def test_file_over_4_gib_is_refused_without_reading(tmp_path: Path) -> None:
-    """A (sparse) file of 4 GiB + 1 byte is refused from its size alone."""
+def test_file_over_4_gb_is_refused_without_reading(tmp_path: Path) -> None:
+    """A (sparse) file of 4,000,000,001 bytes is refused from its size alone."""
     path = tmp_path / "huge.mp4"
     with open(path, "wb") as file:
         file.truncate(MAX_VIDEO_BYTES + 1)
-    with pytest.raises(MediaError, match="at most 4 GiB"):
+    with pytest.raises(MediaError, match="at most 4,000,000,000"):
         probe_video(path)
 
 
