@@ -35,6 +35,7 @@ from enum import StrEnum
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import jsonschema
@@ -63,7 +64,7 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_DOCUMENT_VALUES = 2_000_000
 
 _E = TypeVar("_E", bound=StrEnum)
-Path_ = tuple[str | int, ...]  # a location in the document: ("entries", 3, "privacy_level")
+DocPath = tuple[str | int, ...]  # a location in the document: ("entries", 3, "privacy_level")
 
 
 class Mode(StrEnum):
@@ -92,17 +93,19 @@ class ManifestForm(StrEnum):
 # What an entry gets when neither it nor ``defaults`` says otherwise. SELF_ONLY is the only
 # privacy an unaudited app may use, and the safe choice for the legacy form, which has no field
 # for it.
-BUILT_IN_DEFAULTS: Mapping[str, object] = {
-    "mode": "direct",
-    "privacy_level": "SELF_ONLY",
-    "disable_comment": False,
-    "disable_duet": False,
-    "disable_stitch": False,
-    "is_aigc": False,
-    "brand_content_toggle": False,
-    "brand_organic_toggle": False,
-    "auto_add_music": False,
-}
+BUILT_IN_DEFAULTS: Mapping[str, object] = MappingProxyType(
+    {
+        "mode": "direct",
+        "privacy_level": "SELF_ONLY",
+        "disable_comment": False,
+        "disable_duet": False,
+        "disable_stitch": False,
+        "is_aigc": False,
+        "brand_content_toggle": False,
+        "brand_organic_toggle": False,
+        "auto_add_music": False,
+    }
+)
 _MEDIA_FIELDS = ("video_path", "video_url", "photo_urls")
 _VIDEO_ONLY_FIELDS = ("video_cover_timestamp_ms", "disable_duet", "disable_stitch")
 _PHOTO_ONLY_FIELDS = ("title", "photo_cover_index", "auto_add_music")
@@ -156,7 +159,6 @@ class Entry:
 
     index: int
     location: str
-    line: int | None
     id: str | None
     user_id: str
     mode: Mode
@@ -346,14 +348,14 @@ class _Document:
     data: Any = None
     failed: bool = False
     problems: list[Problem] = field(default_factory=list)
-    line_finder: Callable[[], dict[Path_, int]] | None = None
-    _lines: dict[Path_, int] | None = None
+    line_finder: Callable[[], dict[DocPath, int]] | None = None
+    _lines: dict[DocPath, int] | None = None
 
     @property
     def form(self) -> ManifestForm:
         return ManifestForm.LEGACY if isinstance(self.data, list) else ManifestForm.VERSION_1
 
-    def line_of(self, path: Path_) -> int | None:
+    def line_of(self, path: DocPath) -> int | None:
         """The line of the value at ``path``, or of its nearest enclosing value."""
         if self._lines is None:
             self._lines = self.line_finder() if self.line_finder is not None else {}
@@ -363,13 +365,13 @@ class _Document:
                 return line
         return None
 
-    def location(self, path: Path_) -> str:
+    def location(self, path: DocPath) -> str:
         text = ""
         for part in path:
             text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
         return text or "manifest"
 
-    def problem(self, path: Path_, message: str, fix: str | None = None) -> Problem:
+    def problem(self, path: DocPath, message: str, fix: str | None = None) -> Problem:
         return Problem(self.location(path), message, fix, self.line_of(path))
 
 
@@ -415,9 +417,10 @@ def _decode(raw: bytes, document: _Document) -> str | None:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
+        shown = "UTF-16" if encoding == "utf-16" else "UTF-8"
         _failed(
             document,
-            f"is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})",
+            f"is not valid {shown} text (byte {raw[exc.start]:#04x} at offset {exc.start})",
             "save the manifest as UTF-8",
         )
         return None
@@ -454,7 +457,8 @@ def _parse_json(text: str, document: _Document) -> _Document:
     scan = _JsonScan(text)
     document.line_finder = scan.lines
     if duplicates:
-        for path, line, first in scan.duplicates():
+        found = scan.duplicates()
+        for path, line, first in found:
             document.problems.append(
                 Problem(
                     document.location(path),
@@ -462,6 +466,10 @@ def _parse_json(text: str, document: _Document) -> _Document:
                     "keep one of them: the later one would silently win",
                     line,
                 )
+            )
+        if not found:  # the line scan gave up; the duplicate is still an error
+            document.problems.append(
+                Problem("manifest", "a key is set twice in the same object", "keep one of them")
             )
     return document
 
@@ -482,15 +490,15 @@ class _JsonScan:
     def __init__(self, text: str) -> None:
         self.text = text
         self._newlines: list[int] = []
-        self._lines: dict[Path_, int] = {}
-        self._duplicates: list[tuple[Path_, int, int]] = []
+        self._lines: dict[DocPath, int] = {}
+        self._duplicates: list[tuple[DocPath, int, int]] = []
         self._scanned = False
 
-    def lines(self) -> dict[Path_, int]:
+    def lines(self) -> dict[DocPath, int]:
         self._scan()
         return self._lines
 
-    def duplicates(self) -> list[tuple[Path_, int, int]]:
+    def duplicates(self) -> list[tuple[DocPath, int, int]]:
         self._scan()
         return self._duplicates
 
@@ -510,7 +518,7 @@ class _JsonScan:
         match = self._WHITESPACE.match(self.text, pos)
         return match.end() if match else pos
 
-    def _value(self, pos: int, path: Path_) -> int:
+    def _value(self, pos: int, path: DocPath) -> int:
         pos = self._skip(pos)
         self._lines.setdefault(path, self._line(pos))
         char = self.text[pos]
@@ -525,7 +533,7 @@ class _JsonScan:
             raise ValueError(f"unexpected {char!r}")
         return match.end()
 
-    def _object(self, pos: int, path: Path_) -> int:
+    def _object(self, pos: int, path: DocPath) -> int:
         seen: dict[str, int] = {}
         pos = self._skip(pos)
         if self.text[pos] == "}":
@@ -545,7 +553,7 @@ class _JsonScan:
                 return pos + 1
             pos += 1  # the comma
 
-    def _array(self, pos: int, path: Path_) -> int:
+    def _array(self, pos: int, path: DocPath) -> int:
         pos = self._skip(pos)
         if self.text[pos] == "]":
             return pos + 1
@@ -594,7 +602,7 @@ def _parse_yaml(text: str, document: _Document) -> _Document:
         document.problems.append(
             Problem(
                 "manifest",
-                f"invalid YAML: {exc.problem or exc.context}",
+                f"invalid YAML: {_yaml_reason(exc)}",
                 "check the indentation and quoting there; quote text containing ': ' or "
                 "starting with a special character",
                 None if mark is None else mark.line + 1,
@@ -611,15 +619,24 @@ def _parse_yaml(text: str, document: _Document) -> _Document:
     return document
 
 
-def _yaml_lines(root: yaml.Node, document: _Document) -> dict[Path_, int]:
+def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
+    # PyYAML splits its message: "expected a single document in the stream" (context) and
+    # "but found another document" (problem). Both together read as a sentence.
+    if exc.problem and exc.context:
+        return f"{exc.problem} ({exc.context})"
+    return exc.problem or exc.context or "unreadable YAML"
+
+
+def _yaml_lines(root: yaml.Node, document: _Document) -> dict[DocPath, int]:
     """Walk the YAML node tree: lines of every value, duplicate keys, refused tags.
 
     Counts every value visited, aliases included, so an alias bomb stops here instead of in
     the schema validator.
     """
-    lines: dict[Path_, int] = {}
+    lines: dict[DocPath, int] = {}
+    refused: set[int] = set()
     visited = 0
-    stack: list[tuple[yaml.Node, Path_]] = [(root, ())]
+    stack: list[tuple[yaml.Node, DocPath]] = [(root, ())]
     while stack:
         node, path = stack.pop()
         visited += 1
@@ -632,7 +649,8 @@ def _yaml_lines(root: yaml.Node, document: _Document) -> dict[Path_, int]:
             )
             return lines
         lines.setdefault(path, node.start_mark.line + 1)
-        if node.tag not in _PLAIN_TAGS:
+        if node.tag not in _PLAIN_TAGS and id(node) not in refused:
+            refused.add(id(node))  # once, however many aliases repeat it
             shown = node.tag.replace(_TAG_PREFIX, "!!")
             document.problems.append(
                 Problem(
@@ -675,11 +693,10 @@ def _yaml_lines(root: yaml.Node, document: _Document) -> dict[Path_, int]:
 # -- the schema -----------------------------------------------------------------------------------
 
 
-@cache
 def manifest_schema() -> dict[str, Any]:
-    """The shipped JSON Schema (draft 2020-12) of both manifest forms."""
-    text = resources.files("orchestrator").joinpath("schemas/manifest.schema.json").read_text()
-    schema: dict[str, Any] = json.loads(text)
+    """The shipped JSON Schema (draft 2020-12) of both manifest forms (a fresh copy)."""
+    resource = resources.files("orchestrator").joinpath("schemas/manifest.schema.json")
+    schema: dict[str, Any] = json.loads(resource.read_text(encoding="utf-8"))
     return schema
 
 
@@ -713,20 +730,28 @@ def _validator() -> jsonschema.protocols.Validator:
     """A draft 2020-12 validator that remembers which (subschema, value) pairs passed.
 
     Entries repeat the same user_id, privacy_level, tags and paths thousands of times; validating
-    each distinct pair once is exact (our subschemas do not depend on anything but the value)
-    and several times faster. The memo lives as long as this validator: one check.
+    each distinct pair once is exact (our subschemas depend on nothing but the value) and several
+    times faster. So is checking a leaf subschema of only type/pattern/minLength (ids, free
+    text) directly: a value that fails is still handed to jsonschema for its error.
+    The memo lives as long as this validator: one check.
     """
     passed: set[tuple[int, object]] = set()
+    quick_checks: dict[int, Callable[[Any, object], bool] | None] = {}
 
     def properties(
         validator: Any, properties: dict[str, Any], instance: Any, schema: Any
     ) -> Iterator[jsonschema.ValidationError]:
         if not validator.is_type(instance, "object"):
             return
-        for name, subschema in properties.items():
-            if name not in instance:
+        for name, value in instance.items():  # the value's own keys: usually few of many
+            subschema = properties.get(name)
+            if subschema is None:
                 continue
-            value = instance[name]
+            if id(subschema) not in quick_checks:
+                quick_checks[id(subschema)] = _quick_check(subschema)
+            quick = quick_checks[id(subschema)]
+            if quick is not None and quick(validator, value):
+                continue
             key = _memo_key(value)
             if key is not None and (id(subschema), key) in passed:
                 continue
@@ -742,6 +767,36 @@ def _validator() -> jsonschema.protocols.Validator:
     return validator
 
 
+_ANNOTATIONS = frozenset({"description", "title", "x-fix", "$comment", "examples"})
+
+
+def _quick_check(subschema: object) -> Callable[[Any, object], bool] | None:
+    """A direct test for a leaf subschema asserting only ``type`` (one name), ``pattern`` and
+    ``minLength``, with jsonschema's meaning (pattern: ``re.search``; lengths in code points);
+    None for anything else."""
+    if not isinstance(subschema, dict):
+        return None
+    assertions = set(subschema) - _ANNOTATIONS
+    kind = subschema.get("type")
+    if "type" not in assertions or not assertions <= {"type", "pattern", "minLength"}:
+        return None
+    if not isinstance(kind, str):
+        return None
+    pattern = re.compile(subschema["pattern"]) if "pattern" in subschema else None
+    min_length: int = subschema.get("minLength", 0)
+
+    def check(validator: Any, value: object) -> bool:
+        if not validator.is_type(value, kind):
+            return False
+        if isinstance(value, str):
+            if pattern is not None and pattern.search(value) is None:
+                return False
+            return len(value) >= min_length
+        return True
+
+    return check
+
+
 def _memo_key(value: object) -> object:
     """A hashable stand-in for a scalar or a list of scalars (type included: True != 1)."""
     if value is None or isinstance(value, str | int | float | bool):
@@ -754,7 +809,7 @@ def _memo_key(value: object) -> object:
 
 
 def _schema_problems(error: jsonschema.ValidationError, document: _Document) -> list[Problem]:
-    path: Path_ = tuple(error.absolute_path)
+    path: DocPath = tuple(error.absolute_path)
     schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     fix = schema.get("x-fix")
     instance = error.instance
@@ -792,6 +847,9 @@ def _schema_problems(error: jsonschema.ValidationError, document: _Document) -> 
     if kind == "type":
         wanted = " or ".join(expected) if isinstance(expected, list) else str(expected)
         message = f"expected {_a(wanted)}, got {_json_type(instance)} {_short(instance)}"
+        if wanted == "string" and isinstance(instance, bool | int | float):
+            # YAML reads 12345, 1e3, no, on... as numbers and booleans unless quoted.
+            fix = "put the value in quotes so it is read as text"
         return [document.problem(path, message, fix)]
     if kind == "const":
         message = f"must be {expected!r}, got {_short(instance)}"
@@ -895,7 +953,7 @@ class _Post:
     """What makes an entry a post (SPEC §5), known even when other fields of it are wrong, so
     that duplicates are reported in the same pass as everything else."""
 
-    path: Path_
+    path: DocPath
     id: str | None
     user_id: str
     mode: Mode
@@ -917,13 +975,13 @@ class _Checker:
         self._inbox_with_post_info: list[str] = []
         self._posts: list[_Post] = []
 
-    def problem(self, path: Path_, message: str, fix: str | None = None) -> None:
+    def problem(self, path: DocPath, message: str, fix: str | None = None) -> None:
         self.problems.append(self.document.problem(path, message, fix))
 
     def check(self) -> tuple[Entry, ...] | None:
         data = self.document.data
         defaults: dict[str, Any] = {}
-        prefix: Path_ = ()
+        prefix: DocPath = ()
         if isinstance(data, list):
             raw_entries = data
         elif isinstance(data, dict) and isinstance(data.get("entries"), list):
@@ -950,7 +1008,7 @@ class _Checker:
 
     # One entry. Problems go to self.problems; returns the entry only if it is wholly valid.
     def _entry(
-        self, raw: dict[str, Any], index: int, path: Path_, defaults: dict[str, Any]
+        self, raw: dict[str, Any], index: int, path: DocPath, defaults: dict[str, Any]
     ) -> Entry | None:
         before = len(self.problems)
         values = {**BUILT_IN_DEFAULTS, **defaults, **raw}
@@ -961,7 +1019,8 @@ class _Checker:
             return found if isinstance(found, kind) else None
 
         user_id = value("user_id", str)
-        if "user_id" not in values:
+        if "user_id" not in values and self.document.form is ManifestForm.VERSION_1:
+            # (The legacy schema requires user_id itself.)
             self.problem(
                 (*path, "user_id"),
                 "'user_id' is missing (required)",
@@ -983,14 +1042,14 @@ class _Checker:
         is_photo = sources == ["photo_urls"]
         kind_fields = _VIDEO_ONLY_FIELDS if is_photo else _PHOTO_ONLY_FIELDS
         for name in kind_fields:
-            if name in raw and sources:
+            if name in raw and len(sources) == 1:
                 self.problem(
                     (*path, name),
                     f"{name!r} applies to {'videos' if is_photo else 'photo posts'} only",
                     "remove it from this entry"
                     + ("; a video's caption is description + tags" if name == "title" else ""),
                 )
-        media, media_info, size = self._media(raw, values, path, sources)
+        media, media_info, size = self._media(raw, path, sources)
         description = value("description", str) or ""
         tags = [tag for tag in (value("tags", list) or []) if isinstance(tag, str)]
         caption = build_caption(description, tags)
@@ -1011,12 +1070,10 @@ class _Checker:
                 f"{cover_ms} ms is after the end of the video ({media_info.duration_s:.2f} s)",
                 "pick a moment within the video",
             )
-        posts_info = mode is Mode.DIRECT or is_photo
-        if (
-            posts_info
-            and values.get("brand_content_toggle") is True
-            and privacy is (PrivacyLevel.SELF_ONLY)
-        ):
+        # Inbox videos send no post_info, so the rule cannot be broken there.
+        sends_post_info = mode is Mode.DIRECT or is_photo
+        branded = values.get("brand_content_toggle") is True
+        if sends_post_info and branded and privacy is PrivacyLevel.SELF_ONLY:
             self.problem(
                 (*path, "brand_content_toggle"),
                 "branded content cannot be private (privacy_level is SELF_ONLY)",
@@ -1034,7 +1091,6 @@ class _Checker:
         entry = Entry(
             index=index,
             location=self.document.location(path),
-            line=self.document.line_of(path),
             id=entry_id,
             user_id=user_id,
             mode=mode,
@@ -1056,8 +1112,9 @@ class _Checker:
         return entry
 
     def _media(
-        self, raw: dict[str, Any], values: dict[str, Any], path: Path_, sources: list[str]
+        self, raw: dict[str, Any], path: DocPath, sources: list[str]
     ) -> tuple[Media | None, MediaInfo | None, int | None]:
+        """The entry's media source, and for a file its probe and size (None where invalid)."""
         if len(sources) != 1:
             return None, None, None
         source = sources[0]
@@ -1107,7 +1164,7 @@ class _Checker:
             self._resolved[given] = found
         return found
 
-    def _check_text(self, path: Path_, caption: str, title: str | None, is_photo: bool) -> None:
+    def _check_text(self, path: DocPath, caption: str, title: str | None, is_photo: bool) -> None:
         where = (*path, "description")
         if _has_lone_surrogate(caption):
             self.problem(
@@ -1141,7 +1198,7 @@ class _Checker:
                     f"shorten it by {title_units - PHOTO_TITLE_MAX_UNITS}",
                 )
 
-    def _publish_at(self, given: object, path: Path_) -> datetime | None:
+    def _publish_at(self, given: object, path: DocPath) -> datetime | None:
         if not isinstance(given, str):
             return None
         where = (*path, "publish_at")
@@ -1177,8 +1234,9 @@ class _Checker:
                         f"id {post.id!r} is already used by {self._where(earlier)}",
                         "give each entry its own id",
                     )
-            elif isinstance(post.media, FileMedia) and post.size is not None:
-                by_size[(post.user_id, post.mode, post.size)].append(post)
+            elif isinstance(post.media, FileMedia):
+                if post.size is not None:
+                    by_size[(post.user_id, post.mode, post.size)].append(post)
             else:
                 fingerprint = media_fingerprint(post.media)
                 self._same_post(first_by_identity, post, fingerprint)

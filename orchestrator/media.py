@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from orchestrator.errors import MediaError
+from orchestrator.tiktok.chunks import MAX_VIDEO
 
-# tiktok-api.md §5: "Video ≤ 4 GB" — read as GiB, the larger reading; the chunk rules cap the rest.
-MAX_VIDEO_BYTES = 4 * 1024**3
+# tiktok-api.md §5: "Video ≤ 4 GB", read as 4 * 10**9 bytes, the stricter reading, as §10 does
+# for "MB": the planner (tiktok/chunks.py) and validation share one limit.
+MAX_VIDEO_BYTES = MAX_VIDEO
 # tiktok-api.md §5 media limits. The duration limit here is the API maximum; each creator's own
 # maximum (creator_info.max_video_post_duration_sec) is compared later, with the token at hand.
 MIN_FRAME_RATE = 23.0
@@ -285,7 +287,7 @@ def check_regular_file(path: Path) -> os.stat_result:
         raise MediaError("is empty (0 bytes)", hint="export or copy the video again")
     if info.st_size > MAX_VIDEO_BYTES:
         raise MediaError(
-            f"is {info.st_size / 1024**3:.2f} GiB; TikTok accepts at most 4 GiB",
+            f"is {info.st_size:,} bytes; TikTok accepts at most {MAX_VIDEO_BYTES:,} (4 GB)",
             hint="shorten it or encode it at a lower bitrate",
         )
     return info
@@ -368,7 +370,10 @@ def sniff_container(head: bytes) -> ContentType:
     """The container of a file from its first bytes, or MediaError saying what it looks like."""
     if len(head) >= 8 and head[4:8] == b"ftyp":
         if len(head) < 12:
-            raise MediaError("is cut short: it ends inside its first box", hint=_CONVERT_HINT)
+            raise MediaError(
+                "is cut short: it ends inside its first box",
+                hint="the copy or export did not finish; copy or export the video again",
+            )
         brand = head[8:12]
         if brand == b"qt  ":
             return ContentType.QUICKTIME

@@ -3,15 +3,15 @@
 Theory of operation
 -------------------
 
-An upload moves through these states (SPEC §5, §6)::
+An upload moves through these states (SPEC §5, §6; :data:`TRANSITIONS` is the full table)::
 
-    PLANNED ──init (file)──▶ UPLOADING ──last chunk accepted──▶ UPLOADED ──status──▶ PROCESSING
-       │                      │  ▲  │                              ▲                    │
-       │                      │  └──┘ chunk confirmed / resynced   │                    ▼
-       │                      │       / new init (URL died early)  │       PUBLISHED · SENT_TO_INBOX
-       └──init (URL, photo)───┼────────────────────────────────────┘       · FAILED
-       │                      ▼
-       └──▶ FAILED · DEFERRED · UNCERTAIN
+    PLANNED ──init, file──▶ UPLOADING ──every byte held──▶ UPLOADED ──status──▶ PROCESSING
+       │                    ↺ chunk confirmed,                ▲  │                  │
+       │                      resynced, new init              │  └───────┬──────────┘
+       ├──init, URL or photo──────────────────────────────────┘          ▼
+       │                        │                         PUBLISHED · SENT_TO_INBOX · FAILED
+       ▼                        ▼
+    FAILED · DEFERRED · UNCERTAIN   FAILED · DEFERRED
 
 Every change of state is an event (:data:`UploadEvent`), and every event is handed to the
 :class:`JournalSink` *before* the next request is sent: if the process dies at any moment, the
@@ -78,6 +78,8 @@ from orchestrator.transport import FileWindow, HttpResponse, Timeouts, Transport
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CONTENT_TYPES",
+    "TRANSITIONS",
     "ChunkConfirmed",
     "Deferred",
     "ErrorInfo",
@@ -158,6 +160,11 @@ class UploadRequest:
     source: Source
     post_info: PostInfo
     label: str = ""
+
+    @property
+    def name(self) -> str:
+        """How log lines name this entry."""
+        return self.label or self.open_id
 
 
 @dataclass(frozen=True)
@@ -481,7 +488,6 @@ class UploadMachine:
         self.post_ids: tuple[str, ...] = ()
         self.last_status: str | None = None
         self.inits = 0
-        self.outcome_event: Failed | Deferred | Uncertain | None = None
 
     @classmethod
     def resumed(
@@ -515,7 +521,7 @@ class UploadMachine:
         self._journal.record(event)
         self._apply(event)
         self.state = after
-        log.debug("%s: %s -> %s", self.request.label or self.request.open_id, kind, after.value)
+        log.debug("%s: %s -> %s", self.request.name, kind, after.value)
 
     def _check(self, event: UploadEvent) -> None:
         if isinstance(event, Initialised):
@@ -556,6 +562,7 @@ class UploadMachine:
             self.url_expires_at = event.url_expires_at
             self.plan = event.plan
             self.bytes_confirmed = 0
+            self.final_bytes_maybe_sent = False
             self.inits += 1
         elif isinstance(event, ChunkConfirmed | Resynced):
             self.bytes_confirmed = event.bytes_confirmed
@@ -566,8 +573,6 @@ class UploadMachine:
             self.last_status = PublishState.PUBLISH_COMPLETE
         elif isinstance(event, SentToInbox):
             self.last_status = PublishState.SEND_TO_USER_INBOX
-        elif isinstance(event, Failed | Deferred | Uncertain):
-            self.outcome_event = event
 
     @property
     def plan_size(self) -> int:
@@ -719,12 +724,30 @@ def _chunk_retryable(error: BaseException) -> bool:
     return isinstance(error, TransportError | _ServerBusy)
 
 
+class _Progress:
+    """Forwards progress to a subscriber and keeps the running total, so the engine can say
+    "TikTok holds N bytes" and let the subscriber hear the exact correction."""
+
+    def __init__(self, subscriber: ProgressSubscriber) -> None:
+        self._subscriber = subscriber
+        self.total = 0
+
+    def on_progress(self, bytes_delta: int) -> None:
+        if bytes_delta:
+            self.total += bytes_delta
+            self._subscriber.on_progress(bytes_delta)
+
+    def settle_at(self, held: int) -> None:
+        """The bytes the server holds are ``held``: report whatever difference that makes."""
+        self.on_progress(held - self.total)
+
+
 @dataclass
 class _Run:
     """Per-run scratch the driver keeps next to the machine (not journalled)."""
 
     machine: UploadMachine
-    progress: ProgressSubscriber
+    progress: _Progress
     file: BinaryIO | None = None
     chunk_requests: int = 0
     error: ErrorInfo | None = None
@@ -759,7 +782,7 @@ class Uploader:
     ) -> UploadOutcome:
         """Post ``request`` from the start: init, send the chunks, poll until done or the poll
         deadline. Every transition goes to ``journal`` before the next request."""
-        run = _Run(UploadMachine(request, journal), progress or NullProgress())
+        run = _Run(UploadMachine(request, journal), _Progress(progress or NullProgress()))
         return self._drive(run)
 
     def resume(
@@ -782,8 +805,8 @@ class Uploader:
                 "the entry's file is not the one the earlier upload was sending",
                 hint="a changed file is a new entry; give it a new id",
             )
-        run = _Run(machine, progress or NullProgress())
-        run.progress.on_progress(machine.bytes_confirmed)
+        run = _Run(machine, _Progress(progress or NullProgress()))
+        run.progress.settle_at(machine.bytes_confirmed)
         return self._drive(run)
 
     # -- steps --
@@ -877,7 +900,7 @@ class Uploader:
         machine.record(Initialised(result.publish_id, result.upload_url, expires, plan))
         log.info(
             "%s: initialised %s%s",
-            request.label or request.open_id,
+            request.name,
             result.publish_id,
             f" ({plan.total_chunk_count} chunks of {plan.chunk_size} bytes)" if plan else "",
         )
@@ -948,10 +971,9 @@ class Uploader:
                 if chunk.end != machine.plan_size:
                     log.warning(
                         "%s: the upload server called chunk %d the end of the upload",
-                        machine.request.label or machine.request.open_id,
+                        machine.request.name,
                         chunk.index,
                     )
-                    run.progress.on_progress(chunk.length)
                     self._resync(run, machine.plan_size)
                     continue
                 machine.record(ChunkConfirmed(chunk.index, chunk.end))
@@ -1025,15 +1047,14 @@ class Uploader:
 
     def _resync(self, run: _Run, received: int) -> None:
         machine = run.machine
-        delta = received - machine.bytes_confirmed
         log.info(
             "%s: the upload server holds %d bytes (we had %d); its progress wins",
-            machine.request.label or machine.request.open_id,
+            machine.request.name,
             received,
             machine.bytes_confirmed,
         )
         machine.record(Resynced(received))
-        run.progress.on_progress(delta)
+        run.progress.settle_at(received)
 
     def _url_dead(self, run: _Run, why: str) -> None:
         """The upload URL cannot be used any more (its hour is up, or the server refused it)."""
@@ -1055,24 +1076,26 @@ class Uploader:
             return
         log.info(
             "%s: %s before the last chunk; starting over with a new init (nothing was published)",
-            machine.request.label or machine.request.open_id,
+            machine.request.name,
             why,
         )
-        run.progress.on_progress(-machine.bytes_confirmed)
+        run.progress.settle_at(0)
         self._initialise(run)
 
     def _settle(self, run: _Run, why: str, settles: int, *, url_dead: bool = False) -> None:
         """The last chunk may have reached TikTok: ask the status, never init again.
 
-        TikTok has everything → Uploaded. TikTok reports fewer bytes → resync and resend while
-        the URL lives; when it is dead, Failed (retryable: by TikTok's own word nothing will
-        publish). No answer, or out of settle attempts → Uploaded: the bytes were all sent, so
-        the entry is polled (now and by later runs) and never initialised again.
+        TikTok reports FAILED → Failed with its reason (an upload left incomplete fails
+        ``internal``, retryable). TikTok has everything → Uploaded. TikTok reports fewer bytes
+        → resync and resend while the URL lives; when it is dead, Failed (retryable: by
+        TikTok's own word nothing will publish). No answer, or out of settle attempts →
+        Uploaded: the bytes were all sent, so the entry is polled (now and by later runs) and
+        never initialised again.
         """
         machine = run.machine
         assert machine.plan is not None
         assert machine.publish_id is not None
-        label = machine.request.label or machine.request.open_id
+        label = machine.request.name
         log.info("%s: %s; asking TikTok for the status", label, why)
         status: PublishStatus | None = None
         try:
@@ -1135,7 +1158,7 @@ class Uploader:
         config = self._config
         deadline = self._clock.monotonic() + config.poll_timeout
         interval = config.poll_first
-        label = machine.request.label or machine.request.open_id
+        label = machine.request.name
         while True:
             try:
                 status = self._client.fetch_status(machine.request.open_id, machine.publish_id)

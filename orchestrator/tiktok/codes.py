@@ -178,3 +178,45 @@ def classify_fail_reason(fail_reason: str | None) -> FailReasonInfo:
     if fail_reason is None:
         return _UNKNOWN_FAIL_REASON
     return FAIL_REASONS.get(fail_reason, _UNKNOWN_FAIL_REASON)
+
+
+ORCHESTRATOR_CODES: Final = MappingProxyType(
+    {
+        "needs_login": "the user's refresh token expired or was revoked: run "
+        "`tiktok-orchestrator auth login` for that user; the other users went on",
+        "auth_error": "the token endpoint refused the refresh; check TIKTOK_CLIENT_KEY and "
+        "TIKTOK_CLIENT_SECRET, then `auth refresh OPEN_ID`",
+        "store_error": "the state database could not be read for this user; see the message "
+        "(a damaged row: `auth remove` and `auth login` that user)",
+        "unavailable": "TikTok could not be reached for this user (network, DNS, TLS); the "
+        "entries were deferred to the next run",
+        "creator_info_mismatch": "the entry asks for something the creator's settings forbid "
+        "(privacy level not offered, an interaction they disabled, a video longer than they may "
+        "post); change the entry as the hint says",
+        "daily_cap": "the user reached the daily direct-post cap counted from the journal "
+        "(--daily-cap, default 15); the next run posts the rest",
+        "pending_inbox_cap": "the user has too many inbox drafts from the last 24 h "
+        "(--inbox-cap, default 5); they must post or delete drafts in the app",
+        "scheduled": "publish_at is in the future; the first run after it posts the entry",
+        "interrupted": "the run was stopped (Ctrl-C, SIGTERM); run again to go on from the journal",
+        "retry_budget_spent": "TikTok kept failing and the run's retry budget ran out; the rest "
+        "was deferred; check TikTok's status and the network, then run again",
+        "deferred": "TikTok asked to post later (a cap); the next run tries again",
+        "uncertain": "an init for a URL or photo source lost its answer and may have posted; "
+        "check the creator's profile, and if it did not post give the entry a new id",
+        "file_unreadable": "the video could not be opened or changed size since validation; "
+        "check the file and run again",
+        "upload_error": "the upload could not go on (see the message); run again",
+        "transport": "the connection to TikTok failed repeatedly; run again",
+        "upload_server_error": "TikTok's upload server kept failing; run again",
+        "upload_incoherent": "TikTok's idea of the upload's progress did not fit the chunk "
+        "plan; the next run starts the upload again",
+        "upload_rejected": "TikTok refused a chunk's headers or length (a bug: please report "
+        "it with the log_id)",
+        "upload_url_expired": "the upload URL's hour ran out before the last byte; the next run "
+        "starts the upload again (nothing was published)",
+        "failed": "TikTok reported FAILED without a reason; check the post in the app",
+        "dry_run": "a dry run: nothing was sent; the message says what a real run would do",
+    }
+)
+"""The orchestrator's own error codes in reports, with what to do about each."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import socket
 import threading
 import time
@@ -276,3 +277,15 @@ def test_redact_url_hides_the_query() -> None:
     """Upload URLs authorise by their query string, which never shows."""
     shown = redact_url("https://up.example.com/upload/?upload_id=1&upload_token=abc")
     assert shown == "https://up.example.com/upload/?<redacted>"
+
+
+def test_library_debug_logs_never_show_the_upload_token(
+    server: Server, transport: HttpTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even with urllib3 logging at DEBUG, request lines show no query string."""
+    caplog.set_level(logging.DEBUG)
+    transport.request(
+        "PUT", server.url + "/upload/?upload_id=1&upload_token=very-secret", body=b"x"
+    )
+    assert "upload_id" in caplog.text or "/upload/" in caplog.text
+    assert "very-secret" not in caplog.text

@@ -21,7 +21,7 @@ from orchestrator.retry import Retrier, RetryBudget, SlidingWindowPacer
 from orchestrator.sandbox import Fault, Sandbox, SandboxConfig
 from orchestrator.sandbox.config import FAIL_REASONS
 from orchestrator.secret import Secret
-from orchestrator.tiktok.chunks import MIN_CHUNK
+from orchestrator.tiktok.chunks import DEFAULT_CHUNK, MIN_CHUNK
 from orchestrator.tiktok.client import PostInfo, PostMode, TikTokClient
 from orchestrator.tiktok.codes import classify_fail_reason
 from orchestrator.transport import Body, HttpResponse, HttpTransport, Timeouts
@@ -466,3 +466,21 @@ def test_daily_cap_defers_without_sending(tmp_path: Path) -> None:
         assert outcome.state is UploadState.DEFERRED
         assert isinstance(rig.journal.events[-1], Deferred)
         assert rig.sandbox.calls("upload") == 0
+
+
+@pytest.mark.slow
+def test_large_upload_with_default_chunks_survives_resets_and_a_lost_final_answer(
+    tmp_path: Path,
+) -> None:
+    """150 MB in the default 64,000,000-byte chunks, a reset mid-chunk and a lost final answer:
+    one exact upload, one init."""
+    for rig in _rig(SandboxConfig(), chunk_size=DEFAULT_CHUNK):
+        path, digest = make_video(tmp_path, 150_000_000)
+        rig.sandbox.schedule(
+            Fault(endpoint="upload", call=1, kind="reset_mid_body", after_bytes=30_000_000)
+        )
+        rig.sandbox.schedule(Fault(endpoint="upload", call=3, kind="lost"))
+        outcome = rig.upload(file_request(path))
+        assert outcome.state is UploadState.PUBLISHED
+        assert (outcome.chunks, outcome.inits) == (2, 1)
+        assert_one_exact_upload(rig.sandbox, digest)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.clock import ManualClock
-from orchestrator.errors import IllegalTransitionError
+from orchestrator.errors import IllegalTransitionError, UploadError
 from orchestrator.retry import Retrier, RetryBudget, SlidingWindowPacer
 from orchestrator.secret import Secret
 from orchestrator.tiktok.chunks import MIN_CHUNK, plan_chunks
@@ -622,3 +622,64 @@ def test_events_never_show_the_upload_url() -> None:
     event = Initialised("p", Secret("https://u/?upload_token=abc"), 1.0, plan_chunks(100))
     assert "abc" not in repr(event)
     assert "abc" not in repr(SentToInbox()) + repr(Uploaded())
+
+
+# -- odd answers from the upload server -------------------------------------------------------
+
+
+def test_server_calling_the_upload_complete_early_is_believed_and_polled(rig: Rig) -> None:
+    """A 201 on chunk 1 of 3: the server's word wins; no more PUTs, the entry is polled."""
+    rig.fake.put_faults[1] = 201
+    outcome = rig.upload()
+    assert rig.fake.puts == 1
+    assert Resynced(SIZE) in rig.journal.events
+    assert rig.kinds()[:3] == ["Initialised", "Resynced", "Uploaded"]
+    assert rig.progress.total == SIZE
+    assert outcome.inits == 1
+
+
+def test_206_for_the_last_chunk_is_incoherent(rig: Rig) -> None:
+    """A server that wants more after the last byte fails the entry (retryable), no re-init."""
+    rig.fake.put_faults[3] = 206
+    outcome = rig.upload()
+    assert outcome.state is UploadState.FAILED
+    assert outcome.error is not None
+    assert outcome.error.code == "upload_incoherent"
+    assert len(rig.fake.publishes) == 1
+
+
+def test_416_without_content_range_restarts_from_zero(rig: Rig) -> None:
+    """A 416 with no Content-Range means the server holds nothing: start from byte 0."""
+    rig.fake.put_faults[2] = 416
+    outcome = rig.upload()
+    assert Resynced(0) in rig.journal.events
+    # The fake still holds chunk 0, so the resend of chunk 0 gets a 416 with its real progress.
+    assert Resynced(MIN_CHUNK) in rig.journal.events
+    assert outcome.state is UploadState.PUBLISHED
+    assert rig.progress.total == SIZE
+    assert_one_exact_upload(rig)
+
+
+def test_progress_rewinds_exactly_what_was_not_kept(rig: Rig) -> None:
+    """After a reset mid-chunk and a lost answer, progress still sums to the file size."""
+    rig.fake.put_faults[1] = "reset"
+    rig.fake.put_faults[3] = "lost"
+    rig.upload()
+    negatives = [d for d in rig.progress.deltas if d < 0]
+    assert negatives, "rewinds were reported"
+    assert rig.progress.total == SIZE
+    assert_one_exact_upload(rig)
+
+
+def test_unreadable_content_range_fails_the_upload(rig: Rig) -> None:
+    """A 416 whose Content-Range is for another size is incoherent: the entry fails."""
+    machine = UploadMachine(rig.request(), MemoryJournal())
+    machine.record(Initialised("p", Secret("https://u"), 0.0, plan_chunks(SIZE, MIN_CHUNK)))
+    with pytest.raises(UploadError, match="does not match"):
+        machine.server_progress("bytes 0-99/100")
+    with pytest.raises(UploadError, match="unreadable"):
+        machine.server_progress("items 1-2")
+    with pytest.raises(UploadError, match="not a chunk boundary"):
+        machine.server_progress(f"bytes 0-99/{SIZE}")
+    assert machine.server_progress(f"bytes 0-{MIN_CHUNK - 1}/{SIZE}") == MIN_CHUNK
+    assert machine.server_progress(None) == 0
