@@ -412,24 +412,40 @@ def _print_summary(report: Any) -> None:
 
 @cli.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("--online", is_flag=True, help="Also check each user's token and creator_info.")
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also check each user's token, scopes and creator_info (privacy levels, disabled "
+    "interactions, max duration). Sends no post.",
+)
+@click.pass_context
 @handles_errors
-def validate(manifest: str, online: bool) -> None:
+def validate(ctx: click.Context, manifest: str, online: bool) -> None:
     """Check MANIFEST offline (schema, semantics, media) and list every problem at once."""
     # Imported here: jsonschema and yaml take a noticeable moment to import, which `--help` and
     # the other commands need not pay.
     from orchestrator.manifest import load_manifest
 
-    if online:
-        raise NotBuiltError(
-            "`validate --online` needs the token store (issue 4) and the API client (issue 5), "
-            "which are not wired in yet; nothing was checked",
-            hint="run `validate` without --online for the offline checks",
-        )
     checked = load_manifest(manifest)
-    click.echo(checked.summary())
     for note in checked.notes:
         click.echo(f"note: {note}", err=True)
+    if not online:
+        click.echo(checked.summary())
+        return
+    from orchestrator.preflight import check_online
+
+    settings = _options(ctx).settings()
+    settings.require_client()
+    found = check_online(settings, checked, clock=SystemClock())
+    for note in found.notes:
+        click.echo(f"note: {note}", err=True)
+    if found.problems:
+        raise ManifestError(
+            f"{len(found.problems)} problem(s) found online for "
+            f"{found.users_checked} user(s); nothing was posted",
+            list(found.problems),
+        )
+    click.echo(f"{checked.summary()}; online: {found.users_checked} user(s) checked")
 
 
 @cli.group()

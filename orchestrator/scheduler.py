@@ -53,6 +53,7 @@ from orchestrator.errors import (
 )
 from orchestrator.manifest import Entry, Manifest, Mode, entry_identity
 from orchestrator.media import FileMedia, PhotoMedia, VideoUrlMedia, media_fingerprint
+from orchestrator.preflight import creator_problems
 from orchestrator.report import EntryResult, ErrorInfo, RunReport
 from orchestrator.retry import RetryBudget
 from orchestrator.secret import Secret
@@ -852,42 +853,7 @@ def _transient_auth_failure(exc: AuthError) -> bool:
 
 def _check_against_creator(entry: Entry, creator: CreatorInfo | None) -> ErrorInfo | None:
     """TikTok's integration rules: honour the creator's options before sending a byte."""
-    if creator is None:
-        return None
-    problems: list[str] = []
-    fixes: list[str] = []
-    if entry.mode is Mode.DIRECT and str(entry.privacy_level) not in creator.privacy_level_options:
-        offered = ", ".join(creator.privacy_level_options)
-        problems.append(
-            f"privacy_level {entry.privacy_level} is not offered to this creator "
-            f"(offered: {offered})"
-        )
-        fixes.append(f"set privacy_level to one of {offered}")
-    if creator.comment_disabled and not entry.disable_comment:
-        problems.append("the creator has comments disabled")
-        fixes.append("set disable_comment: true")
-    if not entry.is_photo:
-        if creator.duet_disabled and not entry.disable_duet:
-            problems.append("the creator has duets disabled")
-            fixes.append("set disable_duet: true")
-        if creator.stitch_disabled and not entry.disable_stitch:
-            problems.append("the creator has stitches disabled")
-            fixes.append("set disable_stitch: true")
-        duration = entry.duration_s
-        limit = creator.max_video_post_duration_sec
-        if duration is not None and limit and duration > limit:
-            problems.append(
-                f"the video lasts {duration:.1f} s; this creator may post at most {limit} s"
-            )
-            fixes.append(f"cut the video to {limit} s or less")
-    if not problems:
-        return None
-    return ErrorInfo(
-        "creator_info_mismatch",
-        "; ".join(problems),
-        retryable=False,
-        hint="; ".join(fixes),
-    )
+    return None if creator is None else creator_problems(entry, creator)
 
 
 def _unstarted_result(entry: Entry, error: ErrorInfo) -> EntryResult:
