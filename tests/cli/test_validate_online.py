@@ -65,7 +65,7 @@ def test_online_check_passes_a_manifest_the_creators_allow(online: Served) -> No
 
 
 def test_online_check_lists_every_creator_conflict_with_its_fix(online: Served) -> None:
-    """A privacy level not offered, disabled interactions and a too-long video: all listed, exit 2."""
+    """A privacy level not offered, disabled interactions, a too-long video: all listed, exit 2."""
     clip, _ = online.clip("a.mp4")
     manifest = online.manifest(
         [
