@@ -448,7 +448,7 @@ def measure_size(
     pattern = os.urandom(DEFAULT_CHUNK)
     path, digest = make_video(folder, size, pattern)
     plan = plan_chunks(size, DEFAULT_CHUNK)
-    parts = [] if args.no_curl else cut_chunks(path, plan, folder)
+    parts = cut_chunks(path, plan, folder) if args.sink or not args.no_curl else []
     senders: dict[str, Callable[[], Timing]] = {
         "ours": lambda: engine.timed_upload(path, DEFAULT_CHUNK, SEND_BLOCK),
         "raw": lambda: raw_upload(engine.init(plan)[1], pattern, plan),

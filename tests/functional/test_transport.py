@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import transport as transport_module
 from orchestrator.errors import ConnectError, RequestTimeout, UploadError
 from orchestrator.transport import FileWindow, HttpTransport, Timeouts, redact_url
 
@@ -289,3 +290,61 @@ def test_library_debug_logs_never_show_the_upload_token(
     )
     assert "upload_id" in caplog.text or "/upload/" in caplog.text
     assert "very-secret" not in caplog.text
+
+
+def _watchdog_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "transport-watchdog" and t.is_alive()]
+
+
+def test_deadlines_share_one_watchdog_thread_until_close(server: Server) -> None:
+    """Many requests with deadlines use one watchdog thread; closing the transport ends it."""
+    http = HttpTransport(timeouts=Timeouts(connect=2, read=2))
+    before = len(_watchdog_threads())
+    try:
+        for _ in range(20):
+            http.request("POST", server.url + "/x", body=b"{}", timeouts=Timeouts(2, 2, total=30))
+        assert len(_watchdog_threads()) == before + 1
+    finally:
+        http.close()
+    assert len(_watchdog_threads()) == before
+
+
+def test_watchdog_fires_a_short_deadline_behind_a_long_one() -> None:
+    """A deadline added after a much later one still fires on time; the later one does not."""
+
+    class Recorded(transport_module._Exchange):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fired = threading.Event()
+
+        def expire(self) -> None:
+            super().expire()
+            self.fired.set()
+
+    watchdog = transport_module._Watchdog()
+    patient, hasty, finished = Recorded(), Recorded(), Recorded()
+    try:
+        finished.finish()  # a request that ended before its deadline came up
+        watchdog.watch(patient, 60.0)
+        watchdog.watch(finished, 0.01)
+        watchdog.watch(hasty, 0.05)
+        assert hasty.fired.wait(timeout=10), "the short deadline never fired"
+        assert hasty.expired
+        assert not patient.fired.is_set()
+        assert not finished.fired.is_set()
+    finally:
+        watchdog.close()
+    assert not patient.fired.is_set()
+
+
+def test_watchdog_forgets_finished_requests() -> None:
+    """Requests that finished long before their deadline do not pile up in the watchdog."""
+    watchdog = transport_module._Watchdog()
+    try:
+        for _ in range(10_000):
+            exchange = transport_module._Exchange()
+            watchdog.watch(exchange, 60.0)
+            exchange.finish()
+        assert len(watchdog._heap) <= 2 * transport_module._WATCHDOG_COMPACT_AT
+    finally:
+        watchdog.close()
