@@ -25,6 +25,7 @@ Figures:
 
     python benchmarks/overhead.py                   # 1,000 entries, 50 users, --jobs 1
     python benchmarks/overhead.py --journal-sync recommended
+    python benchmarks/overhead.py --history 1000 100000   # + opening a store with a long journal
     python benchmarks/overhead.py --jobs 4 --profile
 
 Linux, Python 3.11. Not a test: run it by hand and quote the figures.
@@ -56,6 +57,7 @@ from harness import (
 )
 
 from orchestrator.clock import ManualClock
+from orchestrator.config import Settings
 from orchestrator.manifest import load_manifest
 from orchestrator.runner import Tunables, run_manifest
 from orchestrator.sandbox import Sandbox
@@ -351,6 +353,49 @@ def measure(args: argparse.Namespace) -> None:
         stats.sort_stats(args.sort).print_stats(args.top)
 
 
+def store_open(history: int) -> None:
+    """Seconds to open a store whose journal already holds ``history`` finished entries (five
+    events each, as a run leaves them): the integrity check reads every page."""
+    with tempfile.TemporaryDirectory(prefix="orch-history-") as scratch:
+        home = Path(scratch) / "home"
+        settings = Settings(home=home)
+        clock = ManualClock(start=time.time())
+        TokenStore.open(settings, clock=clock).close()
+        with Database.open(home) as database, database.transaction() as connection:
+            for index in range(history):
+                identity = f"entry-{index:07d}"
+                connection.execute(
+                    "INSERT INTO journal (identity, entry_id, user_id, mode, kind, source,"
+                    " request_digest, state, publish_id, attempts, created_at, updated_at,"
+                    " uploaded_at, finished_at) VALUES (?, ?, ?, 'direct', 'file', ?, ?,"
+                    " 'published', ?, 1, 0, 0, 0, 0)",
+                    (
+                        identity,
+                        identity,
+                        f"bench-user-{index % 50:02d}",
+                        f"videos/clip-{index:07d}.mp4",
+                        "0" * 64,
+                        f"v_pub_file~v2-1.{index}",
+                    ),
+                )
+                for event in ("begin", "Initialised", "ChunkConfirmed", "Uploaded", "Published"):
+                    connection.execute(
+                        "INSERT INTO journal_events (identity, run_id, at, event, detail)"
+                        " VALUES (?, 'abcdef123456', 0, ?, ?)",
+                        (identity, event, f'{{"publish_id": "v_pub_file~v2-1.{index}"}}'),
+                    )
+        size = (home / "state.db").stat().st_size
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            TokenStore.open(settings, clock=clock).close()
+            times.append(time.perf_counter() - started)
+    print(
+        f"store open with a journal of {history:,} entries ({size / 1e6:.0f} MB): "
+        f"median {statistics.median(times) * 1000:.1f} ms (integrity check, schema, key check)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1000)
@@ -365,7 +410,17 @@ def main() -> None:
     )
     parser.add_argument("--sort", default="tottime", help="profile sort key")
     parser.add_argument("--top", type=int, default=30, help="profile rows")
-    measure(parser.parse_args())
+    parser.add_argument(
+        "--history",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time opening a store whose journal holds this many entries",
+    )
+    args = parser.parse_args()
+    measure(args)
+    for history in args.history:
+        store_open(history)
 
 
 if __name__ == "__main__":
