@@ -53,6 +53,14 @@ SEND_BLOCK = 1024 * 1024
 is about 19 % slower where the client is the bottleneck (benchmarks/README.md)."""
 
 
+POOL_SIZE = 64
+"""Idle keep-alive connections kept per host: as many as ``run --jobs`` allows threads. Whenever
+more connections than this are idle at once (users waiting for their rate window, say), urllib3
+closes the extra ones, and their next requests each open a new connection (a TLS handshake
+each, against TikTok). Connections are opened on demand only, so a large pool costs nothing
+when few threads run."""
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Timeouts in seconds: ``connect`` to open a connection, ``read`` between two socket reads,
@@ -406,7 +414,7 @@ class HttpTransport:
         *,
         timeouts: Timeouts | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        pool_size: int = 16,
+        pool_size: int = POOL_SIZE,
         send_block: int = SEND_BLOCK,
     ) -> None:
         if send_block < 1:

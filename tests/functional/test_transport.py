@@ -105,6 +105,10 @@ def reset(handler: BaseHTTPRequestHandler, received: Received) -> None:
     handler.connection.close()
 
 
+class _Listener(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 resets bursts of parallel connects
+
+
 class Server:
     def __init__(self) -> None:
         self.received = Received()
@@ -122,7 +126,7 @@ class Server:
 
             do_POST = do_PUT
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Listener(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -348,3 +352,46 @@ def test_watchdog_forgets_finished_requests() -> None:
         assert len(watchdog._heap) <= 2 * transport_module._WATCHDOG_COMPACT_AT
     finally:
         watchdog.close()
+
+
+def test_parallel_requests_up_to_the_job_limit_keep_their_connections(server: Server) -> None:
+    """64 threads (run's --jobs limit) that request together, then all wait at once (as users
+    waiting for their rate window do), find their connections still open for the next request."""
+    threads_count, rounds = 64, 3
+    in_flight = threading.Barrier(threads_count, timeout=10)
+    idle = threading.Barrier(threads_count, timeout=10)
+    connections: list[int] = []  # one item per connection the server accepted
+    lock = threading.Lock()
+
+    def answer_together(handler: BaseHTTPRequestHandler, received: Received) -> None:
+        # One handler object per connection (loopback may reuse a closed one's port).
+        if not getattr(handler, "counted", False):
+            handler.counted = True  # type: ignore[attr-defined]
+            with lock:
+                connections.append(1)
+        in_flight.wait()  # every request of the round is in flight at once
+        accept(200)(handler, received)
+
+    server.behaviour = answer_together
+    http = HttpTransport(timeouts=Timeouts(connect=5, read=15))
+    failures: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            for _ in range(rounds):
+                http.request("POST", server.url + "/x", body=b"{}")
+                idle.wait()  # every connection is back in the pool at once
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=client) for _ in range(threads_count)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=30)
+    finally:
+        http.close()
+    assert failures == []
+    assert len(server.received.requests) == threads_count * rounds
+    assert len(connections) == threads_count
