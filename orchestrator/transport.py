@@ -6,8 +6,8 @@ cannot hang a run. ``requests`` exceptions are translated here into :mod:`orches
 types; nothing above this module sees a ``requests`` type.
 
 Uploading: a :class:`FileWindow` body streams one chunk straight from the open file, a socket
-block at a time, so memory does not grow with the chunk or the file (34 MiB peak RSS for a
-4 GiB upload). Blocks are :data:`SEND_BLOCK` bytes: urllib3 sends file bodies in 16 KiB blocks
+block at a time, so memory does not grow with the chunk or the file (a whole ``run`` process
+peaks at 54 MiB for a 10 MB or a 4 GB video, benchmarks/README.md). Blocks are :data:`SEND_BLOCK` bytes: urllib3 sends file bodies in 16 KiB blocks
 by default, which costs throughput (see benchmarks/README.md).
 
 The whole-request deadline (``Timeouts.total``) is enforced by a watchdog that shuts the

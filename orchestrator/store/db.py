@@ -19,7 +19,9 @@ Theory of operation:
 - ``sqlite3`` connections must not be shared between threads, so :class:`Database` hands each
   thread its own connection and closes them all in :meth:`Database.close`.
 - :meth:`Database.transaction` starts with ``BEGIN IMMEDIATE``: it takes the write lock up front,
-  so a read-then-write inside it (the token refresh) is serialised across processes.
+  so a read-then-write inside it (the token refresh) is serialised across processes. Threads of
+  one process first queue on a lock of their own, handed over as soon as a transaction ends
+  (SQLite's busy handler would have them poll with sleeps).
 - Durability: every commit waits for the disk (``synchronous = FULL``: the WAL is fsynced), so a
   committed step survives a power cut. A caller may ask for ``transaction(durable=False)`` for
   a step whose loss a rerun recovers from: it is committed (a killed process keeps it: it is in
