@@ -7,8 +7,9 @@ types; nothing above this module sees a ``requests`` type.
 
 Uploading: a :class:`FileWindow` body streams one chunk straight from the open file, a socket
 block at a time, so memory does not grow with the chunk or the file (a whole ``run`` process
-peaks at 54 MiB for a 10 MB or a 4 GB video, benchmarks/README.md). Blocks are :data:`SEND_BLOCK` bytes: urllib3 sends file bodies in 16 KiB blocks
-by default, which costs throughput (see benchmarks/README.md).
+peaks at 54 MiB for a 10 MB or a 4 GB video, benchmarks/README.md). Blocks are
+:data:`SEND_BLOCK` bytes: urllib3 sends file bodies in 16 KiB blocks by default, which costs
+throughput (see benchmarks/README.md).
 
 The whole-request deadline (``Timeouts.total``) is enforced by a watchdog that shuts the
 connection's socket down when the deadline passes: per-operation socket timeouts alone cannot
