@@ -1,35 +1,46 @@
-"""Upload throughput: our engine against ``curl`` sending the same chunks to the sandbox.
+"""Upload throughput: our engine vs ``curl`` vs a raw socket sender, to the same sandbox.
 
 The sandbox runs in a child process (so its CPU work does not share our interpreter), with rate
 limits off. The video is a file of random bytes on tmpfs (``--dir``, default /dev/shm), so the
-disk is out of the picture. Each run uploads the whole file twice, interleaved, alternating who
-goes first:
+disk is out of the picture. For each size (default 1 GiB and 4,000,000,000 bytes, the largest
+video TikTok takes under the stricter reading of "4 GB") every run uploads the whole file once
+per sender, interleaved, the order rotating from run to run:
 
 - **ours**: ``Uploader.upload`` (init, chunk PUTs streamed from the file through
   ``HttpTransport``, one status fetch). Timed from the journal's ``Initialised`` to its
   ``Uploaded``: the chunk transfer alone, every per-chunk round trip included.
 - **curl**: one ``curl`` process PUTting the same chunks with the same ``Content-Type`` and
   ``Content-Range`` headers over one keep-alive connection (``--next`` between chunks), each
-  chunk read by ``-T`` from its own file on tmpfs (cut once, before timing: curl cannot send a
-  byte range of a file). ``Expect: 100-continue`` is turned off (our client does not send it).
-  Timed as the sum of curl's ``time_total`` per chunk.
+  chunk read by ``-T`` from a file on tmpfs (cut before timing: curl cannot send a byte range
+  of a file). ``Expect: 100-continue`` is turned off (our client does not send it). Timed as the
+  sum of curl's ``time_total`` per chunk.
+- **raw**: the sandbox's ceiling: hand-written request heads and bodies sent from memory in
+  1 MiB ``sendall`` calls over one connection, reading each answer: no file read and no HTTP
+  library (``socket.sendfile`` from tmpfs measured slower here). Timed from the first chunk to
+  the last answer. No client can feed this server faster, so
+  ``ours / raw`` says how much of the server's capacity we use, and ``ours / curl`` is only
+  meaningful while both stay below it.
 
-With ``--sink``, our transport alone (the chunk PUTs, no API) and curl also upload to a bare
-HTTP sink that drains bodies without hashing them, so the *client* is the bottleneck: this is
-where urllib3's 16 KiB default send block shows, and where SEND_BLOCK was chosen.
+The video's bytes repeat with the chunk size's period, so every full chunk has the same bytes
+and curl needs just two part files (a full chunk and the last one) instead of a second copy of
+a 4 GB video; the bytes on the wire are exactly the video's.
+
+CPU: our process's CPU time during ``Uploader.upload`` and the raw sender's, and curl's from
+``getrusage(RUSAGE_CHILDREN)``, each per GB sent (GB = 10^9 bytes).
 
 The figure is the median MB/s of ``--runs`` runs (MB = 10^6 bytes), after one warm-up run of
-each. ``--sweep`` also times our engine alone across chunk sizes and socket send blocks,
-round-robin within each run (how DEFAULT_CHUNK and SEND_BLOCK were chosen); ``--rtt SECONDS``
-makes the sandbox hold every chunk answer that long, standing in for a network round trip,
-which loopback lacks. Every upload is checked afterwards: the sandbox must hold each one
+each. ``--sink`` compares our transport per socket send block with curl against a bare HTTP sink
+(the client as the bottleneck); ``--sweep`` times our engine across chunk sizes and send blocks
+(``--rtt SECONDS`` makes the sandbox hold every chunk answer that long, standing in for a
+network round trip). Every upload is checked afterwards: the sandbox must hold each one
 complete, with the file's SHA-256.
 
-    python benchmarks/throughput.py                          # 1 GiB, 5 runs
-    python benchmarks/throughput.py --sink
-    python benchmarks/throughput.py --sweep --no-curl --rtt 0.05
+    python benchmarks/throughput.py                          # 1 GiB and 4 GB, 5 runs each
+    python benchmarks/throughput.py --sizes 1073741824 --sink
+    python benchmarks/throughput.py --sizes 536870912 --sweep --no-curl --rtt 0.05
 
-Linux, Python 3.11, curl on PATH. Not a test: run it by hand and quote the figures.
+Goal (issue 9): ours >= 1.0x curl. Linux, Python 3.11, curl on PATH. Not a test: run it by hand
+and quote the figures.
 """
 
 from __future__ import annotations
@@ -38,8 +49,9 @@ import argparse
 import hashlib
 import json
 import os
-import platform
+import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -50,16 +62,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from harness import REPO, child_env, cpu_model, machine_line
 
-from orchestrator.clock import SystemClock  # noqa: E402
-from orchestrator.retry import PaceLimit, Retrier, SlidingWindowPacer  # noqa: E402
-from orchestrator.secret import Secret  # noqa: E402
-from orchestrator.tiktok.chunks import DEFAULT_CHUNK, ChunkPlan, plan_chunks  # noqa: E402
-from orchestrator.tiktok.client import PostInfo, PostMode, TikTokClient  # noqa: E402
-from orchestrator.transport import SEND_BLOCK, FileWindow, HttpTransport  # noqa: E402
-from orchestrator.upload import (  # noqa: E402
+from orchestrator.clock import SystemClock
+from orchestrator.retry import PaceLimit, Retrier, SlidingWindowPacer
+from orchestrator.secret import Secret
+from orchestrator.tiktok.chunks import DEFAULT_CHUNK, ChunkPlan, plan_chunks
+from orchestrator.tiktok.client import PostInfo, PostMode, TikTokClient
+from orchestrator.transport import SEND_BLOCK, FileWindow, HttpTransport
+from orchestrator.upload import (
     FileSource,
     Initialised,
     UploadConfig,
@@ -68,6 +79,12 @@ from orchestrator.upload import (  # noqa: E402
     UploadEvent,
     UploadRequest,
 )
+
+__all__ = ["CHILD", "REPO", "Engine", "cpu_model"]
+
+GOAL = 1.0  # ours / curl
+SIZES = (1024**3, 4_000_000_000)
+RAW_BLOCK = 1024 * 1024
 
 CHILD = """
 import json, sys
@@ -158,6 +175,14 @@ class TimingJournal:
         return self.finished - self.started
 
 
+@dataclass(frozen=True)
+class Timing:
+    """One upload: seconds of transfer and CPU seconds the sender spent on it."""
+
+    seconds: float
+    cpu: float
+
+
 class Engine:
     """Our uploader pointed at the sandbox, one transport per send block."""
 
@@ -167,6 +192,9 @@ class Engine:
         self.publish_ids: list[str] = []
 
     def upload(self, path: Path, chunk: int, send_block: int) -> float:
+        return self.timed_upload(path, chunk, send_block).seconds
+
+    def timed_upload(self, path: Path, chunk: int, send_block: int) -> Timing:
         clock = SystemClock()
         transport = HttpTransport(send_block=send_block)
         try:
@@ -192,16 +220,18 @@ class Engine:
                 PostInfo(privacy_level="SELF_ONLY", title="benchmark"),
             )
             journal = TimingJournal()
+            cpu = time.process_time()
             outcome = uploader.upload(request, journal)
+            cpu = time.process_time() - cpu
             if outcome.publish_id is None or outcome.error is not None:
                 raise SystemExit(f"our upload failed: {outcome}")
             self.publish_ids.append(outcome.publish_id)
-            return journal.seconds
+            return Timing(journal.seconds, cpu)
         finally:
             transport.close()
 
     def init(self, plan: ChunkPlan) -> tuple[str, str]:
-        """An init for curl's upload: (publish_id, upload_url)."""
+        """An init for another sender's upload: (publish_id, upload_url)."""
         clock = SystemClock()
         transport = HttpTransport()
         try:
@@ -221,6 +251,52 @@ class Engine:
             return result.publish_id, result.upload_url.reveal()
         finally:
             transport.close()
+
+
+def raw_upload(upload_url: str, pattern: bytes, plan: ChunkPlan) -> Timing:
+    """The sandbox's ceiling: request heads by hand, bodies sent from memory in 1 MiB
+    ``sendall`` calls (no file read, no HTTP library), one connection, each answer read.
+
+    ``pattern`` is the video's repeating period (the chunk size), so a chunk starting at a
+    multiple of it is ``pattern`` repeated and cut to the chunk's length.
+    """
+    url = urlsplit(upload_url)
+    assert url.hostname is not None
+    assert url.port is not None
+    target = f"{url.path}?{url.query}"
+    period = len(pattern)
+    longest = max(chunk.length for chunk in plan.chunks())
+    body = memoryview(pattern * (-(-longest // period)))
+    with socket.create_connection((url.hostname, url.port), timeout=120) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
+        cpu = time.process_time()
+        started = time.perf_counter()
+        for chunk in plan.chunks():
+            assert chunk.first % period == 0, "chunks start on the video's period"
+            head = (
+                f"PUT {target} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: video/mp4\r\n"
+                f"Content-Length: {chunk.length}\r\n"
+                f"Content-Range: {plan.content_range(chunk)}\r\n\r\n"
+            )
+            sock.sendall(head.encode("ascii"))
+            for offset in range(0, chunk.length, RAW_BLOCK):
+                sock.sendall(body[offset : min(chunk.length, offset + RAW_BLOCK)])
+            status = int(reader.readline().split()[1])
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            reader.read(length)
+            expected = 201 if chunk.index == plan.total_chunk_count - 1 else 206
+            if status != expected:
+                raise SystemExit(f"raw sender: chunk {chunk.index} got {status}")
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        reader.close()
+    body.release()
+    return Timing(seconds, cpu)
 
 
 def transport_upload(url: str, path: Path, plan: ChunkPlan, send_block: int) -> float:
@@ -259,7 +335,7 @@ def sink_comparison(path: Path, plan: ChunkPlan, parts: list[Path], runs: int) -
                 times.setdefault(f"ours, send block {block // 1024:>5} KiB", []).append(
                     transport_upload(url, path, plan, block)
                 )
-            times.setdefault("curl -T", []).append(curl_upload(url, plan, parts))
+            times.setdefault("curl -T", []).append(curl_upload(url, plan, parts).seconds)
     finally:
         sink.kill()
         sink.wait()
@@ -276,22 +352,28 @@ def sink_comparison(path: Path, plan: ChunkPlan, parts: list[Path], runs: int) -
 
 
 def cut_chunks(path: Path, plan: ChunkPlan, folder: Path) -> list[Path]:
-    """The plan's chunks as separate files (for curl -T), cut once before timing."""
-    parts = []
+    """A file per chunk for curl -T, cut before timing; chunks with the same bytes (same
+    length, same offset within the video's period) share one file."""
+    parts: list[Path] = []
+    made: dict[tuple[int, int], Path] = {}
     with path.open("rb") as source:
         for chunk in plan.chunks():
-            part = folder / f"chunk-{plan.chunk_size}-{chunk.index:04d}.bin"
-            with part.open("wb") as out:
-                left = chunk.length
-                while left:
-                    block = source.read(min(left, 8 << 20))
-                    out.write(block)
-                    left -= len(block)
-            parts.append(part)
+            key = (chunk.first % plan.chunk_size, chunk.length)
+            if key not in made:
+                part = folder / f"chunk-{plan.chunk_size}-{len(made):04d}.bin"
+                source.seek(chunk.first)
+                with part.open("wb") as out:
+                    left = chunk.length
+                    while left:
+                        block = source.read(min(left, 8 << 20))
+                        out.write(block)
+                        left -= len(block)
+                made[key] = part
+            parts.append(made[key])
     return parts
 
 
-def curl_upload(upload_url: str, plan: ChunkPlan, parts: list[Path]) -> float:
+def curl_upload(upload_url: str, plan: ChunkPlan, parts: list[Path]) -> Timing:
     """One curl process, one keep-alive connection, every chunk: the summed time_total."""
     curl = shutil.which("curl")
     if curl is None:
@@ -311,46 +393,145 @@ def curl_upload(upload_url: str, plan: ChunkPlan, parts: list[Path]) -> float:
             "--request-target", f"{url.path}?{url.query}",
             f"{url.scheme}://{url.netloc}/",
         ]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=3600)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = done.stdout.split()
     codes, times = lines[0::2], lines[1::2]
     expected = ["206"] * (plan.total_chunk_count - 1) + ["201"]
     if codes != expected:
         raise SystemExit(f"curl got {codes}, expected {expected}")
-    return sum(float(t) for t in times)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timing(sum(float(t) for t in times), cpu)
 
 
-def make_video(folder: Path, size: int) -> tuple[Path, str]:
-    path = folder / "throughput-video.mp4"
+def make_video(folder: Path, size: int, pattern: bytes) -> tuple[Path, str]:
+    """``size`` bytes of ``pattern`` repeated; returns (path, SHA-256)."""
+    path = folder / f"throughput-video-{size}.mp4"
+    period = len(pattern)
     digest = hashlib.sha256()
     with path.open("wb") as out:
         left = size
         while left:
-            block = os.urandom(min(left, 16 << 20))
+            block = pattern[: min(left, period)]
             digest.update(block)
             out.write(block)
             left -= len(block)
     return path, digest.hexdigest()
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux), or the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def mbps(size: int, seconds: float) -> float:
     return size / seconds / 1e6
 
 
+@dataclass
+class Results:
+    """Every timing of one size, per sender."""
+
+    size: int
+    plan: ChunkPlan
+    timings: dict[str, list[Timing]] = field(default_factory=dict)
+
+    def add(self, who: str, timing: Timing) -> None:
+        self.timings.setdefault(who, []).append(timing)
+
+    def median_seconds(self, who: str) -> float:
+        return statistics.median(t.seconds for t in self.timings[who])
+
+    def cpu_per_gb(self, who: str) -> float:
+        return statistics.median(t.cpu for t in self.timings[who]) / (self.size / 1e9)
+
+
+def measure_size(
+    engine: Engine, folder: Path, size: int, args: argparse.Namespace
+) -> tuple[Results, Path, str]:
+    pattern = os.urandom(DEFAULT_CHUNK)
+    path, digest = make_video(folder, size, pattern)
+    plan = plan_chunks(size, DEFAULT_CHUNK)
+    parts = cut_chunks(path, plan, folder) if args.sink or not args.no_curl else []
+    senders: dict[str, Callable[[], Timing]] = {
+        "ours": lambda: engine.timed_upload(path, DEFAULT_CHUNK, SEND_BLOCK),
+        "raw": lambda: raw_upload(engine.init(plan)[1], pattern, plan),
+    }
+    if not args.no_curl:
+        senders["curl"] = lambda: curl_upload(engine.init(plan)[1], plan, parts)
+    names = list(senders)
+    for name in names:  # warm-up (not counted): page cache, connections, first publish
+        senders[name]()
+    results = Results(size, plan)
+    print(f"{size:,} bytes, {plan.total_chunk_count} chunks of {plan.chunk_size:,}:", flush=True)
+    for run in range(args.runs):
+        order = names[run % len(names) :] + names[: run % len(names)]
+        for name in order:
+            results.add(name, senders[name]())
+        print(
+            f"  run {run + 1}: "
+            + "   ".join(
+                f"{name} {mbps(size, results.timings[name][-1].seconds):7.1f} MB/s"
+                for name in names
+            ),
+            flush=True,
+        )
+    if args.sink:
+        sink_comparison(path, plan, parts, args.runs)
+    for part in set(parts):
+        part.unlink()
+    return results, path, digest
+
+
+def sweep(engine: Engine, path: Path, runs: int) -> None:
+    matrix = [
+        (chunk, block)
+        for chunk in (5_242_880, 16_000_000, 32_000_000, 64_000_000)
+        for block in (16 * 1024, 1024 * 1024)
+    ]
+    times: dict[tuple[int, int], list[float]] = {}
+    for _ in range(runs):
+        for chunk, block in matrix:
+            times.setdefault((chunk, block), []).append(engine.upload(path, chunk, block))
+    size = path.stat().st_size
+    for (chunk, block), values in times.items():
+        print(
+            f"sweep: chunk {chunk:>11,}  send block {block:>9,}: "
+            f"median {mbps(size, statistics.median(values)):7.1f} MB/s"
+        )
+
+
+def report(results: Results, runs: int) -> None:
+    size = results.size
+    ours = results.median_seconds("ours")
+    raw = results.median_seconds("raw")
+    print(f"{size:,} bytes: medians of {runs} interleaved runs")
+    print(
+        f"  raw socket (sandbox ceiling):   {mbps(size, raw):7.1f} MB/s   "
+        f"CPU {results.cpu_per_gb('raw'):.2f} s/GB"
+    )
+    if "curl" in results.timings:
+        curl = results.median_seconds("curl")
+        print(
+            f"  curl -T:                        {mbps(size, curl):7.1f} MB/s   "
+            f"CPU {results.cpu_per_gb('curl'):.2f} s/GB"
+        )
+    print(
+        f"  ours:                           {mbps(size, ours):7.1f} MB/s   "
+        f"CPU {results.cpu_per_gb('ours'):.2f} s/GB"
+    )
+    print(f"  ours / raw ceiling: {raw / ours:.2f}x (the server is the bottleneck near 1.0x)")
+    if "curl" in results.timings:
+        ratio = results.median_seconds("curl") / ours
+        verdict = "met" if ratio >= GOAL else "NOT met"
+        print(f"  ours / curl: {ratio:.2f}x  (goal >= {GOAL:.1f}x: {verdict})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=1024**3, help="video bytes (default 1 GiB)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(SIZES),
+        help="video bytes (default: 1 GiB and 4,000,000,000)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="interleaved runs (median taken)")
     parser.add_argument("--rtt", type=float, default=0.0, help="seconds added to chunk answers")
     parser.add_argument("--no-curl", action="store_true", help="skip the curl comparison")
@@ -371,77 +552,43 @@ def main() -> None:
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        env=child_env(),
     )
     assert child.stdin is not None
     assert child.stdout is not None
+    all_results: list[Results] = []
+    digests: dict[str, str] = {}
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="orch-bench-") as scratch:
         folder = Path(scratch)
         try:
             hello = json.loads(child.stdout.readline())
             engine = Engine(hello["base_url"], hello["token"])
-            path, digest = make_video(folder, args.size)
-            plan = plan_chunks(args.size, DEFAULT_CHUNK)
-            parts = cut_chunks(path, plan, folder)
-            ours: list[float] = []
-            theirs: list[float] = []
-            # Warm-up (not counted): page cache, connection setup, the sandbox's first publish.
-            engine.upload(path, DEFAULT_CHUNK, SEND_BLOCK)
-            if not args.no_curl:
-                curl_upload(engine.init(plan)[1], plan, parts)
-            for run in range(args.runs):
-                order = ("ours", "curl") if run % 2 == 0 else ("curl", "ours")
-                for who in order:
-                    if who == "ours":
-                        ours.append(engine.upload(path, DEFAULT_CHUNK, SEND_BLOCK))
-                    elif not args.no_curl:
-                        theirs.append(curl_upload(engine.init(plan)[1], plan, parts))
-                line = f"run {run + 1}: ours {mbps(args.size, ours[-1]):7.1f} MB/s"
-                if theirs:
-                    line += f"   curl {mbps(args.size, theirs[-1]):7.1f} MB/s"
-                print(line, flush=True)
-            if args.sink:
-                sink_comparison(path, plan, parts, args.runs)
-            for part in parts:
-                part.unlink()
-            sweep: dict[tuple[int, int], list[float]] = {}
-            if args.sweep:
-                matrix = [
-                    (chunk, block)
-                    for chunk in (5_242_880, 16_000_000, 32_000_000, 64_000_000)
-                    for block in (16 * 1024, 1024 * 1024)
-                ]
-                for _ in range(args.runs):
-                    for chunk, block in matrix:
-                        sweep.setdefault((chunk, block), []).append(
-                            engine.upload(path, chunk, block)
-                        )
+            for size in args.sizes:
+                first = len(engine.publish_ids)
+                results, path, digest = measure_size(engine, folder, size, args)
+                if args.sweep:
+                    sweep(engine, path, args.runs)
+                for publish_id in engine.publish_ids[first:]:
+                    digests[publish_id] = digest
+                path.unlink()
+                all_results.append(results)
         finally:
             child.stdin.close()
-            report = json.loads(child.stdout.readline() or "{}")
+            sandbox = json.loads(child.stdout.readline() or "{}")
             child.wait(timeout=60)
 
-    completed = {p["id"]: p for p in report.get("publishes", []) if p["completed"]}
-    wrong = [i for i in engine.publish_ids if completed.get(i, {}).get("sha256") != digest]
-    if wrong or report.get("errors"):
-        raise SystemExit(f"uploads not byte-exact: {wrong}; sandbox errors: {report.get('errors')}")
+    completed = {p["id"]: p for p in sandbox.get("publishes", []) if p["completed"]}
+    wrong = [i for i, d in digests.items() if completed.get(i, {}).get("sha256") != d]
+    if wrong or sandbox.get("errors"):
+        errors = sandbox.get("errors")
+        raise SystemExit(f"uploads not byte-exact: {wrong}; sandbox errors: {errors}")
 
     print()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"video: {args.size:,} bytes, {plan.total_chunk_count} chunks of {plan.chunk_size:,}")
+    print(machine_line())
     print(f"added round trip per chunk answer: {args.rtt * 1000:.0f} ms")
-    ours_median = statistics.median(ours)
-    print(f"ours: median {mbps(args.size, ours_median):.1f} MB/s over {args.runs} runs")
-    if theirs:
-        curl_median = statistics.median(theirs)
-        print(f"curl: median {mbps(args.size, curl_median):.1f} MB/s over {args.runs} runs")
-        print(f"ours / curl: {curl_median / ours_median:.2f}x (goal >= 0.9x)")
-    for (chunk, block), times in sweep.items():
-        print(
-            f"sweep: chunk {chunk:>11,}  send block {block:>9,}: "
-            f"median {mbps(args.size, statistics.median(times)):7.1f} MB/s"
-        )
-    print(f"all {len(engine.publish_ids)} uploads complete and byte-exact (SHA-256 checked)")
+    for results in all_results:
+        report(results, args.runs)
+    print(f"all {len(digests)} uploads complete and byte-exact (SHA-256 checked)")
 
 
 if __name__ == "__main__":

@@ -16,17 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from orchestrator import __version__
-from orchestrator import auth as auth_use_cases
 from orchestrator.clock import Clock, SystemClock
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import DEFAULT_CALLBACK_TIMEOUT, DEFAULT_SCOPES, Settings, load_settings
 from orchestrator.errors import (
     ManifestError,
     NotBuiltError,
@@ -36,14 +32,11 @@ from orchestrator.errors import (
     StorePermissionError,
     UsageError,
 )
-from orchestrator.store.tokens import DEFAULT_REFRESH_MARGIN, TokenProvider, TokenStore
-from orchestrator.tiktok.oauth import (
-    DEFAULT_CALLBACK_TIMEOUT,
-    DEFAULT_SCOPES,
-    OAuthClient,
-    parse_scopes,
-)
-from orchestrator.transport import HttpTransport
+
+# The rest is imported inside the commands that use it: the token store, OAuth, requests and
+# rich cost about 0.1 s to import, which `--help`, `validate` and the other commands need not pay.
+if TYPE_CHECKING:
+    from orchestrator.store.tokens import TokenStore
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -312,6 +305,8 @@ def _run_and_report(
     import os
     import signal
 
+    from rich.console import Console
+
     from orchestrator.errors import ReportsNotWritten
     from orchestrator.progress import BarObserver, LogObserver
     from orchestrator.report import write_reports
@@ -377,6 +372,10 @@ def _default_report_path(settings: Settings, report: Any, sandbox: bool) -> Path
 
 
 def _print_summary(report: Any) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
     from orchestrator.report import STATUSES
 
     # Cron mail and CI logs are not terminals: give the table room instead of rich's 80 columns.
@@ -482,6 +481,8 @@ def _expiry_text(timestamp: float, now: float) -> str:
 
 
 def _open_store(settings: Settings, clock: Clock) -> TokenStore:
+    from orchestrator.store.tokens import TokenStore
+
     return TokenStore.open(settings, clock=clock)
 
 
@@ -499,6 +500,10 @@ def _open_store(settings: Settings, clock: Clock) -> TokenStore:
 @handles_errors
 def auth_login(ctx: click.Context, no_browser: bool, scopes: str, timeout: float) -> None:
     """Sign a user in with OAuth (PKCE) in the browser and store the tokens."""
+    from orchestrator import auth as auth_use_cases
+    from orchestrator.tiktok.oauth import parse_scopes
+    from orchestrator.transport import HttpTransport
+
     settings = _options(ctx).settings()
     settings.require_client()  # before anything opens: a missing secret is a usage error
     requested = sorted(parse_scopes(scopes))
@@ -566,6 +571,8 @@ def auth_import(ctx: click.Context, file: str) -> None:
     Or a list of token responses; "expires_in" counts from "obtained_at" if given, else now.
     The whole file is checked first: with any problem, nothing is imported.
     """
+    from orchestrator import auth as auth_use_cases
+
     settings = _options(ctx).settings()
     clock = SystemClock()
     with _open_store(settings, clock) as store:
@@ -585,6 +592,13 @@ def auth_import(ctx: click.Context, file: str) -> None:
 @handles_errors
 def auth_list(ctx: click.Context) -> None:
     """One row per stored user: scopes, expiries and state."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchestrator import auth as auth_use_cases
+    from orchestrator.store.tokens import DEFAULT_REFRESH_MARGIN
+
     settings = _options(ctx).settings()
     clock = SystemClock()
     with _open_store(settings, clock) as store:
@@ -637,6 +651,11 @@ def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: boo
 
     Exits 1 if any user could not be refreshed; the others are refreshed regardless.
     """
+    from orchestrator import auth as auth_use_cases
+    from orchestrator.store.tokens import TokenProvider
+    from orchestrator.tiktok.oauth import OAuthClient
+    from orchestrator.transport import HttpTransport
+
     auth_use_cases.check_refresh_selection(open_ids, all_users=refresh_all)
     settings = _options(ctx).settings()
     settings.require_client()
@@ -674,6 +693,11 @@ def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: boo
 @handles_errors
 def auth_revoke(ctx: click.Context, open_id: str) -> None:
     """Revoke OPEN_ID's token at TikTok and forget it."""
+    from orchestrator import auth as auth_use_cases
+    from orchestrator.store.tokens import TokenProvider
+    from orchestrator.tiktok.oauth import OAuthClient
+    from orchestrator.transport import HttpTransport
+
     settings = _options(ctx).settings()
     clock = SystemClock()
     with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
@@ -689,6 +713,8 @@ def auth_revoke(ctx: click.Context, open_id: str) -> None:
 @handles_errors
 def auth_remove(ctx: click.Context, open_id: str) -> None:
     """Forget OPEN_ID's tokens locally (TikTok is not told)."""
+    from orchestrator import auth as auth_use_cases
+
     settings = _options(ctx).settings()
     clock = SystemClock()
     with _open_store(settings, clock) as store:
@@ -835,6 +861,10 @@ def history(
     Most recently changed first. Reads only: safe while a run is going.
     """
     import json
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
 
     from orchestrator.lookup import read_history
 

@@ -19,6 +19,11 @@ from orchestrator.errors import ConfigError
 from orchestrator.secret import Secret
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback/"
+DEFAULT_SCOPES: tuple[str, ...] = ("user.info.basic", "video.publish", "video.upload")
+"""The scopes ``auth login`` asks for (here rather than in ``tiktok.oauth`` so the command line
+can show them without importing the HTTP stack)."""
+DEFAULT_CALLBACK_TIMEOUT = 300.0
+"""Seconds ``auth login`` waits for the browser to come back to the loopback redirect."""
 DEFAULT_API_BASE = "https://open.tiktokapis.com"
 DEFAULT_AUTH_URL = "https://www.tiktok.com/v2/auth/authorize/"
 

@@ -6,13 +6,15 @@ cannot hang a run. ``requests`` exceptions are translated here into :mod:`orches
 types; nothing above this module sees a ``requests`` type.
 
 Uploading: a :class:`FileWindow` body streams one chunk straight from the open file, a socket
-block at a time, so memory does not grow with the chunk or the file (34 MiB peak RSS for a
-4 GiB upload). Blocks are :data:`SEND_BLOCK` bytes: urllib3 sends file bodies in 16 KiB blocks
-by default, which costs throughput (see benchmarks/README.md).
+block at a time, so memory does not grow with the chunk or the file (a whole ``run`` process
+peaks at 54 MiB for a 10 MB or a 4 GB video, benchmarks/README.md). Blocks are
+:data:`SEND_BLOCK` bytes: urllib3 sends file bodies in 16 KiB blocks by default, which costs
+throughput (see benchmarks/README.md).
 
-The whole-request deadline (``Timeouts.total``) is enforced by a watchdog timer that shuts the
+The whole-request deadline (``Timeouts.total``) is enforced by a watchdog that shuts the
 connection's socket down when the deadline passes: per-operation socket timeouts alone cannot
-stop a server that reads or answers one byte at a time.
+stop a server that reads or answers one byte at a time. One watchdog thread per transport serves
+every request (a timer thread per request cost about 0.3 ms each, benchmarks/README.md).
 
 URLs can carry secrets (an ``upload_url`` authorises by its query string), so every URL that
 could reach a message goes through :func:`redact_url`, and translated exceptions are raised
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import heapq
+import itertools
 import json
 import logging
 import re
@@ -48,6 +52,14 @@ _RESPONSE_READ_BLOCK = 64 * 1024
 SEND_BLOCK = 1024 * 1024
 """Bytes read from a file body and handed to the socket at a time. urllib3's default, 16 KiB,
 is about 19 % slower where the client is the bottleneck (benchmarks/README.md)."""
+
+
+POOL_SIZE = 64
+"""Idle keep-alive connections kept per host: as many as ``run --jobs`` allows threads. Whenever
+more connections than this are idle at once (users waiting for their rate window, say), urllib3
+closes the extra ones, and their next requests each open a new connection (a TLS handshake
+each, against TikTok). Connections are opened on demand only, so a large pool costs nothing
+when few threads run."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +237,11 @@ class _Exchange:
         with self._lock:
             return self._expired
 
+    @property
+    def finished(self) -> bool:
+        with self._lock:
+            return self._finished
+
     def attach(self, connection: urllib3.connection.HTTPConnection) -> None:
         with self._lock:
             self._connection = connection
@@ -248,6 +265,84 @@ class _Exchange:
         with self._lock:
             self._finished = True
             self._connection = None
+
+
+_WATCHDOG_COMPACT_AT = 1024
+"""Finished exchanges stay in the watchdog's heap until their deadline comes up; past this many
+entries the heap is rebuilt without them (amortised: the threshold doubles with the live ones)."""
+
+
+class _Watchdog:
+    """One thread that expires each watched exchange when its deadline passes.
+
+    Deadlines wait in a heap ordered by time; the thread sleeps until the earliest one (or until
+    an earlier one is added) and expires what is due. Expiring a finished exchange does nothing,
+    so a request that ended in time is not touched. The thread starts with the first watched
+    request and stops in :meth:`close`; a later request starts a new one.
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._wakeup = threading.Condition()
+        self._heap: list[tuple[float, int, _Exchange]] = []
+        self._order = itertools.count()  # ties in deadline never compare exchanges
+        self._compact_at = _WATCHDOG_COMPACT_AT
+        self._thread: threading.Thread | None = None
+        self._generation = 0
+
+    def watch(self, exchange: _Exchange, seconds: float) -> None:
+        """Expire ``exchange`` in ``seconds`` unless it has finished by then."""
+        deadline = self._monotonic() + seconds
+        with self._wakeup:
+            if len(self._heap) >= self._compact_at:
+                self._heap = [item for item in self._heap if not item[2].finished]
+                heapq.heapify(self._heap)
+                self._compact_at = max(_WATCHDOG_COMPACT_AT, 2 * len(self._heap))
+            heapq.heappush(self._heap, (deadline, next(self._order), exchange))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._generation,),
+                    name="transport-watchdog",
+                    daemon=True,
+                )
+                self._thread.start()
+            elif self._heap[0][2] is exchange:
+                self._wakeup.notify()  # the new deadline comes first: sleep less
+
+    def close(self) -> None:
+        """Stop the thread (deadlines still waiting no longer fire) and wait for it."""
+        with self._wakeup:
+            thread, self._thread = self._thread, None
+            self._generation += 1
+            self._heap.clear()
+            self._wakeup.notify()
+        if thread is not None:
+            thread.join()
+
+    def _run(self, generation: int) -> None:
+        while True:
+            with self._wakeup:
+                due = self._due(generation)
+            if due is None:
+                return
+            for exchange in due:
+                exchange.expire()
+
+    def _due(self, generation: int) -> list[_Exchange] | None:
+        """Wait (lock held) until some exchange is due; ``None`` once closed."""
+        while generation == self._generation:
+            now = self._monotonic()
+            due: list[_Exchange] = []
+            while self._heap and (self._heap[0][0] <= now or self._heap[0][2].finished):
+                _, _, exchange = heapq.heappop(self._heap)
+                if not exchange.finished:
+                    due.append(exchange)
+            if due:
+                return due
+            # Bounded by the earliest deadline; without one, only watch() or close() wakes it.
+            self._wakeup.wait(self._heap[0][0] - now if self._heap else None)
+        return None
 
 
 # The request in flight in this thread (if it has a deadline): how the connection classes below
@@ -320,7 +415,7 @@ class HttpTransport:
         *,
         timeouts: Timeouts | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        pool_size: int = 16,
+        pool_size: int = POOL_SIZE,
         send_block: int = SEND_BLOCK,
     ) -> None:
         if send_block < 1:
@@ -332,6 +427,7 @@ class HttpTransport:
         self._send_block = send_block
         self._sessions: dict[str, requests.Session] = {}
         self._lock = threading.Lock()
+        self._watchdog = _Watchdog()
 
     def _session(self, url: str) -> requests.Session:
         key = _host_key(url)
@@ -365,11 +461,8 @@ class HttpTransport:
         started = self._monotonic()
         shown = f"{method} {redact_url(url)}"
         exchange = _Exchange() if limits.total is not None else None
-        watchdog = None
         if exchange is not None and limits.total is not None:
-            watchdog = threading.Timer(limits.total, exchange.expire)
-            watchdog.daemon = True
-            watchdog.start()
+            self._watchdog.watch(exchange, limits.total)
         token = _CURRENT_EXCHANGE.set(exchange)
         try:
             response = self._session(url).request(
@@ -402,9 +495,6 @@ class HttpTransport:
             _CURRENT_EXCHANGE.reset(token)
             if exchange is not None:
                 exchange.finish()
-            if watchdog is not None:
-                watchdog.cancel()
-                watchdog.join()
         return HttpResponse(
             status=response.status_code,
             headers={k.lower(): v for k, v in response.headers.items()},
@@ -424,6 +514,7 @@ class HttpTransport:
             sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             session.close()
+        self._watchdog.close()
 
 
 def _translate(exc: BaseException, shown: str) -> TransportError:

@@ -19,7 +19,16 @@ Theory of operation:
 - ``sqlite3`` connections must not be shared between threads, so :class:`Database` hands each
   thread its own connection and closes them all in :meth:`Database.close`.
 - :meth:`Database.transaction` starts with ``BEGIN IMMEDIATE``: it takes the write lock up front,
-  so a read-then-write inside it (the token refresh) is serialised across processes.
+  so a read-then-write inside it (the token refresh) is serialised across processes. Threads of
+  one process first queue on a lock of their own, handed over as soon as a transaction ends
+  (SQLite's busy handler would have them poll with sleeps).
+- Durability: every commit waits for the disk (``synchronous = FULL``: the WAL is fsynced), so a
+  committed step survives a power cut. A caller may ask for ``transaction(durable=False)`` for
+  a step whose loss a rerun recovers from: it is committed (a killed process keeps it: it is in
+  the operating system's cache) but not waited for; after a power cut or an OS crash the
+  database holds every commit up to some point (WAL commits are ordered and checksummed), and
+  the next durable commit makes every earlier one durable too. An fsync costs 0.2 ms on a VM's
+  virtual disk and milliseconds on a laptop's SSD (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ DB_FILENAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 90.0
 """Seconds a writer waits for another one. Longer than a token refresh can hold the write lock
 (three attempts with bounded timeouts, see ``tokens.py``), so a waiting process gets its turn."""
+
+_SYNC_DURABLE = "PRAGMA synchronous = FULL"
+_SYNC_DEFERRED = "PRAGMA synchronous = NORMAL"
 
 _PRIVATE_BITS = stat.S_IRWXG | stat.S_IRWXO
 # Extended result codes carry the primary code in their low byte.
@@ -211,6 +223,7 @@ class Database:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
+        self._writers = threading.Lock()
 
     @classmethod
     def open(
@@ -266,6 +279,9 @@ class Database:
                             f"{self.path}: SQLite would not switch to WAL mode (got {mode})",
                             hint="keep ORCHESTRATOR_HOME on a local file system",
                         )
+                    # Said explicitly: a build's default may be NORMAL, which in WAL mode does
+                    # not sync at commit.
+                    connection.execute(_SYNC_DURABLE)
                     connection.execute("PRAGMA foreign_keys = ON")
                 except BaseException:
                     connection.close()
@@ -291,29 +307,66 @@ class Database:
     # -- transactions and queries -----------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``): commit on success, roll back on error.
 
         The write lock is taken at the start, so everything read inside is current and no other
         process can write until it ends. Transactions do not nest.
+
+        ``durable=False`` commits without waiting for the disk: the change survives the process
+        dying but may be lost, with whatever followed it, to a power cut or an OS crash before
+        the next durable commit (see the module docstring). Only for steps a rerun recovers from.
         """
         connection = self.connection()
         if connection.in_transaction:
             raise RuntimeError("a transaction is already open on this thread; they do not nest")
-        with self.translate_errors():
-            connection.execute("BEGIN IMMEDIATE")
+        # This process's writers queue on a lock, handed over the moment a transaction ends;
+        # SQLite's own busy handler would have them poll with sleeps of up to 100 ms, which at
+        # a few dozen threads (a run with many --jobs) costs more than the writes themselves.
+        # Other processes still meet SQLite's busy timeout.
+        if not self._writers.acquire(timeout=self.busy_timeout):
+            raise StoreError(
+                f"{self.path} stayed locked by another writer in this process for more than "
+                f"{self.busy_timeout:g} s",
+                hint="a token refresh or a journal write is stuck; try again",
+            )
         try:
-            yield connection
-        except BaseException as exc:
-            _rollback_quietly(connection)
-            if isinstance(exc, sqlite3.DatabaseError) and _translatable(exc):
-                raise self._translate(exc) from exc
-            raise
-        try:
-            with self.translate_errors():
-                connection.execute("COMMIT")
+            with self._write_transaction(connection, durable=durable):
+                yield connection
         finally:
-            _rollback_quietly(connection)
+            self._writers.release()
+
+    @contextlib.contextmanager
+    def _write_transaction(
+        self, connection: sqlite3.Connection, *, durable: bool
+    ) -> Iterator[None]:
+        with self.translate_errors():
+            if not durable:
+                # SQLite refuses to change the safety level inside a transaction.
+                connection.execute(_SYNC_DEFERRED)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                if not durable:
+                    connection.execute(_SYNC_DURABLE)
+                raise
+        try:
+            try:
+                yield
+            except BaseException as exc:
+                _rollback_quietly(connection)
+                if isinstance(exc, sqlite3.DatabaseError) and _translatable(exc):
+                    raise self._translate(exc) from exc
+                raise
+            try:
+                with self.translate_errors():
+                    connection.execute("COMMIT")
+            finally:
+                _rollback_quietly(connection)
+        finally:
+            if not durable:
+                with self.translate_errors():
+                    connection.execute(_SYNC_DURABLE)
 
     def fetch_all(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read query on this thread's connection (outside any explicit transaction)."""

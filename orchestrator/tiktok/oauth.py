@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from orchestrator.clock import Clock
+from orchestrator.config import DEFAULT_CALLBACK_TIMEOUT as DEFAULT_CALLBACK_TIMEOUT
+from orchestrator.config import DEFAULT_SCOPES as DEFAULT_SCOPES
 from orchestrator.config import ENV_REDIRECT_URI, Settings
 from orchestrator.errors import ApiError, AuthError, ConfigError, OAuthError
 from orchestrator.secret import Secret
@@ -34,13 +36,11 @@ TOKEN_PATH = "/v2/oauth/token/"  # noqa: S105 - a URL path, not a secret
 REVOKE_PATH = "/v2/oauth/revoke/"
 USER_INFO_PATH = "/v2/user/info/"
 USER_INFO_FIELDS = "open_id,union_id,avatar_url,display_name"
-DEFAULT_SCOPES: tuple[str, ...] = ("user.info.basic", "video.publish", "video.upload")
 
 VERIFIER_ALPHABET = string.ascii_letters + string.digits + "-._~"
 VERIFIER_LENGTH = 64  # RFC 7636 allows 43-128 characters
 OAUTH_TIMEOUTS = Timeouts(connect=5.0, read=15.0, total=20.0)
 """Token-endpoint limits: a refresh holds the store's write lock, so it must end quickly."""
-DEFAULT_CALLBACK_TIMEOUT = 300.0
 _FORM = "application/x-www-form-urlencoded"
 _MAX_DESCRIPTION = 300
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import transport as transport_module
 from orchestrator.errors import ConnectError, RequestTimeout, UploadError
 from orchestrator.transport import FileWindow, HttpTransport, Timeouts, redact_url
 
@@ -104,6 +105,10 @@ def reset(handler: BaseHTTPRequestHandler, received: Received) -> None:
     handler.connection.close()
 
 
+class _Listener(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 resets bursts of parallel connects
+
+
 class Server:
     def __init__(self) -> None:
         self.received = Received()
@@ -121,7 +126,7 @@ class Server:
 
             do_POST = do_PUT
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Listener(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -289,3 +294,104 @@ def test_library_debug_logs_never_show_the_upload_token(
     )
     assert "upload_id" in caplog.text or "/upload/" in caplog.text
     assert "very-secret" not in caplog.text
+
+
+def _watchdog_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "transport-watchdog" and t.is_alive()]
+
+
+def test_deadlines_share_one_watchdog_thread_until_close(server: Server) -> None:
+    """Many requests with deadlines use one watchdog thread; closing the transport ends it."""
+    http = HttpTransport(timeouts=Timeouts(connect=2, read=2))
+    before = len(_watchdog_threads())
+    try:
+        for _ in range(20):
+            http.request("POST", server.url + "/x", body=b"{}", timeouts=Timeouts(2, 2, total=30))
+        assert len(_watchdog_threads()) == before + 1
+    finally:
+        http.close()
+    assert len(_watchdog_threads()) == before
+
+
+def test_watchdog_fires_a_short_deadline_behind_a_long_one() -> None:
+    """A deadline added after a much later one still fires on time; the later one does not."""
+
+    class Recorded(transport_module._Exchange):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fired = threading.Event()
+
+        def expire(self) -> None:
+            super().expire()
+            self.fired.set()
+
+    watchdog = transport_module._Watchdog()
+    patient, hasty, finished = Recorded(), Recorded(), Recorded()
+    try:
+        finished.finish()  # a request that ended before its deadline came up
+        watchdog.watch(patient, 60.0)
+        watchdog.watch(finished, 0.01)
+        watchdog.watch(hasty, 0.05)
+        assert hasty.fired.wait(timeout=10), "the short deadline never fired"
+        assert hasty.expired
+        assert not patient.fired.is_set()
+        assert not finished.fired.is_set()
+    finally:
+        watchdog.close()
+    assert not patient.fired.is_set()
+
+
+def test_watchdog_forgets_finished_requests() -> None:
+    """Requests that finished long before their deadline do not pile up in the watchdog."""
+    watchdog = transport_module._Watchdog()
+    try:
+        for _ in range(10_000):
+            exchange = transport_module._Exchange()
+            watchdog.watch(exchange, 60.0)
+            exchange.finish()
+        assert len(watchdog._heap) <= 2 * transport_module._WATCHDOG_COMPACT_AT
+    finally:
+        watchdog.close()
+
+
+def test_parallel_requests_up_to_the_job_limit_keep_their_connections(server: Server) -> None:
+    """64 threads (run's --jobs limit) that request together, then all wait at once (as users
+    waiting for their rate window do), find their connections still open for the next request."""
+    threads_count, rounds = 64, 3
+    in_flight = threading.Barrier(threads_count, timeout=10)
+    idle = threading.Barrier(threads_count, timeout=10)
+    connections: list[int] = []  # one item per connection the server accepted
+    lock = threading.Lock()
+
+    def answer_together(handler: BaseHTTPRequestHandler, received: Received) -> None:
+        # One handler object per connection (loopback may reuse a closed one's port).
+        if not getattr(handler, "counted", False):
+            handler.counted = True  # type: ignore[attr-defined]
+            with lock:
+                connections.append(1)
+        in_flight.wait()  # every request of the round is in flight at once
+        accept(200)(handler, received)
+
+    server.behaviour = answer_together
+    http = HttpTransport(timeouts=Timeouts(connect=5, read=15))
+    failures: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            for _ in range(rounds):
+                http.request("POST", server.url + "/x", body=b"{}")
+                idle.wait()  # every connection is back in the pool at once
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=client) for _ in range(threads_count)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=30)
+    finally:
+        http.close()
+    assert failures == []
+    assert len(server.received.requests) == threads_count * rounds
+    assert len(connections) == threads_count

@@ -210,6 +210,97 @@ def test_writer_waiting_past_busy_timeout_gets_a_store_error(home: Path) -> None
             blocker.close()
 
 
+def test_threads_writing_at_once_all_commit(home: Path) -> None:
+    """Many threads writing at once queue for the write lock; every write lands."""
+    with Database.open(home) as db:
+        with db.transaction() as connection:
+            connection.execute("INSERT INTO store_meta (name, value) VALUES ('count', 0)")
+
+        def bump() -> None:
+            for _ in range(25):
+                with db.transaction() as connection:
+                    value = connection.execute(
+                        "SELECT value FROM store_meta WHERE name = 'count'"
+                    ).fetchone()[0]
+                    connection.execute(
+                        "UPDATE store_meta SET value = ? WHERE name = 'count'", (value + 1,)
+                    )
+
+        threads = [threading.Thread(target=bump) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        row = db.fetch_one("SELECT value FROM store_meta WHERE name = 'count'")
+        assert row is not None
+        assert row[0] == 16 * 25
+
+
+def test_writer_waiting_on_another_thread_past_busy_timeout_gets_a_store_error(home: Path) -> None:
+    """A thread kept from writing longer than busy_timeout by another thread gets StoreError."""
+    with Database.open(home, busy_timeout=0.05) as db:
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with db.transaction():
+                holding.set()
+                release.wait(timeout=10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert holding.wait(timeout=10)
+            with pytest.raises(StoreError, match="locked by another writer"), db.transaction():
+                pass
+        finally:
+            release.set()
+            holder.join()
+        with db.transaction():  # the lock is free again once the holder is done
+            pass
+
+
+def _synchronous(db: Database) -> int:
+    row = db.fetch_one("PRAGMA synchronous")
+    assert row is not None
+    return int(row[0])
+
+
+_FULL, _NORMAL = 2, 1
+
+
+def test_commits_wait_for_the_disk_unless_a_step_opts_out(home: Path) -> None:
+    """Every commit is synced (FULL); durable=False skips the sync for that commit only, and
+    what it wrote is committed for every other reader."""
+    with Database.open(home) as db:
+        assert _synchronous(db) == _FULL
+        with db.transaction(durable=False) as connection:
+            assert int(connection.execute("PRAGMA synchronous").fetchone()[0]) == _NORMAL
+            connection.execute("INSERT INTO store_meta (name, value) VALUES ('step', x'01')")
+        assert _synchronous(db) == _FULL
+        other = sqlite3.connect(home / DB_FILENAME)
+        try:
+            assert other.execute("SELECT value FROM store_meta WHERE name = 'step'").fetchone()
+        finally:
+            other.close()
+
+
+def test_failed_non_durable_transaction_leaves_commits_durable(home: Path) -> None:
+    """A durable=False transaction that rolls back or cannot start restores synced commits."""
+    with Database.open(home, busy_timeout=0.05) as db:
+        with pytest.raises(ValueError, match="boom"), db.transaction(durable=False):
+            raise ValueError("boom")
+        assert _synchronous(db) == _FULL
+        blocker = sqlite3.connect(home / DB_FILENAME, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError, match="locked"), db.transaction(durable=False):
+                pass
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert _synchronous(db) == _FULL
+
+
 def test_home_that_is_a_file_is_refused(tmp_path: Path) -> None:
     """ORCHESTRATOR_HOME pointing at a file is an error, not a crash."""
     target = tmp_path / "file"
