@@ -26,6 +26,7 @@ Figures:
     python benchmarks/overhead.py                   # 1,000 entries, 50 users, --jobs 1
     python benchmarks/overhead.py --journal-sync recommended
     python benchmarks/overhead.py --history 1000 100000   # + opening a store with a long journal
+    python benchmarks/overhead.py --request-cost          # + one request through the transport
     python benchmarks/overhead.py --jobs 4 --profile
 
 Linux, Python 3.11. Not a test: run it by hand and quote the figures.
@@ -39,6 +40,8 @@ import cProfile
 import os
 import pstats
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -396,6 +399,70 @@ def store_open(history: int) -> None:
     )
 
 
+_TINY_SERVER = r"""
+import socket, threading
+def serve(conn):
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    pending = b""
+    body = b'{"data": {}, "error": {"code": "ok"}}'
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    with conn:
+        while True:
+            while b"\r\n\r\n" not in pending:
+                more = conn.recv(65536)
+                if not more:
+                    return
+                pending += more
+            head, _, rest = pending.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            pending = rest[length:]
+            conn.sendall(answer % len(body) + body)
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+while True:
+    connection, _ = server.accept()
+    threading.Thread(target=serve, args=(connection,), daemon=True).start()
+"""
+
+
+def request_cost(count: int = 3000) -> None:
+    """Wall and CPU time of one small POST through ``HttpTransport`` to a minimal server in
+    another process, with and without a whole-request deadline (API calls have one)."""
+    server = subprocess.Popen([sys.executable, "-c", _TINY_SERVER], stdout=subprocess.PIPE)
+    assert server.stdout is not None
+    try:
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}/v2/post/publish/status/fetch/"
+        transport = HttpTransport()
+        try:
+            for total in (None, 60.0):
+                limits = Timeouts(connect=10, read=30, total=total)
+
+                def call(limits: Timeouts = limits) -> None:
+                    transport.request("POST", url, body=b"{}", timeouts=limits)
+
+                for _ in range(200):
+                    call()
+                wall, cpu = time.perf_counter(), time.process_time()
+                for _ in range(count):
+                    call()
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                shown = "none" if total is None else f"{total:g} s"
+                print(
+                    f"one small request, deadline {shown:>5}: {wall / count * 1e3:.3f} ms wall, "
+                    f"{cpu / count * 1e3:.3f} ms CPU"
+                )
+        finally:
+            transport.close()
+    finally:
+        server.kill()
+        server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1000)
@@ -417,10 +484,17 @@ def main() -> None:
         default=[],
         help="also time opening a store whose journal holds this many entries",
     )
+    parser.add_argument(
+        "--request-cost",
+        action="store_true",
+        help="also time one small request through the transport, with and without a deadline",
+    )
     args = parser.parse_args()
     measure(args)
     for history in args.history:
         store_open(history)
+    if args.request_cost:
+        request_cost()
 
 
 if __name__ == "__main__":

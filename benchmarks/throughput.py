@@ -21,16 +21,20 @@ per sender, interleaved, the order rotating from run to run:
   ``ours / raw`` says how much of the server's capacity we use, and ``ours / curl`` is only
   meaningful while both stay below it.
 
-The video's bytes repeat with the chunk size's period, so every full chunk has the same bytes
-and curl needs just two part files (a full chunk and the last one) instead of a second copy of
-a 4 GB video; the bytes on the wire are exactly the video's.
+The video's bytes are random with the chunk size as their period, so the raw sender can send
+any chunk from one period held in memory; curl's part files and our file hold the same bytes.
+Both the video and curl's part files live on tmpfs (8 GB for the 4 GB video: mind the RAM).
 
 CPU: our process's CPU time during ``Uploader.upload`` and the raw sender's, and curl's from
 ``getrusage(RUSAGE_CHILDREN)``, each per GB sent (GB = 10^9 bytes).
 
-The figure is the median MB/s of ``--runs`` runs (MB = 10^6 bytes), after one warm-up run of
-each. ``--sink`` compares our transport per socket send block with curl against a bare HTTP sink
-(the client as the bottleneck); ``--sweep`` times our engine across chunk sizes and send blocks
+The figures are the median MB/s of ``--runs`` runs (MB = 10^6 bytes), after one warm-up run
+of each, and for the goal the median of the per-run ratios ours / curl: each run's two uploads
+are seconds apart, so a load that drifts during the benchmark (this VM is shared) affects both
+sides of a ratio alike, not one median more than the other.
+
+``--sink`` compares our transport per socket send block with curl against a bare HTTP sink (the
+client as the bottleneck); ``--sweep`` times our engine across chunk sizes and send blocks
 (``--rtt SECONDS`` makes the sandbox hold every chunk answer that long, standing in for a
 network round trip). Every upload is checked afterwards: the sandbox must hold each one
 complete, with the file's SHA-256.
@@ -352,24 +356,19 @@ def sink_comparison(path: Path, plan: ChunkPlan, parts: list[Path], runs: int) -
 
 
 def cut_chunks(path: Path, plan: ChunkPlan, folder: Path) -> list[Path]:
-    """A file per chunk for curl -T, cut before timing; chunks with the same bytes (same
-    length, same offset within the video's period) share one file."""
-    parts: list[Path] = []
-    made: dict[tuple[int, int], Path] = {}
+    """The plan's chunks as separate files for curl -T, cut before timing (each its own file,
+    so curl reads as much distinct memory as we do)."""
+    parts = []
     with path.open("rb") as source:
         for chunk in plan.chunks():
-            key = (chunk.first % plan.chunk_size, chunk.length)
-            if key not in made:
-                part = folder / f"chunk-{plan.chunk_size}-{len(made):04d}.bin"
-                source.seek(chunk.first)
-                with part.open("wb") as out:
-                    left = chunk.length
-                    while left:
-                        block = source.read(min(left, 8 << 20))
-                        out.write(block)
-                        left -= len(block)
-                made[key] = part
-            parts.append(made[key])
+            part = folder / f"chunk-{plan.chunk_size}-{chunk.index:04d}.bin"
+            with part.open("wb") as out:
+                left = chunk.length
+                while left:
+                    block = source.read(min(left, 8 << 20))
+                    out.write(block)
+                    left -= len(block)
+            parts.append(part)
     return parts
 
 
@@ -438,6 +437,11 @@ class Results:
     def median_seconds(self, who: str) -> float:
         return statistics.median(t.seconds for t in self.timings[who])
 
+    def paired_ratio(self, faster: str, slower: str) -> float:
+        """The median over runs of ``slower``'s time / ``faster``'s time in the same run."""
+        pairs = zip(self.timings[faster], self.timings[slower], strict=True)
+        return statistics.median(b.seconds / a.seconds for a, b in pairs)
+
     def cpu_per_gb(self, who: str) -> float:
         return statistics.median(t.cpu for t in self.timings[who]) / (self.size / 1e9)
 
@@ -474,7 +478,7 @@ def measure_size(
         )
     if args.sink:
         sink_comparison(path, plan, parts, args.runs)
-    for part in set(parts):
+    for part in parts:
         part.unlink()
     return results, path, digest
 
@@ -518,9 +522,13 @@ def report(results: Results, runs: int) -> None:
     )
     print(f"  ours / raw ceiling: {raw / ours:.2f}x (the server is the bottleneck near 1.0x)")
     if "curl" in results.timings:
-        ratio = results.median_seconds("curl") / ours
+        ratio = results.paired_ratio("ours", "curl")
         verdict = "met" if ratio >= GOAL else "NOT met"
-        print(f"  ours / curl: {ratio:.2f}x  (goal >= {GOAL:.1f}x: {verdict})")
+        print(
+            f"  ours / curl: {ratio:.2f}x, median of per-run ratios "
+            f"(ratio of the medians {results.median_seconds('curl') / ours:.2f}x)  "
+            f"(goal >= {GOAL:.1f}x: {verdict})"
+        )
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ Theory of operation:
   a step whose loss a rerun recovers from: it is committed (a killed process keeps it: it is in
   the operating system's cache) but not waited for; after a power cut or an OS crash the
   database holds every commit up to some point (WAL commits are ordered and checksummed), and
-  the next durable commit makes every earlier one durable too. An fsync costs 0.2 ms on a VM's
-  virtual disk and milliseconds on a laptop's SSD (benchmarks/README.md).
+  the next durable commit makes every earlier one durable too. An fsync took 0.2 ms on the
+  benchmark VM's disk; on many disks it takes milliseconds (benchmarks/README.md).
 """
 
 from __future__ import annotations
