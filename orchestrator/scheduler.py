@@ -308,12 +308,17 @@ class Run:
     def plan(self, entries: Sequence[Entry] | None = None) -> list[PlannedEntry]:
         """Identity and journal decision for each selected entry (no network, no writes)."""
         planned = []
+        # Many entries may share one video (one clip to several accounts): hash each file once.
+        fingerprints: dict[object, str] = {}
         for entry in self._selected() if entries is None else entries:
-            try:
-                fingerprint = media_fingerprint(entry.media)
-            except MediaError as exc:
-                # The upload reports the file's problem; the identity still has to be stable.
-                fingerprint = f"unreadable:{exc}"
+            fingerprint = fingerprints.get(entry.media)
+            if fingerprint is None:
+                try:
+                    fingerprint = media_fingerprint(entry.media)
+                except MediaError as exc:
+                    # The upload reports the file's problem; the identity must still be stable.
+                    fingerprint = f"unreadable:{exc}"
+                fingerprints[entry.media] = fingerprint
             meta = EntryMeta(
                 identity=entry_identity(entry, fingerprint),
                 entry_id=entry.id,

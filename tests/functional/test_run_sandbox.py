@@ -565,3 +565,36 @@ def test_only_user_and_limit_select_entries_and_leave_the_rest_untouched(rig: Ru
     assert [(e.index, e.status) for e in report.entries] == [(1, "published")]
     assert [r["user_id"] for r in journal_rows(rig.home)] == ["sandbox-user-2"]
     assert_published_once(rig.sandbox, [clips[1][1]])
+
+
+def test_one_video_for_several_users_is_fingerprinted_once_and_posted_to_each(
+    rig: RunRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip shared by three accounts: hashed once for the plan, published once per account."""
+    import orchestrator.scheduler as scheduler
+
+    calls: list[object] = []
+    real = scheduler.media_fingerprint
+
+    def counting(media: object) -> str:
+        calls.append(media)
+        return real(media)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scheduler, "media_fingerprint", counting)
+    clip, digest = rig.clip("shared.mp4")
+    manifest = rig.manifest(
+        [
+            {"user_id": user, "video_path": clip.name}
+            for user in ("sandbox-user-1", "sandbox-user-2", "sandbox-user-3")
+        ]
+    )
+    report = rig.run(manifest)
+    assert rig.statuses(report) == ["published"] * 3
+    assert len(calls) == 1
+    completed = [p for p in rig.sandbox.publishes() if p.completed]
+    assert sorted(p.open_id for p in completed) == [
+        "sandbox-user-1",
+        "sandbox-user-2",
+        "sandbox-user-3",
+    ]
+    assert {p.sha256 for p in completed} == {digest}
