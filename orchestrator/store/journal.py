@@ -282,9 +282,13 @@ class Journal:
     # -- writing --
 
     def begin(self, meta: EntryMeta) -> None:
-        """A fresh attempt starts: the row says ``initialising`` before any init is sent."""
+        """A fresh attempt starts: the row says ``initialising`` before any init is sent.
+
+        Synced for URL and photo sources (a lost row would turn a maybe-posted init into a
+        retry); for a file, losing it to a power cut leaves an orphan upload URL, never a post.
+        """
         now = self._clock.time()
-        with self._database.transaction() as connection:
+        with self._database.transaction(durable=meta.kind != "file") as connection:
             connection.execute(
                 """
                 INSERT INTO journal (identity, entry_id, user_id, mode, kind, source,
@@ -367,8 +371,30 @@ class Journal:
 
     def record(self, identity: str, user_id: str, event: UploadEvent) -> None:
         now = self._clock.time()
-        with self._database.transaction() as connection:
+        with self._database.transaction(durable=self._must_sync(identity, event)) as connection:
             self._apply(connection, identity, user_id, event, now)
+
+    def _must_sync(self, identity: str, event: UploadEvent) -> bool:
+        """Whether ``event`` must reach the disk before the engine's next step.
+
+        Every commit survives the process dying; only a power cut can lose the unsynced ones,
+        and with them only what a rerun recovers by itself (a resent chunk, a status polled
+        again). What must never be lost is anything that forbids a new init: an init that
+        succeeded, and the progress that lets the last chunk go. A synced commit also makes
+        every earlier one durable, so syncing those few is enough for exactly-once.
+        """
+        if isinstance(event, Uploaded | Processing | Published | SentToInbox):
+            return False
+        if isinstance(event, ChunkConfirmed | Resynced):
+            row = self._database.fetch_one(
+                "SELECT chunk_size, total_chunk_count FROM journal WHERE identity = ?",
+                (identity,),
+            )
+            if row is None or row["chunk_size"] is None:
+                return True
+            last_chunk_start = (row["total_chunk_count"] - 1) * row["chunk_size"]
+            return bool(event.bytes_confirmed >= last_chunk_start)
+        return True
 
     def _apply(
         self,

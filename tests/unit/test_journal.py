@@ -259,3 +259,30 @@ def test_history_filters_and_orders_by_last_change(journal: Journal, clock: Manu
     assert [r.identity for r in journal.history(since=clock.time() - 50)] == ["new"]
     assert journal.by_publish_id("pub-1") is not None
     assert journal.by_publish_id("nope") is None
+
+
+def test_only_steps_that_forbid_a_new_init_wait_for_the_disk(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Synced: a URL begin, the init, the confirm that lets the last chunk go. Not: the rest."""
+    database = journal._database
+    real = database.transaction
+    synced: list[bool] = []
+
+    def spy(*, durable: bool = True) -> object:
+        synced.append(durable)
+        return real(durable=durable)
+
+    monkeypatch.setattr(database, "transaction", spy)
+    three = plan_chunks(3 * MIN_CHUNK + 10, MIN_CHUNK)
+    journal.begin(meta())
+    journal.record("entry-1", "user-1", Initialised("pub-1", URL, 4000.0, three))
+    first, second, last = three.chunks()
+    journal.record("entry-1", "user-1", ChunkConfirmed(first.index, first.end))
+    journal.record("entry-1", "user-1", ChunkConfirmed(second.index, second.end))
+    journal.record("entry-1", "user-1", Uploaded())
+    journal.record("entry-1", "user-1", Processing("PROCESSING_UPLOAD"))
+    journal.record("entry-1", "user-1", Published(("7301",)))
+    journal.begin(meta("entry-2", kind="video_url"))
+    assert last.first == second.end
+    assert synced == [False, True, False, True, False, False, False, True]
