@@ -937,10 +937,8 @@ def _upload_request(entry: Entry) -> UploadRequest:
     if isinstance(media, FileMedia):
         assert entry.media_info is not None, "a validated file entry has been probed"
         source = FileSource(media.path, entry.media_info.size, str(entry.media_info.content_type))
-    elif isinstance(media, VideoUrlMedia):
-        source = UrlSource(media.url)
     else:
-        source = PhotoSource(tuple(media.urls), media.cover_index)
+        source = media  # a URL or photo source is what the init sends, as the manifest has it
     if entry.is_photo:
         post_info = PostInfo(
             privacy_level=str(entry.privacy_level),

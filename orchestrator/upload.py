@@ -60,6 +60,7 @@ from orchestrator.errors import (
     TransportError,
     UploadError,
 )
+from orchestrator.media import PhotoMedia, VideoUrlMedia
 from orchestrator.progress import NullProgress, ProgressSubscriber
 from orchestrator.retry import Retrier
 from orchestrator.secret import Secret
@@ -133,19 +134,11 @@ class FileSource:
             raise ValueError("a video file has at least one byte")
 
 
-@dataclass(frozen=True)
-class UrlSource:
-    """A video TikTok downloads itself (PULL_FROM_URL) from a verified https URL."""
-
-    url: str
-
-
-@dataclass(frozen=True)
-class PhotoSource:
-    """A photo post's images (PULL_FROM_URL only) and which one is the cover."""
-
-    urls: tuple[str, ...]
-    cover_index: int = 0
+# TikTok pulls these itself; the manifest's media values are exactly what an init needs.
+UrlSource = VideoUrlMedia
+"""A video TikTok downloads itself (PULL_FROM_URL) from a verified https URL."""
+PhotoSource = PhotoMedia
+"""A photo post's images (PULL_FROM_URL only) and which one is the cover."""
 
 
 Source = FileSource | UrlSource | PhotoSource
