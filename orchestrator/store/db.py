@@ -167,6 +167,16 @@ _WORK_QUEUE_V1 = (
     )
     """,
     "CREATE INDEX work_queue_pending ON work_queue (run_id, state, user_id, position)",
+    # The requests (reservations) of each user's rate windows, shared by every worker
+    # (store/shared_pacing.py); `at` is Unix seconds.
+    """
+    CREATE TABLE rate_stamps (
+        user_id TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        at      REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX rate_stamps_window ON rate_stamps (user_id, kind, at)",
 )
 
 _JOURNAL_V2 = (
@@ -181,7 +191,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
     Migration("journal fingerprints and cap index", _JOURNAL_V2),
-    Migration("work queue", _WORK_QUEUE_V1),
+    Migration("work queue and shared rate windows", _WORK_QUEUE_V1),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
 
