@@ -32,7 +32,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import StoreCorruptError, StoreError
+from orchestrator.config import ENV_STORE
+from orchestrator.errors import ConfigError, StoreCorruptError, StoreError
 from orchestrator.secret import Secret
 from orchestrator.store.db import MIGRATIONS, Migration
 
@@ -81,6 +82,12 @@ def describe_url(url: Secret) -> str:
     port = parts.get("port") or 5432
     dbname = parts.get("dbname") or "(default database)"
     return f"PostgreSQL {host}:{port}/{dbname}"
+
+
+def _without(message: str, url: Secret) -> str:
+    """``message`` with the URL (and so its password) cut out."""
+    text = message.strip().splitlines()[0] if message.strip() else "malformed"
+    return text.replace(url.reveal(), "<the URL>")
 
 
 class Row:
@@ -163,14 +170,23 @@ class PostgresDatabase:
                 "a postgresql:// store needs the PostgreSQL driver, which is not installed",
                 hint="pip install 'tiktok-orchestrator[postgres]'",
             ) from None
-        with self.translate_errors():
-            raw: psycopg.Connection[Any] = psycopg.connect(
-                self.url.reveal(),
-                autocommit=True,
-                row_factory=_row_factory,
-                connect_timeout=CONNECT_TIMEOUT,
-                application_name="tiktok-orchestrator",
-            )
+        try:
+            with self.translate_errors():
+                raw: psycopg.Connection[Any] = psycopg.connect(
+                    self.url.reveal(),
+                    autocommit=True,
+                    row_factory=_row_factory,
+                    connect_timeout=CONNECT_TIMEOUT,
+                    application_name="tiktok-orchestrator",
+                )
+        except psycopg.ProgrammingError as exc:
+            # A malformed URL: psycopg's message quotes it, password included.
+            raise ConfigError(
+                f"{ENV_STORE} (or --store) is not a valid PostgreSQL URL: "
+                f"{_without(str(exc), self.url)}",
+                hint="postgresql://USER:PASSWORD@HOST:PORT/DATABASE (percent-encode special "
+                "characters in the password)",
+            ) from None
         return raw
 
     def connection(self) -> Connection:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from orchestrator.clock import ManualClock
 from orchestrator.config import load_settings
-from orchestrator.errors import StoreKeyError
+from orchestrator.errors import OrchestratorError, StoreKeyError
 from orchestrator.secret import Secret
 from orchestrator.store.db import MIGRATIONS
 from orchestrator.store.postgres import PostgresDatabase, postgres_ddl
-from orchestrator.store.tokens import TokenStore
+from orchestrator.store.tokens import TokenProvider, TokenStore
 from orchestrator.tiktok.oauth import TokenGrant
+from tests.functional.run_support import wait_until
 
 
 def _key() -> str:
@@ -86,3 +88,89 @@ def test_a_worker_with_another_key_is_refused(pg_url: str, tmp_path: Path) -> No
         TokenStore.open(other, clock=clock)
     with TokenStore.open(first, clock=clock) as store:
         assert store.get_user("user-a") is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bob:hunter2-secret@[::1/db",  # malformed: psycopg quotes the URL
+        "postgresql://bob:hunter2-secret@127.0.0.1:1/db",  # nothing listens there
+    ],
+)
+def test_store_errors_never_show_the_password(url: str) -> None:
+    """A malformed or unreachable store URL is a clear error that does not repeat the password."""
+    with pytest.raises(OrchestratorError) as caught:
+        PostgresDatabase.open(Secret(url))
+    assert "hunter2-secret" not in str(caught.value)
+    assert "hunter2-secret" not in (caught.value.hint or "")
+
+
+class _GatedRefresher:
+    """A token endpoint that holds its first answer until the test opens the gate."""
+
+    def __init__(self, now: float) -> None:
+        self.calls = 0
+        self.gate = threading.Event()
+        self._now = now
+
+    def refresh(self, refresh_token: Secret) -> TokenGrant:
+        self.calls += 1
+        assert self.gate.wait(30), "the test never opened the gate"
+        grant = _grant("user-a", self._now)
+        return TokenGrant(
+            open_id=grant.open_id,
+            access_token=Secret(f"act.new.{self.calls}"),
+            access_expires_at=grant.access_expires_at,
+            refresh_token=Secret(f"rft.new.{self.calls}"),
+            refresh_expires_at=grant.refresh_expires_at,
+            scopes=grant.scopes,
+        )
+
+
+def test_two_workers_refreshing_one_user_call_the_token_endpoint_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The second worker's refresh waits on the user's row lock, then finds the token already
+    refreshed and uses it: the rotating refresh token is spent exactly once."""
+    clock = ManualClock(1_700_000_000.0)
+    settings = load_settings(
+        environ={"ORCHESTRATOR_TOKEN_KEY": _key()}, home=tmp_path, store=pg_url
+    )
+    with TokenStore.open(settings, clock=clock) as store:
+        store.save_grant(_grant("user-a", clock.time()))
+    refresher = _GatedRefresher(clock.time())
+    stores = [TokenStore.open(settings, clock=clock) for _ in range(2)]
+    try:
+        providers = [TokenProvider(s, refresher, clock=clock) for s in stores]
+        results: list[str] = []
+        first = threading.Thread(
+            target=lambda: results.append(providers[0].refresh("user-a").open_id)
+        )
+        first.start()
+        wait_until("the first refresh to reach the token endpoint", lambda: refresher.calls == 1)
+        second = threading.Thread(
+            target=lambda: results.append(providers[1].refresh("user-a").open_id)
+        )
+        second.start()
+        with PostgresDatabase(Secret(pg_url)) as watcher:
+            wait_until(
+                "the second refresh to wait on the user's row",
+                lambda: (
+                    watcher.fetch_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    )[0]
+                    == 1
+                ),
+            )
+        refresher.gate.set()
+        first.join(30)
+        second.join(30)
+        assert results == ["user-a", "user-a"]
+        assert refresher.calls == 1
+        credentials = stores[1].credentials("user-a")
+        assert credentials is not None
+        assert credentials.refresh_token.reveal() == "rft.new.1"
+    finally:
+        refresher.gate.set()
+        for store in stores:
+            store.close()
