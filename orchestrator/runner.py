@@ -5,6 +5,10 @@ takes the home's run lock before anything else (a second run must exit at once, 
 nothing), validates the manifest, and always releases what it opened. It must not print: the
 caller shows progress through the observer and renders the returned report.
 
+With a shared (PostgreSQL) store there is no home lock: the process is one worker of a shared
+run, claiming entries from the store's queue (``store/queue.py``) under a heartbeat-renewed
+lease, and pacing each user's requests by rate windows kept in the store.
+
 A dry run is wired so that it cannot write: its token source never refreshes (a refresh
 rotates the refresh token, a write), and the scheduler records nothing in the journal.
 """

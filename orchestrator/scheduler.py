@@ -279,7 +279,8 @@ class Run:
             planned = self.plan(selected)
             self.observer.run_started(len(planned))
             if self.queue is not None:
-                planned, interrupted = [], self._drain(self.queue, planned, results)
+                interrupted = self._drain(self.queue, planned, results)
+                planned = []  # each one claimed and done here, or reported from the journal
             due: dict[str, list[PlannedEntry]] = {}
             for item in planned:
                 settled = self._settled_without_network(item)

@@ -1,5 +1,8 @@
 """The state database: one SQLite file, ``state.db``, in the orchestrator's home.
 
+(:class:`StoreDatabase` is the seam the token store, the journal and the queue use; the
+PostgreSQL backend in ``postgres.py`` implements it too, with these same migrations.)
+
 This module opens it safely and keeps its schema current; it knows nothing about tokens or the
 journal beyond their tables. It must not hold secrets in plaintext, print, or re-create a damaged
 file: a damaged or too-new database is an error naming the file and the fix, never a silent
