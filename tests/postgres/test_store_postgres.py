@@ -174,3 +174,27 @@ def test_two_workers_refreshing_one_user_call_the_token_endpoint_once(
         refresher.gate.set()
         for store in stores:
             store.close()
+
+
+def test_the_cli_reads_the_shared_store_given_by_the_store_option(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """`--store URL auth list` shows the users stored in PostgreSQL; `--store mysql://…` is a
+    usage error (exit 2) that names the option, not the value."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    key = _key()
+    clock = ManualClock(1_700_000_000.0)
+    settings = load_settings(environ={"ORCHESTRATOR_TOKEN_KEY": key}, home=tmp_path, store=pg_url)
+    with TokenStore.open(settings, clock=clock) as store:
+        store.save_grant(_grant("user-in-postgres", clock.time()))
+    env = {"ORCHESTRATOR_TOKEN_KEY": key, "ORCHESTRATOR_HOME": str(tmp_path / "empty-home")}
+    listed = CliRunner().invoke(cli, ["--store", pg_url, "auth", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert "user-in-postgres" in listed.output
+    wrong = CliRunner().invoke(cli, ["--store", "mysql://u:pw-secret@h/db", "history"], env=env)
+    assert wrong.exit_code == 2
+    assert "--store" in wrong.output
+    assert "pw-secret" not in wrong.output
