@@ -105,6 +105,7 @@ class GlobalOptions:
     auth_url: str | None
     redirect_uri: str | None
     client_key: str | None
+    store: str | None = None
 
     def settings(self) -> Settings:
         return load_settings(
@@ -113,6 +114,7 @@ class GlobalOptions:
             auth_url=self.auth_url,
             redirect_uri=self.redirect_uri,
             client_key=self.client_key,
+            store=self.store,
         )
 
 
@@ -138,6 +140,13 @@ def _options(ctx: click.Context) -> GlobalOptions:
     help="App client key. Env: TIKTOK_CLIENT_KEY. (The client secret is read from "
     "TIKTOK_CLIENT_SECRET only: arguments show in `ps`.)",
 )
+@click.option(
+    "--store",
+    metavar="URL",
+    help="State database: `sqlite` (the home's state.db, the default) or a postgresql:// URL "
+    "shared by workers on several machines. Env: ORCHESTRATOR_STORE (better for a URL with a "
+    "password: arguments show in `ps`).",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -146,6 +155,7 @@ def cli(
     auth_url: str | None,
     redirect_uri: str | None,
     client_key: str | None,
+    store: str | None,
 ) -> None:
     """Batch upload orchestrator for TikTok's Content Posting API.
 
@@ -155,7 +165,7 @@ def cli(
 
     Exit codes: 0 ok, 1 an entry failed, 2 invalid input (nothing sent), 75 locked, 130 interrupted.
     """
-    ctx.obj = GlobalOptions(home, api_base, auth_url, redirect_uri, client_key)
+    ctx.obj = GlobalOptions(home, api_base, auth_url, redirect_uri, client_key, store)
 
 
 @cli.command()
@@ -215,6 +225,21 @@ def cli(
     help="Preferred chunk size, 5242880..64000000 (default: the largest; smaller chunks "
     "resend less after a failure on a poor connection).",
 )
+@click.option(
+    "--run-id",
+    metavar="ID",
+    help="With a PostgreSQL --store: the shared run this worker joins (default: from the "
+    "manifest's content, so workers given the same file share it). See `report --run-id`.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="With a PostgreSQL --store: how long a dead worker's claimed entry waits before "
+    "another worker takes it over.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("-q", "--quiet", count=True, help="Less log output.")
 @click.pass_context
@@ -237,6 +262,8 @@ def run(
     daily_cap: int,
     inbox_cap: int,
     chunk_size: int | None,
+    run_id: str | None,
+    lease: float,
     verbose: int,
     quiet: int,
 ) -> None:
@@ -269,7 +296,7 @@ def run(
         junit=Path(junit_path) if junit_path else None,
         markdown=Path(markdown_path) if markdown_path else None,
     )
-    tunables = Tunables(poll_timeout=poll_timeout, chunk_size=chunk_size)
+    tunables = Tunables(poll_timeout=poll_timeout, chunk_size=chunk_size, lease=lease)
     show_bars = not no_progress and sys.stderr.isatty() and log_format == "text"
     if sandbox:
         from orchestrator.sandbox.demo import sandbox_session
@@ -280,7 +307,13 @@ def run(
             )
     else:
         code = _run_and_report(
-            _options(ctx).settings(), Path(manifest), options, outputs, tunables, show_bars
+            _options(ctx).settings(),
+            Path(manifest),
+            options,
+            outputs,
+            tunables,
+            show_bars,
+            run_id=run_id,
         )
     ctx.exit(code)
 
@@ -301,6 +334,7 @@ def _run_and_report(
     show_bars: bool,
     *,
     sandbox: bool = False,
+    run_id: str | None = None,
 ) -> int:
     import os
     import signal
@@ -321,7 +355,12 @@ def _run_and_report(
         observer = BarObserver(Console(stderr=True)) if show_bars else LogObserver()
         with observer if isinstance(observer, BarObserver) else contextlib.nullcontext():
             report = run_manifest(
-                settings, manifest_path, options, tunables=tunables, observer=observer
+                settings,
+                manifest_path,
+                options,
+                tunables=tunables,
+                observer=observer,
+                run_id=run_id,
             )
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -902,6 +941,83 @@ def history(
     console.print(table)
     if len(records) > len(shown):
         click.echo(f"({len(records) - len(shown)} older entries not shown; use --limit or --since)")
+
+
+@cli.command("report")
+@click.option("--run-id", "run_id", required=True, metavar="ID", help="The run to report.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (for scripts).")
+@click.pass_context
+@handles_errors
+def report_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """One run's entries from the journal: with a PostgreSQL --store, the whole shared run
+    whichever worker did each entry (and what is still pending).
+
+    Reads only: safe while workers are running. Exit codes: 0 nothing failed, 1 an entry
+    failed or is uncertain, 2 no such run.
+    """
+    import json
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchestrator.lookup import read_run
+
+    entries = read_run(_options(ctx).settings(), run_id, clock=SystemClock())
+    if not entries:
+        raise UsageError(
+            f"the store has no run {run_id}",
+            hint="shared runs are named by `run --run-id` (default: m- and the manifest's "
+            "digest, shown in each worker's report)",
+        )
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        record, queued = entry.record, entry.queued
+        state = record.state.value if record is not None else "not started"
+        if queued is not None and queued.state == "pending":
+            state = f"{state} (claimed)" if queued.worker else f"{state} (pending)"
+        rows.append(
+            {
+                "entry": (record.entry_id or record.source) if record else entry.identity,
+                "user_id": record.user_id if record else (queued.user_id if queued else ""),
+                "state": state,
+                "result": queued.result if queued else None,
+                "worker": queued.worker if queued else None,
+                "claims": queued.claims if queued else None,
+                "publish_id": record.publish_id if record else None,
+                "post_ids": list(record.post_ids) if record else [],
+                "error": f"{record.error_code}: {record.error_message}"
+                if record and record.error_code and state not in ("published", "sent_to_inbox")
+                else None,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for header in ("entry", "user", "state", "worker", "claims", "post ids", "detail"):
+            table.add_column(header, overflow="fold")
+        for row in rows:
+            table.add_row(
+                str(row["entry"]),
+                str(row["user_id"]),
+                str(row["state"]),
+                str(row["worker"] or "-"),
+                "-" if row["claims"] is None else str(row["claims"]),
+                ", ".join(row["post_ids"]) or "-",
+                str(row["error"] or ""),
+            )
+        Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[str(row["state"])] = counts.get(str(row["state"]), 0) + 1
+        summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
+        click.echo(f"run {run_id}: {len(rows)} entries: {summary}")
+    bad = any(
+        entry.record is not None and entry.record.state.value in ("failed", "uncertain")
+        for entry in entries
+    )
+    ctx.exit(1 if bad else 0)
 
 
 @cli.command()

@@ -34,6 +34,8 @@ ENV_HOME = "ORCHESTRATOR_HOME"
 ENV_TOKEN_KEY = "ORCHESTRATOR_TOKEN_KEY"  # noqa: S105 - a variable name, not a secret
 ENV_API_BASE = "ORCHESTRATOR_API_BASE"
 ENV_AUTH_URL = "ORCHESTRATOR_AUTH_URL"
+ENV_STORE = "ORCHESTRATOR_STORE"
+STORE_SCHEMES = ("postgresql://", "postgres://")
 
 
 def default_home() -> Path:
@@ -54,6 +56,8 @@ class Settings:
     client_key: str | None = None
     client_secret: Secret | None = field(default=None, repr=False)
     token_key: Secret | None = field(default=None, repr=False)
+    store_url: Secret | None = field(default=None, repr=False)
+    """A PostgreSQL connection URL (it may hold a password), or None for the home's SQLite."""
 
     def require_client(self) -> tuple[str, Secret]:
         """The app credentials, or a ConfigError saying which variable to set."""
@@ -125,6 +129,19 @@ def _check_redirect_uri(value: str) -> str:
     return value
 
 
+def _check_store_url(value: str | None) -> Secret | None:
+    """``None``/``sqlite`` for the home's SQLite file, or a PostgreSQL URL (kept secret)."""
+    if value is None or value == "sqlite":
+        return None
+    if not value.startswith(STORE_SCHEMES):
+        # The value may hold a password: the message names the variable, not the value.
+        raise ConfigError(
+            f"{ENV_STORE} (or --store) must be `sqlite` or a postgresql:// URL",
+            hint="e.g. postgresql://orchestrator@db.example/orchestrator",
+        )
+    return Secret(value)
+
+
 def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
@@ -133,6 +150,7 @@ def load_settings(
     auth_url: str | None = None,
     redirect_uri: str | None = None,
     client_key: str | None = None,
+    store: str | None = None,
 ) -> Settings:
     """Build Settings from options (which win) and the environment, validating each value."""
     env = os.environ if environ is None else environ
@@ -147,6 +165,7 @@ def load_settings(
     home_path = Path(home_value).expanduser() if home_value else default_home()
     secret = env.get(ENV_CLIENT_SECRET, "").strip()
     token_key = env.get(ENV_TOKEN_KEY, "").strip()
+    store_url = _check_store_url(pick(store, ENV_STORE))
     settings = Settings(
         home=home_path,
         api_base=_check_http_url(ENV_API_BASE, pick(api_base, ENV_API_BASE) or DEFAULT_API_BASE),
@@ -157,6 +176,7 @@ def load_settings(
         client_key=pick(client_key, ENV_CLIENT_KEY),
         client_secret=Secret(secret) if secret else None,
         token_key=Secret(token_key) if token_key else None,
+        store_url=store_url,
     )
     if settings.token_key is not None:
         decode_token_key(settings.token_key)

@@ -1,7 +1,8 @@
-"""The ``history`` and ``status`` use cases: what the journal knows, and what TikTok says now.
+"""The ``history``, ``report`` and ``status`` use cases: what the journal knows, and what
+TikTok says now.
 
-Plain functions the CLI calls and renders. Neither takes the run lock or writes the journal, so
-both work while a run is going (SQLite's WAL lets readers in beside the writer). ``status`` may
+Plain functions the CLI calls and renders. None takes the run lock or writes the journal, so
+they work while a run is going (SQLite's WAL lets readers in beside the writer). ``status`` may
 refresh the user's access token like any API call does (that is token upkeep, serialised with
 the run's refreshes by the token store). Nothing here prints, and no record returned carries an
 upload URL.
@@ -17,8 +18,10 @@ from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
 from orchestrator.secret import Secret
+from orchestrator.store.backend import is_shared
 from orchestrator.store.db import DB_FILENAME
 from orchestrator.store.journal import Journal, JournalRecord
+from orchestrator.store.queue import QueueItem, read_items
 from orchestrator.store.tokens import TokenProvider, TokenRefresher, TokenStore
 from orchestrator.tiktok.client import PublishStatus, TikTokClient
 from orchestrator.tiktok.codes import FailReasonInfo, classify_fail_reason
@@ -37,11 +40,45 @@ def read_history(
 
     A home without a state database has no history (nothing is created to say so).
     """
-    if not (settings.home / DB_FILENAME).exists():
+    if not is_shared(settings) and not (settings.home / DB_FILENAME).exists():
         return []
     with TokenStore.open(settings, clock=clock) as store:
         journal = Journal(store.database, store.cipher, clock=clock, run_id="history")
         return journal.history(user_id=user_id, since=since)
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One entry of a run: the shared queue's view (None for a run of one machine) and the
+    journal's (None for an entry no worker has started)."""
+
+    identity: str
+    queued: QueueItem | None
+    record: JournalRecord | None
+
+
+def read_run(settings: Settings, run_id: str, *, clock: Clock) -> list[RunEntry]:
+    """The entries of run ``run_id`` — a shared run's whole queue, whichever worker did each,
+    or the entries a run of one machine touched — in order; empty if the store has no such run.
+    """
+    if not is_shared(settings) and not (settings.home / DB_FILENAME).exists():
+        return []
+    with TokenStore.open(settings, clock=clock) as store:
+        journal = Journal(store.database, store.cipher, clock=clock, run_id="report")
+        queued = read_items(store.database, run_id)
+        seen = {item.identity for item in queued}
+        touched = [
+            str(row["identity"])
+            for row in store.database.fetch_all(
+                "SELECT identity, min(id) AS first FROM journal_events WHERE run_id = ?"
+                " GROUP BY identity ORDER BY first",
+                (run_id,),
+            )
+            if row["identity"] not in seen
+        ]
+        entries = [RunEntry(item.identity, item, journal.get(item.identity)) for item in queued]
+        entries += [RunEntry(identity, None, journal.get(identity)) for identity in touched]
+        return entries
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ takes the home's run lock before anything else (a second run must exit at once, 
 nothing), validates the manifest, and always releases what it opened. It must not print: the
 caller shows progress through the observer and renders the returned report.
 
+With a shared (PostgreSQL) store there is no home lock: the process is one worker of a shared
+run, claiming entries from the store's queue (``store/queue.py``) under a heartbeat-renewed
+lease, and pacing each user's requests by rate windows kept in the store.
+
 A dry run is wired so that it cannot write: its token source never refreshes (a refresh
 rotates the refresh token, a write), and the scheduler records nothing in the journal.
 """
@@ -12,7 +16,10 @@ rotates the refresh token, a write), and the scheduler records nothing in the jo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -33,9 +40,13 @@ from orchestrator.scheduler import (
     RunOptions,
 )
 from orchestrator.secret import Secret
+from orchestrator.store.backend import is_shared
 from orchestrator.store.db import ensure_private_home
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import RunLock
+from orchestrator.store.postgres import PostgresDatabase
+from orchestrator.store.queue import DEFAULT_LEASE, Heartbeat, WorkQueue
+from orchestrator.store.shared_pacing import SharedPacer
 from orchestrator.store.tokens import TokenProvider, TokenState, TokenStore
 from orchestrator.tiktok.client import TikTokClient
 from orchestrator.tiktok.oauth import OAuthClient
@@ -67,10 +78,14 @@ class Tunables:
     chunk_size: int | None = None
     upload: UploadConfig | None = None
     retry_policy: RetryPolicy | None = None
+    lease: float = DEFAULT_LEASE
+    """Shared store only: seconds a dead worker's claim on an entry lasts (store/queue.py)."""
 
     def __post_init__(self) -> None:
         if self.poll_timeout < 0:
             raise ValueError("poll_timeout cannot be negative")
+        if self.lease <= 0:
+            raise ValueError("the lease must be positive")
         if self.budget_retries < 0 or self.budget_wait < 0:
             raise ValueError("the retry budget cannot be negative")
 
@@ -91,13 +106,20 @@ def run_manifest(
     stop: threading.Event | None = None,
     transport_factory: Callable[[], Transport] = HttpTransport,
     manifest: Manifest | None = None,
+    run_id: str | None = None,
 ) -> RunReport:
     """Validate ``manifest_path`` and post what is due; return the report (not yet written).
 
     Raises RunLockedError (nothing sent, nothing read) if another run holds the home,
     ManifestError (nothing sent) for an invalid manifest, ConfigError when the app credentials
     are missing for a real run. Ctrl-C during the run ends it with an ``interrupted`` report.
+
+    With a shared (PostgreSQL) store there is no home lock: this process is one worker of the
+    run named ``run_id`` (default: derived from the manifest's bytes, so workers given the same
+    file share its work), claiming entries from the store's queue; its report covers the whole
+    run. ``run_id`` is otherwise this run's own (default: a random one).
     """
+    shared = is_shared(settings)
     clock = clock or SystemClock()
     tunables = tunables or Tunables()
     stop = stop or threading.Event()
@@ -106,8 +128,10 @@ def run_manifest(
     upload_config = tunables.upload_config()
     ensure_private_home(settings.home)
     with contextlib.ExitStack() as stack:
-        # The lock first: a second run leaves before validating or opening anything.
-        stack.enter_context(RunLock(settings.home))
+        if not shared:
+            # The lock first: a second run leaves before validating or opening anything.
+            # (A shared store's workers coordinate through its queue instead.)
+            stack.enter_context(RunLock(settings.home))
         manifest = manifest or load_manifest(manifest_path)
         for note in manifest.notes:
             log.warning("note: %s", note)
@@ -128,12 +152,32 @@ def run_manifest(
             settings.api_base,
             transport,
             tokens,
-            pacer=SlidingWindowPacer(clock=run_clock),
+            pacer=(
+                SharedPacer(store.database, clock=run_clock)
+                if isinstance(store.database, PostgresDatabase)
+                else SlidingWindowPacer(clock=run_clock)
+            ),
             retry=retrier,
             clock=run_clock,
         )
         uploader = Uploader(client, transport, retry=retrier, config=upload_config, clock=run_clock)
-        run_id = _new_run_id()
+        queue: WorkQueue | None = None
+        if shared and not options.dry_run:
+            # A dry run writes nothing, so it claims nothing: it plans every entry itself.
+            run_id = run_id or shared_run_id(manifest.path)
+            assert isinstance(store.database, PostgresDatabase)
+            queue = stack.enter_context(
+                WorkQueue(
+                    store.database,
+                    run_id=run_id,
+                    worker=worker_name(),
+                    clock=clock,
+                    lease=tunables.lease,
+                )
+            )
+            stack.enter_context(Heartbeat(queue, stop))
+            log.info("worker %s of shared run %s", queue.worker, run_id)
+        run_id = run_id or _new_run_id()
         run = Run(
             manifest=manifest,
             journal=Journal(store.database, store.cipher, clock=clock, run_id=run_id),
@@ -147,6 +191,7 @@ def run_manifest(
             stop=stop,
             run_id=run_id,
             chunk_size=upload_config.chunk_size,
+            queue=queue,
         )
         report = run.execute()
         if budget.exhausted:
@@ -162,6 +207,21 @@ def run_manifest(
 
 def _new_run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def shared_run_id(manifest_path: Path) -> str:
+    """The default id of a shared run: from the manifest's bytes, so every worker given the
+    same file joins the same run (a changed manifest is a new run)."""
+    try:
+        digest = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    except OSError:
+        digest = hashlib.sha256(str(manifest_path).encode()).hexdigest()
+    return f"m-{digest[:12]}"
+
+
+def worker_name() -> str:
+    """This worker in a shared run's queue and reports: host, process and a random tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class ReadOnlyTokens:

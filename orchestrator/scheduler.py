@@ -38,7 +38,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import (
@@ -79,11 +79,19 @@ from orchestrator.upload import (
     UrlSource,
 )
 
+if TYPE_CHECKING:
+    from orchestrator.store.queue import WorkQueue
+
 log = logging.getLogger(__name__)
 
 DAY = 86_400.0
 _WAIT_SLICE = 0.2
 """Seconds the main thread waits on a worker at a time, so Ctrl-C reaches it promptly."""
+QUEUE_POLL = 0.5
+"""Seconds a worker of a shared run waits before looking for claimable work again."""
+QUEUE_IDLE_LIMIT = 600.0
+"""Seconds a worker of a shared run waits with nothing to claim (other workers hold the rest)
+before it leaves; a dead worker's claims become claimable within one lease, long before."""
 
 
 class RunInterrupted(Exception):
@@ -252,6 +260,9 @@ class Run:
     stop: threading.Event = field(default_factory=threading.Event)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     chunk_size: int = DEFAULT_CHUNK
+    queue: WorkQueue | None = None
+    """A shared store's work queue: entries are claimed from it, so workers on several machines
+    drain one run exactly once (see :meth:`_drain`). None: this run posts every due entry."""
     _store_failure: ErrorInfo | None = field(default=None, init=False, repr=False)
 
     def execute(self) -> RunReport:
@@ -267,6 +278,9 @@ class Run:
         try:
             planned = self.plan(selected)
             self.observer.run_started(len(planned))
+            if self.queue is not None:
+                interrupted = self._drain(self.queue, planned, results)
+                planned = []  # each one claimed and done here, or reported from the journal
             due: dict[str, list[PlannedEntry]] = {}
             for item in planned:
                 settled = self._settled_without_network(item)
@@ -426,6 +440,146 @@ class Run:
         finally:
             pool.shutdown(wait=True)
         return interrupted
+
+    # -- a shared run: claim entries from the queue -----------------------------------------
+
+    def _drain(
+        self, queue: WorkQueue, planned: Sequence[PlannedEntry], results: dict[int, EntryResult]
+    ) -> bool:
+        """Enqueue the run's entries (once, whichever worker comes first) and work on what this
+        worker can claim, user by user, until none is left; True if interrupted.
+
+        A claimed entry is decided again from the journal (another worker may have taken it
+        further before it died), then settled or posted exactly as in a run of one machine.
+        Entries other workers finished are reported from the journal.
+        """
+        by_identity = {item.meta.identity: item for item in planned}
+        queue.enqueue([(item.meta.identity, item.entry.user_id) for item in planned])
+        lock = threading.Lock()
+        idle_since = [self.clock.monotonic()]
+
+        def work() -> None:
+            try:
+                claim_until_drained()
+            except RunInterrupted:
+                return
+            except StoreError as exc:
+                self._store_failed(exc)
+
+        def claim_until_drained() -> None:
+            while self._halt_reason() is None and queue.remaining() > 0:
+                took = False
+                for user_id in queue.waiting_users():
+                    if queue.try_hold_user(user_id):
+                        took = True
+                        try:
+                            self._drain_user(queue, user_id, by_identity, results, lock)
+                        finally:
+                            queue.release_user(user_id)
+                        with lock:
+                            idle_since[0] = self.clock.monotonic()
+                        break
+                if not took:
+                    with lock:
+                        idle = self.clock.monotonic() - idle_since[0]
+                    if idle > QUEUE_IDLE_LIMIT:
+                        log.warning(
+                            "nothing to claim for %.0f s: leaving the rest of run %s to the "
+                            "workers holding it",
+                            idle,
+                            queue.run_id,
+                        )
+                        return
+                    self.clock.sleep(QUEUE_POLL)
+
+        interrupted = False
+        threads = max(1, min(self.options.jobs, len({i.entry.user_id for i in planned})))
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="claim")
+        futures = [pool.submit(work) for _ in range(threads)]
+        try:
+            _wait_all(futures)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stop.set()
+            log.warning("interrupted: finishing the current step of each upload, then stopping")
+            while True:
+                try:
+                    _wait_all(futures)
+                    break
+                except KeyboardInterrupt:
+                    log.warning("still finishing the current steps (the journal is safe)")
+        finally:
+            pool.shutdown(wait=True)
+        self._report_others(queue, by_identity, results)
+        return interrupted
+
+    def _drain_user(
+        self,
+        queue: WorkQueue,
+        user_id: str,
+        by_identity: dict[str, PlannedEntry],
+        results: dict[int, EntryResult],
+        lock: threading.Lock,
+    ) -> None:
+        """Claim and do the user's entries one by one while this worker holds the user."""
+        user = _UserState()
+        while self._halt_reason() is None:
+            identity = queue.claim(user_id)
+            if identity is None:
+                return
+            planned = by_identity[identity]
+            try:
+                decision = self.journal.decide(
+                    identity,
+                    request_digest=planned.meta.request_digest,
+                    fingerprint=planned.meta.fingerprint,
+                    retry_failed=self.options.retry_failed,
+                )
+                item = PlannedEntry(planned.entry, planned.meta, decision)
+                result = self._settled_without_network(item) or self._post_guarded(item, user)
+            except StoreError as exc:
+                result = self._result(
+                    planned.entry, planned.meta, "failed", error=self._store_failed(exc)
+                )
+            if self._halt_reason() is not None:
+                # Stopping: whatever this entry reached, the journal has it; the worker that
+                # claims it next decides from there.
+                queue.release(identity)
+            elif not queue.complete(identity, result.status):
+                log.warning("%s: the claim ran out before it was done", planned.entry.location)
+            with lock:
+                results[planned.entry.index] = result
+            self.observer.entry_finished(planned.entry, result)
+
+    def _report_others(
+        self,
+        queue: WorkQueue,
+        by_identity: dict[str, PlannedEntry],
+        results: dict[int, EntryResult],
+    ) -> None:
+        """The entries other workers finished, as the journal has them (so every worker's
+        report is the whole run's)."""
+        try:
+            items = queue.items()
+        except StoreError as exc:
+            log.error("cannot read the other workers' results: %s", exc)
+            return
+        for queued in items:
+            planned = by_identity.get(queued.identity)
+            if planned is None or planned.entry.index in results or queued.result is None:
+                continue
+            try:
+                record = self.journal.get(queued.identity)
+            except StoreError:
+                record = None
+            error = (
+                _stored_error(record)
+                if record is not None and queued.result in ("failed", "uncertain", "deferred")
+                else None
+            )
+            results[planned.entry.index] = self._result(
+                planned.entry, planned.meta, queued.result, record=record, error=error
+            )
 
     def _post_guarded(self, item: PlannedEntry, user: _UserState) -> EntryResult:
         try:

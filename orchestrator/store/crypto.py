@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from orchestrator.config import ENV_TOKEN_KEY
 from orchestrator.errors import StoreCorruptError, StoreError, StoreKeyError
 from orchestrator.secret import Secret
-from orchestrator.store.db import Database, require_private
+from orchestrator.store.db import Database, StoreDatabase, require_private
 
 KEY_FILENAME = "token.key"
 KEY_BYTES = 32
@@ -121,16 +121,36 @@ def _damaged_value(open_id: str, purpose: Purpose) -> StoreCorruptError:
     )
 
 
-def open_cipher(database: Database, *, env_key: bytes | None) -> TokenCipher:
+def open_cipher(
+    database: StoreDatabase,
+    *,
+    env_key: bytes | None,
+    home: Path | None = None,
+    shared: bool = False,
+) -> TokenCipher:
     """The cipher for ``database``: the key from the environment or ``token.key``, verified.
 
     On a store without a key check (a new one), the key is taken from ``env_key`` or the key
     file (created if missing) and its check is written. On an existing store, a key that does
     not open the check raises ``StoreKeyError`` saying where the key came from; a missing key
     file is never replaced by a new one, since that would strand the stored tokens.
+
+    A ``shared`` store (PostgreSQL, used by workers on several machines) takes its key from the
+    environment only: a key file made on one machine would differ from another machine's, and
+    the second worker would be refused by the key check anyway, so it is refused up front.
     """
-    home = database.path.parent
+    if home is None:
+        if not isinstance(database, Database):
+            raise TypeError("open_cipher needs the home of a database that is not a file")
+        home = database.path.parent
     key_path = home / KEY_FILENAME
+    if shared and env_key is None:
+        raise StoreKeyError(
+            f"the shared store {database.location} needs {ENV_TOKEN_KEY}: every worker must "
+            "seal and open the tokens with the same key",
+            hint=f"set {ENV_TOKEN_KEY} to the same base64 32-byte key on every worker "
+            "(e.g. from `openssl rand -base64 32`, kept in your secret manager)",
+        )
     check = _read_key_check(database)
     if check is not None:
         cipher = _existing_key(key_path, env_key, database)
@@ -149,27 +169,32 @@ def open_cipher(database: Database, *, env_key: bytes | None) -> TokenCipher:
         else:
             cipher = TokenCipher(_create_key_file(key_path), _file_source(key_path, created=True))
         if row is None:
+            # ON CONFLICT: a PostgreSQL worker starting at the same moment may have written
+            # its check first (a missing row is not locked by a read); then that one decides.
             connection.execute(
-                "INSERT INTO store_meta (name, value) VALUES (?, ?)",
+                "INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                 (_KEY_CHECK_NAME, cipher.key_check()),
             )
-        elif not cipher.opens_key_check(bytes(row[0])):
+            row = connection.execute(
+                "SELECT value FROM store_meta WHERE name = ?", (_KEY_CHECK_NAME,)
+            ).fetchone()
+        if not cipher.opens_key_check(bytes(row[0])):
             raise _wrong_key(cipher.source, database, key_path)
     return cipher
 
 
-def _read_key_check(database: Database) -> bytes | None:
+def _read_key_check(database: StoreDatabase) -> bytes | None:
     row = database.fetch_one("SELECT value FROM store_meta WHERE name = ?", (_KEY_CHECK_NAME,))
     return None if row is None else bytes(row[0])
 
 
-def _existing_key(key_path: Path, env_key: bytes | None, database: Database) -> TokenCipher:
+def _existing_key(key_path: Path, env_key: bytes | None, database: StoreDatabase) -> TokenCipher:
     if env_key is not None:
         return TokenCipher(env_key, KeySource(ENV_TOKEN_KEY, from_environment=True))
     if key_path.exists():
         return TokenCipher(_read_key_file(key_path), _file_source(key_path))
     raise StoreKeyError(
-        f"the tokens in {database.path} are encrypted, but no key is available: "
+        f"the tokens in {database.location} are encrypted, but no key is available: "
         f"{ENV_TOKEN_KEY} is not set and {key_path} is missing",
         hint=(
             f"set {ENV_TOKEN_KEY} to the key the tokens were stored with, or restore "
@@ -182,7 +207,7 @@ def _file_source(key_path: Path, *, created: bool = False) -> KeySource:
     return KeySource(f"key file {key_path}", from_environment=False, created=created)
 
 
-def _wrong_key(source: KeySource, database: Database, key_path: Path) -> StoreKeyError:
+def _wrong_key(source: KeySource, database: StoreDatabase, key_path: Path) -> StoreKeyError:
     if source.from_environment:
         question = f"was {ENV_TOKEN_KEY} changed?"
         hint = f"set {ENV_TOKEN_KEY} to the key the tokens were stored with" + (
@@ -193,7 +218,7 @@ def _wrong_key(source: KeySource, database: Database, key_path: Path) -> StoreKe
         hint = f"restore the original {key_path}, or set {ENV_TOKEN_KEY} to the original key"
     return StoreKeyError(
         f"the token key from {source.description} does not open the tokens in "
-        f"{database.path}; {question}",
+        f"{database.location}; {question}",
         hint=hint + " (nothing was changed)",
     )
 

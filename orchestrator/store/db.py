@@ -1,5 +1,8 @@
 """The state database: one SQLite file, ``state.db``, in the orchestrator's home.
 
+(:class:`StoreDatabase` is the seam the token store, the journal and the queue use; the
+PostgreSQL backend in ``postgres.py`` implements it too, with these same migrations.)
+
 This module opens it safely and keeps its schema current; it knows nothing about tokens or the
 journal beyond their tables. It must not hold secrets in plaintext, print, or re-create a damaged
 file: a damaged or too-new database is an error naming the file and the fix, never a silent
@@ -41,7 +44,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.errors import StoreCorruptError, StoreError, StorePermissionError
 
@@ -146,6 +149,39 @@ _JOURNAL_V1 = (
     "CREATE INDEX journal_events_identity ON journal_events (identity, id)",
 )
 
+_WORK_QUEUE_V1 = (
+    # A shared run's entries (store/queue.py): enqueued once per run id and entry identity,
+    # claimed by one worker at a time under a lease that expires if the worker dies. Used by
+    # the PostgreSQL store; the same schema everywhere keeps the migrations one list.
+    """
+    CREATE TABLE work_queue (
+        run_id      TEXT NOT NULL,
+        identity    TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'pending',
+        worker      TEXT,
+        lease_until REAL,
+        claims      INTEGER NOT NULL DEFAULT 0,
+        result      TEXT,
+        enqueued_at REAL NOT NULL,
+        finished_at REAL,
+        PRIMARY KEY (run_id, identity)
+    )
+    """,
+    "CREATE INDEX work_queue_pending ON work_queue (run_id, state, user_id, position)",
+    # The requests (reservations) of each user's rate windows, shared by every worker
+    # (store/shared_pacing.py); `at` is Unix seconds.
+    """
+    CREATE TABLE rate_stamps (
+        user_id TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        at      REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX rate_stamps_window ON rate_stamps (user_id, kind, at)",
+)
+
 _JOURNAL_V2 = (
     # The media fingerprint an upload was started with: an entry with an explicit id whose file
     # was replaced must not have the new file's bytes appended to the old file's upload.
@@ -158,8 +194,48 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
     Migration("journal fingerprints and cap index", _JOURNAL_V2),
+    Migration("work queue and shared rate windows", _WORK_QUEUE_V1),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
+
+
+class StoreConnection(Protocol):
+    """What the store modules do with a connection: run a statement with ``?`` placeholders."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+
+class StoreDatabase(Protocol):
+    """The backend seam: what the token store, the journal and the queue need of a database.
+
+    :class:`Database` (SQLite, the default) and ``postgres.PostgresDatabase`` implement it.
+    """
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        ...
+
+    @property
+    def lock_suffix(self) -> str:
+        """Appended to a SELECT inside a transaction to lock the rows read (SQLite: nothing,
+        its write transactions lock the whole file)."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """The database for messages (a path, or a server; never a password)."""
+        ...
+
+    def transaction(
+        self, *, durable: bool = True
+    ) -> contextlib.AbstractContextManager[StoreConnection]: ...
+
+    def fetch_all(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]: ...
+
+    def fetch_one(self, sql: str, parameters: Sequence[Any] = ()) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 def ensure_private_home(home: Path) -> None:
@@ -216,6 +292,9 @@ class Database:
     Open it with :meth:`open`; close it with :meth:`close` (or use it as a context manager).
     """
 
+    dialect = "sqlite"
+    lock_suffix = ""
+
     def __init__(self, path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
@@ -250,6 +329,10 @@ class Database:
             database.close()
             raise
         return database
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     # -- connections ------------------------------------------------------------------------
 

@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import enum
 import json
-import sqlite3
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from orchestrator.clock import Clock
 from orchestrator.errors import StoreError
 from orchestrator.secret import Secret
 from orchestrator.store.crypto import TokenCipher
-from orchestrator.store.db import Database
+from orchestrator.store.db import StoreConnection, StoreDatabase
 from orchestrator.tiktok.chunks import ChunkPlan
 from orchestrator.upload import (
     ChunkConfirmed,
@@ -142,7 +141,7 @@ class Journal:
     """The journal in the state database; thread-safe (one connection per thread)."""
 
     def __init__(
-        self, database: Database, cipher: TokenCipher, *, clock: Clock, run_id: str
+        self, database: StoreDatabase, cipher: TokenCipher, *, clock: Clock, run_id: str
     ) -> None:
         self._database = database
         self._cipher = cipher
@@ -398,7 +397,7 @@ class Journal:
 
     def _apply(
         self,
-        connection: sqlite3.Connection,
+        connection: StoreConnection,
         identity: str,
         user_id: str,
         event: UploadEvent,
@@ -507,7 +506,7 @@ class Journal:
 
     def _event(
         self,
-        connection: sqlite3.Connection,
+        connection: StoreConnection,
         identity: str,
         event: str,
         detail: dict[str, object],
@@ -519,7 +518,7 @@ class Journal:
             (identity, self.run_id, now, event, json.dumps(detail)),
         )
 
-    def _record(self, row: sqlite3.Row) -> JournalRecord:
+    def _record(self, row: Any) -> JournalRecord:
         upload_url = (
             None
             if row["upload_url"] is None

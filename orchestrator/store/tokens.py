@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import enum
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.errors import AuthError, NeedsLoginError, OAuthError, TransportError
 from orchestrator.secret import Secret
+from orchestrator.store.backend import is_shared, open_database
 from orchestrator.store.crypto import TokenCipher, open_cipher
-from orchestrator.store.db import DEFAULT_BUSY_TIMEOUT, Database
+from orchestrator.store.db import DEFAULT_BUSY_TIMEOUT, StoreConnection, StoreDatabase
 from orchestrator.tiktok.oauth import TokenGrant
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def _scopes_text(scopes: Iterable[str]) -> str:
     return ",".join(sorted(scopes))
 
 
-def _user_from_row(row: sqlite3.Row) -> StoredUser:
+def _user_from_row(row: Any) -> StoredUser:
     return StoredUser(
         open_id=row["open_id"],
         display_name=row["display_name"],
@@ -145,7 +145,7 @@ def _user_from_row(row: sqlite3.Row) -> StoredUser:
     )
 
 
-def _credentials_from_row(row: sqlite3.Row, cipher: TokenCipher) -> StoredCredentials:
+def _credentials_from_row(row: Any, cipher: TokenCipher) -> StoredCredentials:
     user = _user_from_row(row)
     return StoredCredentials(
         user=user,
@@ -158,13 +158,14 @@ def _credentials_from_row(row: sqlite3.Row, cipher: TokenCipher) -> StoredCreden
     )
 
 
-def _select(connection: sqlite3.Connection, open_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = connection.execute(_SELECT_USER, (open_id,)).fetchone()
-    return row
+def _select(connection: StoreConnection, open_id: str, *, lock_suffix: str = "") -> Any:
+    """The user's row or None; ``lock_suffix`` (``FOR UPDATE`` on PostgreSQL) holds it until
+    the transaction ends, so refreshers on other machines queue behind this one."""
+    return connection.execute(_SELECT_USER + lock_suffix, (open_id,)).fetchone()
 
 
 def _write_grant(
-    connection: sqlite3.Connection,
+    connection: StoreConnection,
     cipher: TokenCipher,
     grant: TokenGrant,
     *,
@@ -210,7 +211,7 @@ def _write_grant(
 
 
 def _mark_needs_login(
-    connection: sqlite3.Connection, open_id: str, reason: str, *, now: float
+    connection: StoreConnection, open_id: str, reason: str, *, now: float
 ) -> None:
     connection.execute(
         "UPDATE users SET needs_login = ?, updated_at = ?, generation = generation + 1 "
@@ -225,7 +226,7 @@ def _mark_needs_login(
 class TokenStore:
     """The users and their encrypted tokens in the state database."""
 
-    def __init__(self, database: Database, cipher: TokenCipher, *, clock: Clock) -> None:
+    def __init__(self, database: StoreDatabase, cipher: TokenCipher, *, clock: Clock) -> None:
         self.database = database
         self.cipher = cipher
         self._clock = clock
@@ -238,10 +239,16 @@ class TokenStore:
         clock: Clock,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> TokenStore:
-        """Open the store in ``settings.home``: database checked and migrated, key verified."""
-        database = Database.open(settings.home, busy_timeout=busy_timeout)
+        """Open the store (``settings.home``'s file, or the shared PostgreSQL one): database
+        checked and migrated, key verified."""
+        database = open_database(settings, busy_timeout=busy_timeout)
         try:
-            cipher = open_cipher(database, env_key=settings.token_key_bytes())
+            cipher = open_cipher(
+                database,
+                env_key=settings.token_key_bytes(),
+                home=settings.home,
+                shared=is_shared(settings),
+            )
         except BaseException:
             database.close()
             raise
@@ -293,7 +300,7 @@ class TokenStore:
         """Forget a user's tokens; ``False`` if the user was not stored."""
         with self.database.transaction() as connection:
             cursor = connection.execute("DELETE FROM users WHERE open_id = ?", (open_id,))
-            return cursor.rowcount > 0
+            return int(cursor.rowcount) > 0
 
 
 # -- the provider --------------------------------------------------------------------------------
@@ -441,7 +448,7 @@ class TokenProvider:
     ) -> _RefreshResult:
         store = self._store
         with store.database.transaction() as connection:
-            row = _select(connection, open_id)
+            row = _select(connection, open_id, lock_suffix=store.database.lock_suffix)
             if row is None:
                 raise NeedsLoginError(open_id, "not in the token store")
             current = _credentials_from_row(row, store.cipher)

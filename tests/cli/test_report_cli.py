@@ -1,0 +1,66 @@
+"""`report --run-id`: one run's entries from the journal (here a run of one machine, SQLite)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from orchestrator.cli import cli
+from tests.functional.run_support import Served, served
+
+__all__ = ["served"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    logger = logging.getLogger("orchestrator")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
+def _invoke(served: Served, *args: str) -> Result:
+    old = Path.cwd()
+    os.chdir(served.folder)
+    try:
+        return CliRunner().invoke(cli, list(args), env=served.env)
+    finally:
+        os.chdir(old)
+
+
+def test_report_of_a_run_lists_the_entries_it_touched(served: Served) -> None:
+    """After a run, `report --run-id` shows its entries as published; an unknown id is exit 2."""
+    a, _ = served.clip("a.mp4")
+    b, _ = served.clip("b.mp4")
+    manifest = served.manifest(
+        [
+            {"id": "first", "user_id": "sandbox-user-1", "video_path": a.name},
+            {"id": "second", "user_id": "sandbox-user-2", "video_path": b.name},
+        ]
+    )
+    result = _invoke(served, "run", str(manifest), "--report", "r.json")
+    assert result.exit_code == 0, result.output
+    run_id = json.loads((served.folder / "r.json").read_text())["run_id"]
+
+    shown = _invoke(served, "report", "--run-id", run_id, "--json")
+    assert shown.exit_code == 0, shown.output
+    rows = json.loads(shown.stdout)
+    # In the order the run started them (users go in parallel).
+    assert sorted((row["entry"], row["state"]) for row in rows) == [
+        ("first", "published"),
+        ("second", "published"),
+    ]
+    table = _invoke(served, "report", "--run-id", run_id)
+    assert f"run {run_id}: 2 entries: 2 published" in table.stdout
+
+    unknown = _invoke(served, "report", "--run-id", "nope")
+    assert unknown.exit_code == 2
+    assert "no run nope" in unknown.output
