@@ -615,7 +615,13 @@ class Run:
             if status == "failed":
                 event = Failed(error.code, error.message, error.retryable, error.hint, error.log_id)
             else:
-                event = Deferred(error.message, until.timestamp() if until else None)
+                event = Deferred(
+                    error.message,
+                    until.timestamp() if until else None,
+                    code=error.code,
+                    log_id=error.log_id,
+                    hint=error.hint,
+                )
             self.journal.settle(item.meta, event)
         return self._result(
             item.entry,

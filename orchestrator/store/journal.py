@@ -448,13 +448,15 @@ class Journal:
         elif isinstance(event, Deferred):
             sets = {
                 "state": EntryState.DEFERRED,
-                "error_code": "deferred",
+                "error_code": event.code or "deferred",
                 "error_message": event.why,
+                "error_log_id": event.log_id,
                 "error_retryable": 1,
+                "error_hint": event.hint,
                 "deferred_until": event.until,
                 "upload_url": None,
             }
-            detail = {"why": event.why, "until": event.until}
+            detail = {"why": event.why, "until": event.until, "code": event.code or "deferred"}
         elif isinstance(event, Uncertain):
             sets = {
                 "state": EntryState.UNCERTAIN,

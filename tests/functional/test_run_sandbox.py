@@ -242,8 +242,19 @@ def test_tiktok_daily_cap_defers_that_user_only_and_sends_no_more_inits(
             "deferred",
             "published",
         ]
-        assert report.entries[2].error is not None
-        assert "spam_risk_too_many_posts" in report.entries[2].error.message
+        refused = report.entries[2].error
+        assert refused is not None
+        # TikTok's code, log_id and hint reach the report (not a bare "deferred").
+        assert refused.code == "spam_risk_too_many_posts"
+        assert refused.log_id
+        assert refused.hint
+        assert "daily post limit" in refused.hint
+        assert report.entries[3].error is not None
+        assert report.entries[3].error.code == "spam_risk_too_many_posts"
+        deferred = [row for row in journal_rows(custom.home) if row["state"] == "deferred"]
+        assert [row["error_code"] for row in deferred] == ["spam_risk_too_many_posts"] * 2
+        assert deferred[0]["error_log_id"] == refused.log_id
+        assert deferred[0]["error_hint"] == refused.hint
         assert not report.has_failures
         # The refused init was the last one sent for user 1.
         assert [p.open_id for p in custom.sandbox.publishes()].count("sandbox-user-1") == 2
@@ -565,3 +576,4 @@ def test_only_user_and_limit_select_entries_and_leave_the_rest_untouched(rig: Ru
     assert [(e.index, e.status) for e in report.entries] == [(1, "published")]
     assert [r["user_id"] for r in journal_rows(rig.home)] == ["sandbox-user-2"]
     assert_published_once(rig.sandbox, [clips[1][1]])
+
