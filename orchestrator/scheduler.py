@@ -436,7 +436,7 @@ class Run:
                 item.meta,
                 "failed",
                 error=ErrorInfo(
-                    "internal_error",
+                    "unexpected_error",
                     f"{type(exc).__name__}: {exc}",
                     retryable=True,
                     hint="this is a bug in tiktok-orchestrator; please report it with the log",

@@ -217,6 +217,8 @@ ORCHESTRATOR_CODES: Final = MappingProxyType(
         "starts the upload again (nothing was published)",
         "failed": "TikTok reported FAILED without a reason; check the post in the app",
         "dry_run": "a dry run: nothing was sent; the message says what a real run would do",
+        "unexpected_error": "the orchestrator hit an unexpected error on this entry (a bug: "
+        "please report it with the log); the other entries went on and a rerun tries it again",
     }
 )
 """The orchestrator's own error codes in reports, with what to do about each."""

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -26,7 +27,8 @@ from orchestrator.scheduler import RunOptions
 from orchestrator.store.journal import Journal
 from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK
-from orchestrator.upload import ChunkConfirmed, UploadEvent
+from orchestrator.tiktok.codes import ORCHESTRATOR_CODES
+from orchestrator.upload import ChunkConfirmed, Uploader, UploadEvent, UploadRequest
 from tests.functional.run_support import (
     TWO_CHUNKS,
     RunRig,
@@ -577,3 +579,36 @@ def test_only_user_and_limit_select_entries_and_leave_the_rest_untouched(rig: Ru
     assert [r["user_id"] for r in journal_rows(rig.home)] == ["sandbox-user-2"]
     assert_published_once(rig.sandbox, [clips[1][1]])
 
+
+def test_an_unexpected_error_in_one_entry_is_reported_as_unexpected_error_and_the_rest_posts(
+    rig: RunRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug hit by one entry fails that entry alone with code unexpected_error (not TikTok's
+    internal_error), retryable, with the bug-report hint; the other entries post."""
+    a, _ = rig.clip("a.mp4")
+    b, digest_b = rig.clip("b.mp4")
+    manifest = rig.manifest(
+        [
+            {"user_id": "sandbox-user-1", "video_path": a.name},
+            {"user_id": "sandbox-user-2", "video_path": b.name},
+        ]
+    )
+    real_upload = Uploader.upload
+
+    def broken_for_a(self: Uploader, request: UploadRequest, *args: Any, **kwargs: Any) -> Any:
+        if request.open_id == "sandbox-user-1":
+            raise RuntimeError("a bug")
+        return real_upload(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(Uploader, "upload", broken_for_a)
+    report = rig.run(manifest)
+    assert rig.statuses(report) == ["failed", "published"]
+    error = report.entries[0].error
+    assert error is not None
+    assert error.code == "unexpected_error"
+    assert error.code in ORCHESTRATOR_CODES
+    assert error.message == "RuntimeError: a bug"
+    assert error.retryable
+    assert error.hint
+    assert "bug" in error.hint
+    assert_published_once(rig.sandbox, [digest_b])
