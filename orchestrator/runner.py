@@ -37,9 +37,9 @@ from orchestrator.store.db import ensure_private_home
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import RunLock
 from orchestrator.store.tokens import TokenProvider, TokenState, TokenStore
-from orchestrator.tiktok.client import TikTokClient
-from orchestrator.tiktok.oauth import OAuthClient
-from orchestrator.transport import HttpTransport, Transport
+from orchestrator.tiktok.client import API_TIMEOUTS, TikTokClient
+from orchestrator.tiktok.oauth import OAUTH_TIMEOUTS, OAuthClient
+from orchestrator.transport import HttpTransport, Timeouts, Transport
 from orchestrator.upload import UploadConfig, Uploader
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ class Tunables:
     - ``chunk_size``: preferred chunk size in bytes (``tiktok.chunks`` limits apply).
     - ``upload``: the upload engine's other settings (``poll_timeout`` and ``chunk_size``
       above win over the same fields in it).
+    - ``retry_policy``: how each request is retried (None: ``tiktok-api.md`` §9's).
+    - ``api_timeouts``: the limits of every API and token-endpoint request (None: the
+      clients' own, ``client.API_TIMEOUTS`` and ``oauth.OAUTH_TIMEOUTS``).
     """
 
     poll_timeout: float = 600.0
@@ -67,6 +70,7 @@ class Tunables:
     chunk_size: int | None = None
     upload: UploadConfig | None = None
     retry_policy: RetryPolicy | None = None
+    api_timeouts: Timeouts | None = None
 
     def __post_init__(self) -> None:
         if self.poll_timeout < 0:
@@ -122,7 +126,9 @@ def run_manifest(
         if options.dry_run:
             tokens = ReadOnlyTokens(store, clock=clock)
         else:
-            refresher = OAuthClient.from_settings(settings, transport, clock)
+            refresher = OAuthClient.from_settings(
+                settings, transport, clock, timeouts=tunables.api_timeouts or OAUTH_TIMEOUTS
+            )
             tokens = TokenProvider(store, refresher, clock=run_clock)
         client = TikTokClient(
             settings.api_base,
@@ -131,6 +137,7 @@ def run_manifest(
             pacer=SlidingWindowPacer(clock=run_clock),
             retry=retrier,
             clock=run_clock,
+            timeouts=tunables.api_timeouts or API_TIMEOUTS,
         )
         uploader = Uploader(client, transport, retry=retrier, config=upload_config, clock=run_clock)
         run_id = _new_run_id()

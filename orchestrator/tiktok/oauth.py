@@ -523,7 +523,14 @@ class OAuthClient:
         self._timeouts = timeouts
 
     @classmethod
-    def from_settings(cls, settings: Settings, transport: Transport, clock: Clock) -> OAuthClient:
+    def from_settings(
+        cls,
+        settings: Settings,
+        transport: Transport,
+        clock: Clock,
+        *,
+        timeouts: Timeouts = OAUTH_TIMEOUTS,
+    ) -> OAuthClient:
         """The client for the app configured in ``settings`` (ConfigError if it is not)."""
         client_key, client_secret = settings.require_client()
         return cls(
@@ -532,6 +539,7 @@ class OAuthClient:
             client_key=client_key,
             client_secret=client_secret,
             clock=clock,
+            timeouts=timeouts,
         )
 
     def _post_form(self, path: str, fields: Mapping[str, str]) -> HttpResponse:

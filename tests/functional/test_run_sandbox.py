@@ -10,6 +10,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from orchestrator.store.journal import Journal
 from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from orchestrator.tiktok.codes import ORCHESTRATOR_CODES
+from orchestrator.transport import Timeouts
 from orchestrator.upload import ChunkConfirmed, Uploader, UploadEvent, UploadRequest
 from tests.functional.run_support import (
     TWO_CHUNKS,
@@ -612,3 +614,16 @@ def test_an_unexpected_error_in_one_entry_is_reported_as_unexpected_error_and_th
     assert error.hint
     assert "bug" in error.hint
     assert_published_once(rig.sandbox, [digest_b])
+
+
+def test_api_timeouts_from_tunables_bound_api_requests(rig: RunRig) -> None:
+    """With short api_timeouts, an API answer held past the read timeout is given up on and
+    the request retried: the entry posts once (the held creator_info answered too late)."""
+    a, digest_a = rig.clip("a.mp4")
+    manifest = rig.manifest([{"user_id": "sandbox-user-1", "video_path": a.name}])
+    rig.sandbox.schedule(Fault("creator_info", call=1, kind="delay", seconds=1.0))
+    tunables = replace(rig.tunables, api_timeouts=Timeouts(connect=1.0, read=0.2, total=0.5))
+    report = rig.run(manifest, tunables=tunables)
+    assert rig.statuses(report) == ["published"]
+    assert rig.sandbox.calls("creator_info") == 2
+    assert_published_once(rig.sandbox, [digest_a])
