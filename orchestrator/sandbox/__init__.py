@@ -229,6 +229,12 @@ class Sandbox:
         """Protocol violations seen, in order, each as ``"endpoint: what happened"``."""
         return self._state.violations()
 
+    def issued_secrets(self) -> list[str]:
+        """Every secret the sandbox knows: the client secret, each authorization code, access
+        token, refresh token and upload-URL token it issued (for audits: none may appear in a
+        log line, report or file outside the encrypted store)."""
+        return self._state.issued_secrets()
+
     def server_errors(self) -> list[str]:
         """Unexpected exceptions inside the sandbox (a bug in it; tests may assert none)."""
         return self._state.server_errors()

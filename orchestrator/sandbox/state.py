@@ -418,6 +418,16 @@ class SandboxState:
                 if p.created_at > since and p.counts_as_direct
             }
 
+    def issued_secrets(self) -> list[str]:
+        """Every secret value issued so far, and the client secret (for secrets audits)."""
+        with self.lock:
+            values = [self.config.client_secret]
+            values += list(self.codes)
+            values += list(self.access_tokens)
+            values += list(self.refresh_tokens)
+            values += [p.upload_token for p in self.publishes.values() if p.upload_token]
+            return values
+
     def publish_records(self) -> list[PublishRecord]:
         with self.lock:
             return [p.record() for p in self.publishes.values()]

@@ -452,3 +452,20 @@ def test_missing_or_unknown_bearer_is_401(api: Api) -> None:
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "access_token_invalid"
         assert response.json()["data"] == {}
+
+
+def test_issued_secrets_lists_every_secret_value_it_handed_out(api: Api, sandbox: Sandbox) -> None:
+    """issued_secrets (for audits) holds the client secret, each access and refresh token and
+    each upload-URL token issued, so a test can look for them anywhere."""
+    tokens = sandbox.grant_tokens("sandbox-user-1")
+    init = api.init_video(tokens["access_token"], 1_000, 1_000, 1)
+    upload_url = init.json()["data"]["upload_url"]
+    upload_token = parse_qs(urlsplit(upload_url).query)["upload_token"][0]
+    secrets_known = sandbox.issued_secrets()
+    for value in (
+        sandbox.client_secret,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        upload_token,
+    ):
+        assert value in secrets_known
