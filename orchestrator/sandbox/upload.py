@@ -24,7 +24,7 @@ from typing import Any
 
 from orchestrator.sandbox.messages import Reply, Request, upload_reply
 from orchestrator.sandbox.rules import VIDEO_CONTENT_TYPES, media_type, parse_content_range
-from orchestrator.sandbox.state import Publish, SandboxState
+from orchestrator.sandbox.state import FAILED, Publish, SandboxState
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,10 @@ class UploadEndpoint:
             publish.sha256 = hasher.hexdigest()
             key = (publish.open_id, publish.sha256)
             earlier = state.digests.get(key)
-            if earlier is not None:
+            # Uploading a video again after TikTok reported its earlier upload FAILED is the
+            # documented way to retry (tiktok-api.md §9): only a live earlier post makes this
+            # one a second post.
+            if earlier is not None and state.publishes[earlier].status != FAILED:
                 state.violation(
                     "upload",
                     f"{publish.publish_id}: byte-identical video already uploaded by "

@@ -309,3 +309,22 @@ def test_parallel_uploads_of_different_users_stay_apart(api: Api, sandbox: Sandb
     assert all(codes == [206, 201] for codes in results.values())
     for open_id, size in sizes.items():
         assert sandbox.publish(targets[open_id][0]).sha256 == pattern_sha256(size)
+
+
+def test_identical_video_after_tiktok_reported_failed_is_a_retry_not_a_duplicate(
+    api: Api, sandbox: Sandbox
+) -> None:
+    """Uploading a video again once TikTok said its upload FAILED is the documented retry, not
+    a second post; a third upload while the second one is live is a duplicate again."""
+    sandbox.fail_next_publish("sandbox-user-1", "internal")
+    token = api.token()
+    first, url = _init(api)
+    assert api.upload_whole(url, SIZE, CHUNK, 2) == [206, 201]
+    statuses = [api.status(token, first).json()["data"]["status"] for _ in range(2)]
+    assert statuses == ["PROCESSING_UPLOAD", "FAILED"]
+    _, url = _init(api)
+    assert api.upload_whole(url, SIZE, CHUNK, 2) == [206, 201]
+    assert sandbox.violations() == []
+    _, url = _init(api)
+    assert api.upload_whole(url, SIZE, CHUNK, 2) == [206, 201]
+    assert any("byte-identical" in v for v in sandbox.violations())
