@@ -253,7 +253,8 @@ class OAuthEndpoints:
                 state.violation("token", "unknown authorization code")
                 return oauth_error("invalid_grant", "Authorization code is invalid.", log_id)
             if code.used:
-                state.violation("token", "authorization code used twice")
+                if not code.answer_lost:
+                    state.violation("token", "authorization code used twice")
                 return oauth_error(
                     "invalid_grant", "Authorization code has already been used.", log_id
                 )
@@ -293,7 +294,10 @@ class OAuthEndpoints:
             if token.revoked:
                 return oauth_error("invalid_grant", "Refresh token has been revoked.", log_id)
             if token.used:
-                state.violation("token", f"refresh token of {token.open_id} reused after rotation")
+                if not token.answer_lost:
+                    state.violation(
+                        "token", f"refresh token of {token.open_id} reused after rotation"
+                    )
                 return oauth_error(
                     "invalid_grant",
                     "Refresh token is invalid (it was already used: refresh tokens rotate).",
@@ -303,6 +307,21 @@ class OAuthEndpoints:
                 return oauth_error("invalid_grant", "Refresh token is expired.", log_id)
             token.used = True
             return oauth_ok(state.issue_tokens(token.open_id, token.scopes))
+
+    def answer_at_risk(self, request: Request) -> None:
+        """This token request was processed but its answer lost or held past the client's
+        patience: the client cannot know that its code or refresh token was used, so sending it
+        again is answered ``invalid_grant`` as always, but is not a violation."""
+        if media_type(request.header("content-type")) != FORM_TYPE:
+            return
+        form = request.form()
+        with self._state.lock:
+            code = self._state.codes.get(form.get("code", ""))
+            if code is not None and form.get("grant_type") == "authorization_code":
+                code.answer_lost = True
+            token = self._state.refresh_tokens.get(form.get("refresh_token", ""))
+            if token is not None and form.get("grant_type") == "refresh_token":
+                token.answer_lost = True
 
     # -- revoke ---------------------------------------------------------------------------
 

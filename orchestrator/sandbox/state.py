@@ -102,6 +102,7 @@ class RefreshToken:
     expires_at: float
     used: bool = False
     revoked: bool = False
+    answer_lost: bool = False  # its rotation's answer may never have reached the client
 
 
 @dataclass
@@ -113,6 +114,7 @@ class AuthorizationCode:
     code_challenge: str
     expires_at: float
     used: bool = False
+    answer_lost: bool = False  # its exchange's answer may never have reached the client
 
 
 @dataclass

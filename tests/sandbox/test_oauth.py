@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from orchestrator.clock import ManualClock
-from orchestrator.sandbox import Sandbox, SandboxConfig
+from orchestrator.sandbox import Fault, Sandbox, SandboxConfig
 from tests.sandbox.conftest import Api, running_api
 
 REDIRECT = "http://127.0.0.1:8765/callback/"
@@ -469,3 +469,17 @@ def test_issued_secrets_lists_every_secret_value_it_handed_out(api: Api, sandbox
         upload_token,
     ):
         assert value in secrets_known
+
+
+def test_refresh_token_sent_again_after_its_answer_was_lost_is_refused_but_no_violation(
+    api: Api, sandbox: Sandbox
+) -> None:
+    """A refresh TikTok processed but whose answer was lost (a ``lost`` fault) leaves the
+    client holding a dead refresh token it cannot know is dead: sending it again is
+    invalid_grant, as always, but not a protocol violation."""
+    tokens = sandbox.grant_tokens("sandbox-user-1")
+    sandbox.schedule(Fault("token", call=1, kind="lost"))
+    with pytest.raises(requests.ConnectionError):
+        refresh(api, tokens["refresh_token"])
+    assert refresh(api, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+    assert sandbox.violations() == []
