@@ -17,9 +17,7 @@ Kinds:
     Process the request, then wait ``seconds`` (real time: keep it small) before answering.
 ``lost``
     Process the request fully, state changes included, then reset the connection unanswered
-    (the client cannot know whether it worked). A code or refresh token such a request used
-    up (also under ``delay`` and ``drip``, whose answer may come too late) may be sent again
-    without it counting as a violation: the client had no way to know.
+    (the client cannot know whether it worked).
 ``drip``
     Process the request, then send the answer one byte every ``seconds`` (deadline tests).
 ``expire``

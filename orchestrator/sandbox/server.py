@@ -65,8 +65,6 @@ ROUTES: dict[str, tuple[str, tuple[str, ...]]] = {
     "/upload/": ("upload", ("PUT",)),
 }
 _OAUTH_ENDPOINTS = ("token", "revoke")
-# Fault kinds that process a request, then lose its answer or send it too late for a client.
-_ANSWER_AT_RISK = ("lost", "delay", "drip")
 
 
 class SandboxApp:
@@ -94,11 +92,6 @@ class SandboxApp:
     def handle(self, endpoint: str, request: Request) -> Reply:
         """Answer a request whose body was read whole (every endpoint but upload)."""
         return self._handlers[(endpoint, request.method)](request)
-
-    def answer_at_risk(self, endpoint: str, request: Request) -> None:
-        """A processed request whose answer a fault loses or holds back (see ``OAuthEndpoints``)."""
-        if endpoint == "token":
-            self.oauth.answer_at_risk(request)
 
     def fault_reply(self, endpoint: str, fault: Fault) -> Reply:
         """A scheduled ``status`` fault in the endpoint's own envelope."""
@@ -276,15 +269,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return
         if kind == "expire":
             app.upload.expire(request)
-        if endpoint == "upload":
-            reply = self._upload(request)
-        else:
-            request, reply = self._small(endpoint, request)
+        reply = self._upload(request) if endpoint == "upload" else self._small(endpoint, request)
         logger.info("%s %s -> %d", request.method, request.path, reply.status)
-        if kind in _ANSWER_AT_RISK:
-            # The client may never see this answer (or see it after giving up): whatever the
-            # request used up (a rotated refresh token) it could not know was used.
-            app.answer_at_risk(endpoint, request)
         if kind == "lost":
             self._reset()
             return
@@ -346,16 +332,15 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 raise _ConnectionGone
         return reply
 
-    def _small(self, endpoint: str, request: Request) -> tuple[Request, Reply]:
-        """Read a JSON or form body whole and let the endpoint answer; the request with its
-        body, and the answer."""
+    def _small(self, endpoint: str, request: Request) -> Reply:
+        """Read a JSON or form body whole and let the endpoint answer."""
         if "chunked" in (request.header("transfer-encoding") or "").lower():
-            return request, posting_error(
+            return posting_error(
                 411, "invalid_params", "Content-Length is required.", self._state.log_id()
             ).with_close()
         length = self._content_length(request) or 0
         if length > MAX_SMALL_BODY:
-            return request, posting_error(
+            return posting_error(
                 413, "invalid_params", "Request body too large.", self._state.log_id()
             ).with_close()
         body = b""
@@ -367,7 +352,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             if len(body) < length:
                 raise _ConnectionGone
         full = Request(request.method, request.path, request.query, request.headers, body)
-        return full, self.server.app.handle(endpoint, full)
+        return self.server.app.handle(endpoint, full)
 
     def _upload(self, request: Request) -> Reply:
         """Stream one chunk PUT into the publish's running hash."""

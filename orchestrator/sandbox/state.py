@@ -92,6 +92,7 @@ class AccessToken:
     scopes: tuple[str, ...]
     expires_at: float
     revoked: bool = False
+    presented: bool = False  # some request carried it: the client has it
 
 
 @dataclass
@@ -102,7 +103,8 @@ class RefreshToken:
     expires_at: float
     used: bool = False
     revoked: bool = False
-    answer_lost: bool = False  # its rotation's answer may never have reached the client
+    presented: bool = False  # some request carried it: the client has it
+    successor: tuple[str, str] | None = None  # (access, refresh) its refresh issued
 
 
 @dataclass
@@ -114,7 +116,7 @@ class AuthorizationCode:
     code_challenge: str
     expires_at: float
     used: bool = False
-    answer_lost: bool = False  # its exchange's answer may never have reached the client
+    successor: tuple[str, str] | None = None  # (access, refresh) its exchange issued
 
 
 @dataclass
@@ -288,9 +290,20 @@ class SandboxState:
                 "token_type": "Bearer",
             }
 
+    def successor_seen(self, successor: tuple[str, str] | None) -> bool:
+        """Whether the client has shown it received this token pair (it presented either)."""
+        if successor is None:
+            return False
+        with self.lock:
+            access = self.access_tokens.get(successor[0])
+            refresh = self.refresh_tokens.get(successor[1])
+            return bool((access and access.presented) or (refresh and refresh.presented))
+
     def live_access_token(self, value: str) -> AccessToken | None:
         with self.lock:
             token = self.access_tokens.get(value)
+            if token is not None:
+                token.presented = True
             if token is None or token.revoked or self.now() >= token.expires_at:
                 return None
             return token

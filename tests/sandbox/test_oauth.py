@@ -318,11 +318,16 @@ def test_json_token_body_is_refused(api: Api, sandbox: Sandbox) -> None:
     assert any("application/x-www-form-urlencoded" in v for v in sandbox.violations())
 
 
-def test_code_is_single_use(api: Api) -> None:
-    """A second exchange of the same code is invalid_grant."""
+def test_code_is_single_use(api: Api, sandbox: Sandbox) -> None:
+    """A second exchange of the same code is invalid_grant; a violation only once the client
+    had shown it got the first exchange's tokens (before that, the answer may have been lost)."""
     verifier, callback = login(api)
-    assert "access_token" in exchange(api, callback["code"][0], verifier).json()
+    tokens = exchange(api, callback["code"][0], verifier).json()
     assert exchange(api, callback["code"][0], verifier).json()["error"] == "invalid_grant"
+    assert sandbox.violations() == []
+    assert user_info(api, tokens["access_token"]).status_code == 200
+    assert exchange(api, callback["code"][0], verifier).json()["error"] == "invalid_grant"
+    assert sandbox.violations() == ["token: authorization code used twice"]
 
 
 def test_code_expires_after_ten_minutes(api: Api, clock: ManualClock) -> None:
@@ -356,16 +361,17 @@ def test_unknown_grant_type(api: Api) -> None:
 
 
 def test_refresh_rotates_and_old_refresh_token_dies(api: Api, sandbox: Sandbox) -> None:
-    """A refresh returns a new pair; the old refresh token is then invalid_grant."""
+    """A refresh returns a new pair; the old refresh token is then invalid_grant, and sending
+    it once the new pair was in use is a violation (the rotation was not stored)."""
     first = sandbox.grant_tokens("sandbox-user-1")
     second = refresh(api, first["refresh_token"]).json()
     assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
     assert second["scope"] == first["scope"]
+    assert user_info(api, second["access_token"]).status_code == 200
     assert refresh(api, first["refresh_token"]).json()["error"] == "invalid_grant"
     assert any("reused after rotation" in v for v in sandbox.violations())
     assert "access_token" in refresh(api, second["refresh_token"]).json()
-    assert user_info(api, second["access_token"]).status_code == 200
 
 
 def test_lifetimes_follow_config_and_clock(clock: ManualClock) -> None:
@@ -474,9 +480,9 @@ def test_issued_secrets_lists_every_secret_value_it_handed_out(api: Api, sandbox
 def test_refresh_token_sent_again_after_its_answer_was_lost_is_refused_but_no_violation(
     api: Api, sandbox: Sandbox
 ) -> None:
-    """A refresh TikTok processed but whose answer was lost (a ``lost`` fault) leaves the
-    client holding a dead refresh token it cannot know is dead: sending it again is
-    invalid_grant, as always, but not a protocol violation."""
+    """A refresh TikTok processed but whose answer never reached the client (a ``lost``
+    fault; or a client killed before storing it) leaves the client holding a refresh token it
+    cannot know is dead: sending it again is invalid_grant, as always, but not a violation."""
     tokens = sandbox.grant_tokens("sandbox-user-1")
     sandbox.schedule(Fault("token", call=1, kind="lost"))
     with pytest.raises(requests.ConnectionError):
