@@ -178,6 +178,38 @@ def test_user_with_a_dead_refresh_token_fails_alone_with_the_login_hint(rig: Run
     assert_published_once(rig.sandbox, [clips[0][1], clips[3][1]])
 
 
+def test_upload_tiktok_has_is_processing_not_failed_when_its_user_must_log_in_again(
+    rig: RunRig,
+) -> None:
+    """A user revoked once TikTok has all of a video's bytes: that entry is reported
+    `processing` (it may be posted; it cannot be polled without a login) in this run and every
+    rerun, never `failed` (which invites posting it again); the journal keeps its upload."""
+    a, digest_a = rig.clip("a.mp4")
+    b, _ = rig.clip("b.mp4")
+    manifest = rig.manifest(
+        [
+            {"user_id": "sandbox-user-2", "video_path": a.name},
+            {"user_id": "sandbox-user-2", "video_path": b.name},
+        ]
+    )
+    size = a.stat().st_size
+    hooks = _Hooks()
+    hooks.on_progress = lambda entry, sent: (
+        rig.sandbox.revoke_user_tokens("sandbox-user-2") if sent == size else None
+    )
+    first = rig.run(manifest, RunOptions(jobs=1), observer=hooks)
+    hooks.on_progress = lambda entry, sent: None
+    second = rig.run(manifest, RunOptions(jobs=1), observer=hooks)
+    for report in (first, second):
+        assert rig.statuses(report) == ["processing", "failed"]
+        error = report.entries[0].error
+        assert error is not None
+        assert error.code == "needs_login"
+        assert report.entries[0].publish_id == rig.sandbox.publishes()[0].publish_id
+    assert [row["state"] for row in journal_rows(rig.home)] == ["uploaded", "failed"]
+    assert completed_by_digest(rig.sandbox) == Counter([digest_a])
+
+
 def test_caption_fixed_between_runs_is_not_posted_again(rig: RunRig) -> None:
     """Fixing a typo in the description changes nothing for the journal: already_done."""
     a, digest_a = rig.clip("a.mp4")
