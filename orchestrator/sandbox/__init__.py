@@ -235,6 +235,12 @@ class Sandbox:
         log line, report or file outside the encrypted store)."""
         return self._state.issued_secrets()
 
+    def unclaimed_rotations(self) -> list[str]:
+        """Users one of whose refreshes was answered but never claimed: neither the new access
+        token nor the new refresh token was ever presented. The answer was lost, or the client
+        died before storing it; with rotating refresh tokens, such a user must log in again."""
+        return self._state.unclaimed_rotations()
+
     def server_errors(self) -> list[str]:
         """Unexpected exceptions inside the sandbox (a bug in it; tests may assert none)."""
         return self._state.server_errors()

@@ -299,6 +299,17 @@ class SandboxState:
             refresh = self.refresh_tokens.get(successor[1])
             return bool((access and access.presented) or (refresh and refresh.presented))
 
+    def unclaimed_rotations(self) -> list[str]:
+        """Users with a refresh answered but never claimed (``Sandbox.unclaimed_rotations``)."""
+        with self.lock:
+            return sorted(
+                {
+                    token.open_id
+                    for token in self.refresh_tokens.values()
+                    if token.used and not self.successor_seen(token.successor)
+                }
+            )
+
     def live_access_token(self, value: str) -> AccessToken | None:
         with self.lock:
             token = self.access_tokens.get(value)

@@ -489,3 +489,17 @@ def test_refresh_token_sent_again_after_its_answer_was_lost_is_refused_but_no_vi
         refresh(api, tokens["refresh_token"])
     assert refresh(api, tokens["refresh_token"]).json()["error"] == "invalid_grant"
     assert sandbox.violations() == []
+
+
+def test_unclaimed_rotations_names_users_whose_new_tokens_never_came_back(
+    api: Api, sandbox: Sandbox
+) -> None:
+    """A refresh whose new tokens are never presented (the answer lost, the client dead) leaves
+    its user listed; presenting the new access token claims it."""
+    one = sandbox.grant_tokens("sandbox-user-1")
+    two = sandbox.grant_tokens("sandbox-user-2")
+    new_one = refresh(api, one["refresh_token"]).json()
+    refresh(api, two["refresh_token"])
+    assert sandbox.unclaimed_rotations() == ["sandbox-user-1", "sandbox-user-2"]
+    assert user_info(api, new_one["access_token"]).status_code == 200
+    assert sandbox.unclaimed_rotations() == ["sandbox-user-2"]
