@@ -145,7 +145,9 @@ class Publish:
     planned_failure: str | None = None
     post_ids: list[int] = field(default_factory=list)
     polls_after_complete: int = 0
-    refused_416: bool = False  # the last chunk PUT got 416: the next must resync
+    # The connection whose last chunk PUT got 416: its next PUT must resync. (Another
+    # connection may be a new process that never read the 416: it cannot be held to it.)
+    refused_416_to: str | None = None
     posted_from_inbox: bool = False
 
     @property

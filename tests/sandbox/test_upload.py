@@ -142,11 +142,32 @@ def test_resend_after_completion_is_416_with_full_progress(api: Api) -> None:
 
 
 def test_client_ignoring_416_is_a_violation(api: Api, sandbox: Sandbox) -> None:
-    """Sending another wrong range after a 416 is recorded as ignoring the 416."""
+    """Sending another wrong range on the connection that was answered 416 is recorded as
+    ignoring the 416."""
     _, url = _init(api, 3 * CHUNK, CHUNK, 3)
-    assert put_chunk(url, CHUNK, 2 * CHUNK - 1, 3 * CHUNK).status == 416
-    assert put_chunk(url, 2 * CHUNK, 3 * CHUNK - 1, 3 * CHUNK).status == 416
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        first = put_chunk(url, CHUNK, 2 * CHUNK - 1, 3 * CHUNK, connection=conn)
+        second = put_chunk(url, 2 * CHUNK, 3 * CHUNK - 1, 3 * CHUNK, connection=conn)
+    finally:
+        conn.close()
+    assert (first.status, second.status) == (416, 416)
     assert any("after a 416 without resyncing" in v for v in sandbox.violations())
+
+
+def test_new_client_resending_an_accepted_chunk_after_a_416_is_no_violation(
+    api: Api, sandbox: Sandbox
+) -> None:
+    """A process killed before it read a 416 leaves the next process (a new connection)
+    resending the chunk the journal last knew: a 416 again, but not a violation."""
+    _, url = _init(api)
+    assert put_chunk(url, 0, CHUNK - 1, SIZE).status == 206
+    assert put_chunk(url, 0, CHUNK - 1, SIZE).status == 416  # the killed process's resend
+    again = put_chunk(url, 0, CHUNK - 1, SIZE)  # the next process, on its own connection
+    assert again.status == 416
+    assert again.content_range == f"bytes 0-{CHUNK - 1}/{SIZE}"
+    assert sandbox.violations() == []
 
 
 def test_wrong_chunk_size_is_416(api: Api) -> None:
