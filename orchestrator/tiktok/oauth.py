@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import html
 import http.server
+import math
 import secrets
 import string
 import threading
@@ -43,6 +44,8 @@ OAUTH_TIMEOUTS = Timeouts(connect=5.0, read=15.0, total=20.0)
 DEFAULT_CALLBACK_TIMEOUT = 300.0
 _FORM = "application/x-www-form-urlencoded"
 _MAX_DESCRIPTION = 300
+_MAX_LIFETIME = 20 * 365 * 86400.0
+"""Longest token lifetime believed (seconds): TikTok's are 2 hours and 180 days."""
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -467,8 +470,13 @@ def _seconds(body: Mapping[str, Any], name: str) -> float:
         raise OAuthError(
             "invalid_response", f"the token response's {name!r} is not a number of seconds"
         ) from None
-    if seconds < 0:
-        raise OAuthError("invalid_response", f"the token response's {name!r} is negative")
+    # NaN or infinity would make a token fresh forever (every comparison with it is false, or
+    # it never comes); an absurd lifetime cannot even be shown as a date.
+    if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_LIFETIME:
+        raise OAuthError(
+            "invalid_response",
+            f"the token response's {name!r} is not a lifetime in seconds ({value!r})",
+        )
     return seconds
 
 
