@@ -196,6 +196,12 @@ class Sandbox:
         """Make the user's current access tokens answer 401 ``access_token_invalid``."""
         self._state.expire_access_tokens(open_id)
 
+    def new_client(self) -> None:
+        """Requests from now on come from a new client process (a rerun after a crash): it
+        cannot know what the earlier one sent, so a rate window filled by the earlier one's
+        requests earns it a 429 but is not counted as its violation."""
+        self._state.new_client()
+
     def post_from_inbox(self, publish_id: str) -> None:
         """The creator finished an inbox draft in the app: it no longer counts as pending."""
         with self._state.lock:

@@ -199,7 +199,10 @@ class SandboxState:
         self.uploads: dict[str, str] = {}  # upload_id -> publish_id
         self.creator_info_seen: set[str] = set()
         self.digests: dict[tuple[str, str], str] = {}  # (open_id, sha256) -> publish_id
-        self._windows: dict[tuple[str, str], deque[float]] = {}
+        # (token, endpoint) -> (monotonic time, client generation) of each request in the window
+        self._windows: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+        self._limited: dict[tuple[str, str, int], float] = {}  # last 429 per client generation
+        self.client_generation = 0
         self._calls: Counter[str] = Counter()
         self._violations: list[str] = []
         self._server_errors: list[str] = []
@@ -376,28 +379,49 @@ class SandboxState:
             self.log_id(),
         )
 
+    def new_client(self) -> None:
+        """Requests from now on come from another client process (see ``Sandbox.new_client``)."""
+        with self.lock:
+            self.client_generation += 1
+
     def take_rate(self, endpoint: str, token: AccessToken) -> Reply | None:
-        """Count this request in the token's window; 429 when the window is full."""
+        """Count this request in the token's window; 429 when the window is full.
+
+        TikTok counts every client using the token. Blame is narrower: a 429 is a violation when
+        this client's own requests fill the window, or when it sends again within a window of
+        being answered 429; a window filled by another client's requests is not its fault.
+        """
         limit = RATE_LIMITS.get(endpoint)
         if not self.config.rate_limits or limit is None:
             return None
         with self.lock:
             now = self.clock.monotonic()
+            client = self.client_generation
             window = self._windows.setdefault((token.value, endpoint), deque())
-            while window and window[0] <= now - RATE_WINDOW_SECONDS:
+            while window and window[0][0] <= now - RATE_WINDOW_SECONDS:
                 window.popleft()
-            if len(window) >= limit:
+            last_429 = self._limited.get((token.value, endpoint, client))
+            ignored = last_429 is not None and now < last_429 + RATE_WINDOW_SECONDS
+            if ignored:
                 self.violation(
                     endpoint,
-                    f"rate limit exceeded for {token.open_id} ({limit} per minute per token)",
+                    f"request for {token.open_id} within a minute of a 429 (the window was full)",
                 )
+            if len(window) >= limit:
+                own = sum(1 for _, generation in window if generation == client)
+                if own >= limit:
+                    self.violation(
+                        endpoint,
+                        f"rate limit exceeded for {token.open_id} ({limit} per minute per token)",
+                    )
+                self._limited[(token.value, endpoint, client)] = now
                 return posting_error(
                     429,
                     "rate_limit_exceeded",
                     "API rate limit was exceeded, only retry after some time.",
                     self.log_id(),
                 )
-            window.append(now)
+            window.append((now, client))
             return None
 
     # -- publishes ------------------------------------------------------------------------

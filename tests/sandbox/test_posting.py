@@ -426,6 +426,27 @@ def test_init_rate_window_slides(api: Api, clock: ManualClock, sandbox: Sandbox)
     assert any("rate limit" in v for v in sandbox.violations())
 
 
+def test_window_filled_by_an_earlier_client_is_a_429_but_not_the_new_clients_violation(
+    api: Api, clock: ManualClock, sandbox: Sandbox
+) -> None:
+    """A rerun after a crash (a new client) cannot know the inits its predecessor sent: the
+    full window still answers 429, but blame starts only if the new client sends again within
+    a minute of that 429, or fills a window by itself."""
+    token = api.token()
+    api.creator_info(token)
+    assert [direct(api, token).status_code for _ in range(6)] == [200] * 6
+    sandbox.new_client()
+    assert direct(api, token).status_code == 429
+    assert sandbox.violations() == []
+    clock.advance(30)
+    assert direct(api, token).status_code == 429
+    assert sandbox.violations() == [
+        "video_init: request for sandbox-user-1 within a minute of a 429 (the window was full)"
+    ]
+    clock.advance(31)
+    assert direct(api, token).status_code == 200
+
+
 def test_rate_windows_are_per_token_and_endpoint(api: Api) -> None:
     """One token's full init window does not limit another token or another endpoint."""
     token = api.token()
