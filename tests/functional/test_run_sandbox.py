@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from orchestrator.clock import ManualClock
 from orchestrator.errors import StoreError
 from orchestrator.manifest import Entry
-from orchestrator.report import EntryResult, render_json, report_schema
+from orchestrator.report import render_json, report_schema
 from orchestrator.runner import Tunables, run_manifest
 from orchestrator.sandbox import Fault, Sandbox, SandboxConfig, SandboxUser
 from orchestrator.scheduler import RunOptions
@@ -33,6 +32,7 @@ from orchestrator.transport import Timeouts
 from orchestrator.upload import ChunkConfirmed, Uploader, UploadEvent, UploadRequest
 from tests.functional.run_support import (
     TWO_CHUNKS,
+    Hooks,
     RunRig,
     assert_published_once,
     completed_by_digest,
@@ -95,30 +95,6 @@ def test_second_run_sends_no_init_and_no_chunk_and_reports_already_done(rig: Run
     assert_published_once(rig.sandbox, [digest_a, digest_b])
 
 
-class _Hooks:
-    """An observer that lets a test act at a point of the run (after an entry, mid-chunk)."""
-
-    def __init__(self) -> None:
-        self.finished: list[str] = []
-        self.on_finished: Callable[[Entry, EntryResult], None] = lambda entry, result: None
-        self.on_progress: Callable[[Entry, int], None] = lambda entry, sent: None
-        self._sent: dict[int, int] = {}
-
-    def run_started(self, total_entries: int) -> None:
-        return None
-
-    def entry_started(self, entry: Entry, total_bytes: int) -> None:
-        self._sent[entry.index] = 0
-
-    def entry_progress(self, entry: Entry, bytes_delta: int) -> None:
-        self._sent[entry.index] = self._sent.get(entry.index, 0) + bytes_delta
-        self.on_progress(entry, self._sent[entry.index])
-
-    def entry_finished(self, entry: Entry, result: EntryResult) -> None:
-        self.finished.append(result.status)
-        self.on_finished(entry, result)
-
-
 def test_access_token_expiring_mid_run_is_refreshed_once_and_the_run_goes_on(
     rig: RunRig,
 ) -> None:
@@ -131,7 +107,7 @@ def test_access_token_expiring_mid_run_is_refreshed_once_and_the_run_goes_on(
             {"user_id": "sandbox-user-1", "video_path": b.name},
         ]
     )
-    hooks = _Hooks()
+    hooks = Hooks()
     hooks.on_finished = lambda entry, result: rig.clock.advance(7300)
     report = rig.run(manifest, RunOptions(jobs=1), observer=hooks)
     assert rig.statuses(report) == ["published", "published"]
@@ -149,7 +125,7 @@ def test_token_rejected_mid_run_is_refreshed_once_and_the_entry_posts(rig: RunRi
             {"user_id": "sandbox-user-2", "video_path": b.name},
         ]
     )
-    hooks = _Hooks()
+    hooks = Hooks()
     hooks.on_finished = lambda entry, result: rig.sandbox.expire_access_tokens("sandbox-user-2")
     report = rig.run(manifest, observer=hooks)
     assert rig.statuses(report) == ["published", "published"]
@@ -193,7 +169,7 @@ def test_upload_tiktok_has_is_processing_not_failed_when_its_user_must_log_in_ag
         ]
     )
     size = a.stat().st_size
-    hooks = _Hooks()
+    hooks = Hooks()
     hooks.on_progress = lambda entry, sent: (
         rig.sandbox.revoke_user_tokens("sandbox-user-2") if sent == size else None
     )
@@ -471,7 +447,7 @@ def test_interrupted_mid_chunk_reports_it_and_the_rerun_finishes_exactly_once(
         ]
     )
     stop = threading.Event()
-    hooks = _Hooks()
+    hooks = Hooks()
 
     def stop_in_chunk_one(entry: Entry, sent: int) -> None:
         if sent > MIN_CHUNK + 100_000:
@@ -543,7 +519,7 @@ def test_resume_with_an_expired_url_and_only_the_last_chunk_left_never_inits_aga
     a, digest_a = rig.clip("a.mp4", TWO_CHUNKS)
     manifest = rig.manifest([{"user_id": "sandbox-user-1", "video_path": a.name}])
     stop = threading.Event()
-    hooks = _Hooks()
+    hooks = Hooks()
     hooks.on_progress = lambda entry, sent: stop.set() if sent > MIN_CHUNK + 100_000 else None
     assert rig.run(manifest, observer=hooks, stop=stop).interrupted
     rig.clock.advance(3700)  # the upload URL's hour is up
