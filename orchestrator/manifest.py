@@ -668,8 +668,24 @@ def _yaml_lines(root: yaml.Node, document: _Document) -> dict[DocPath, int]:
                 if key_node.tag == _TAG_PREFIX + "merge":
                     stack.append((value_node, path))
                     continue
-                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
                 key_line = key_node.start_mark.line + 1
+                if key_node.tag != _TAG_PREFIX + "str":
+                    # A manifest's keys are field names: `?`, `1:`, `true:` or `[a]:` would give
+                    # a key of another type, which no field has and no location can name.
+                    shown = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
+                    if isinstance(key_node, yaml.ScalarNode):
+                        shown = repr(key_node.value) if key_node.value else "(empty)"
+                    document.problems.append(
+                        Problem(
+                            document.location(path),
+                            f"the key {shown} is not text: keys are field names",
+                            "write the field's name, or quote the key",
+                            key_line,
+                        )
+                    )
+                    document.failed = True
+                    continue
+                key = str(key_node.value)
                 identity = (key_node.tag, key)
                 if identity in seen and isinstance(key_node, yaml.ScalarNode):
                     document.problems.append(

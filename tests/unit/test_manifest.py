@@ -328,6 +328,28 @@ def test_yaml_tags_that_build_objects_are_refused(studio: Path) -> None:
     assert "YAML tag '!custom'" in found[1]
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("?\n", "(empty)"),
+        ("version: 1\nentries:\n  - 5: x\n", "'5'"),
+        ("true: 2\n", "'true'"),
+        ("[a]: 1\n", "a list"),
+        ("{a: 1}: 2\n", "a mapping"),
+    ],
+)
+def test_yaml_keys_that_are_not_text_are_problems_not_a_crash(
+    studio: Path, text: str, shown: str
+) -> None:
+    """A YAML key that is not text (empty, a number, a boolean, a list, a mapping) is a
+    problem with its line; it once crashed the loader with a TypeError (found by fuzzing)."""
+    path = studio / "keys.yaml"
+    path.write_text(text)
+    problem = only_problem(path)
+    assert f"the key {shown} is not text" in problem
+    assert "(line " in problem
+
+
 def test_yaml_alias_bomb_is_stopped(studio: Path) -> None:
     """Aliases that expand to millions of values stop with a problem, quickly."""
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
