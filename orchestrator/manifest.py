@@ -62,6 +62,8 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 # A YAML alias can repeat a subtree many times over (the "billion laughs"); every walk of the
 # document counts the values it visits and gives up past this many.
 MAX_DOCUMENT_VALUES = 2_000_000
+MAX_DOCUMENT_DEPTH = 64
+"""Nesting levels a manifest may have (a real one has four: entries[i].photo_urls[j])."""
 
 _E = TypeVar("_E", bound=StrEnum)
 DocPath = tuple[str | int, ...]  # a location in the document: ("entries", 3, "privacy_level")
@@ -646,6 +648,16 @@ def _yaml_lines(root: yaml.Node, document: _Document) -> dict[DocPath, int]:
                 f"expands to more than {MAX_DOCUMENT_VALUES:,} values (aliases repeated "
                 "many times over?)",
                 "write the manifest without deeply repeated aliases",
+            )
+            return lines
+        if len(path) > MAX_DOCUMENT_DEPTH:
+            # A recursive alias (`a: &a [*a]`) nests without end: each step's path is longer,
+            # so walking it to the value limit would take memory quadratic in that limit.
+            _failed(
+                document,
+                f"nests values more than {MAX_DOCUMENT_DEPTH} levels deep (an alias that "
+                "refers to itself?)",
+                "write the manifest without recursive aliases",
             )
             return lines
         lines.setdefault(path, node.start_mark.line + 1)

@@ -350,6 +350,16 @@ def test_yaml_keys_that_are_not_text_are_problems_not_a_crash(
     assert "(line " in problem
 
 
+def test_yaml_alias_that_contains_itself_is_stopped_at_once(studio: Path) -> None:
+    """A recursive alias (`a: &a [*a]`) is a problem found at once, in bounded memory: walking
+    its endless nesting to the value limit once ran the machine out of memory (fuzzing)."""
+    path = studio / "loop.yaml"
+    path.write_text("version: 1\nentries: &e\n  - user_id: u\n    video_path: *e\n")
+    started = time.perf_counter()
+    assert "more than 64 levels deep" in only_problem(path)
+    assert time.perf_counter() - started < 2
+
+
 def test_yaml_alias_bomb_is_stopped(studio: Path) -> None:
     """Aliases that expand to millions of values stop with a problem, quickly."""
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
@@ -569,6 +579,14 @@ def test_fifo_as_video_path(studio: Path) -> None:
     """A FIFO as video_path is refused without blocking on it."""
     os.mkfifo(studio / "videos" / "pipe.mp4")
     assert "is a named pipe (FIFO)" in only_problem(_one_video(studio, "videos/pipe.mp4"))
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_device_as_video_path_is_refused_without_reading_it(studio: Path) -> None:
+    """A video_path to a device (/dev/zero, which never ends) is refused at once."""
+    started = time.perf_counter()
+    assert "is a device, not a regular file" in only_problem(_one_video(studio, "/dev/zero"))
+    assert time.perf_counter() - started < 2
 
 
 def test_text_file_named_mp4(studio: Path) -> None:
