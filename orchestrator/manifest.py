@@ -1166,6 +1166,14 @@ class _Checker:
             return PhotoMedia(tuple(given), cover), None, None
         if not isinstance(given, str) or not given:
             return None, None, None
+        if "\x00" in given:
+            # No file name holds a NUL byte; the operating system would refuse the path.
+            self.problem(
+                (*path, "video_path"),
+                f"{given!r} contains a NUL character, which no file name can",
+                "remove the \\x00 from the path",
+            )
+            return None, None, None
         resolved = self._resolve(given)
         verdict = self.files.verdict(resolved)
         shown = repr(given) if str(resolved) == given else f"{given!r} ({resolved})"

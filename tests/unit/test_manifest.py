@@ -581,6 +581,13 @@ def test_fifo_as_video_path(studio: Path) -> None:
     assert "is a named pipe (FIFO)" in only_problem(_one_video(studio, "videos/pipe.mp4"))
 
 
+def test_video_path_with_a_nul_byte_is_a_problem_not_a_crash(studio: Path) -> None:
+    """A video_path holding a NUL byte is a problem naming it; it once crashed the loader
+    with "embedded null byte" (found by fuzzing)."""
+    problem = only_problem(_one_video(studio, "videos/a\x00.mp4"))
+    assert "contains a NUL character" in problem
+
+
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_device_as_video_path_is_refused_without_reading_it(studio: Path) -> None:
     """A video_path to a device (/dev/zero, which never ends) is refused at once."""
