@@ -29,10 +29,12 @@ Then every invariant is checked and each breach becomes one line of :attr:`SeedR
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -49,6 +51,7 @@ from orchestrator.clock import SystemClock
 from orchestrator.report import report_schema
 from orchestrator.sandbox import Fault, Sandbox, SandboxConfig, SandboxUser
 from orchestrator.sandbox.config import default_users
+from orchestrator.store.db import DB_FILENAME
 from orchestrator.store.journal import Journal
 from orchestrator.store.tokens import TokenStore
 from tests.campaign.schedule import MAX_CLEAN_RUNS, EntrySpec, RunSpec, Schedule, Trigger
@@ -378,7 +381,7 @@ class _Player:
         statuses = self._check_report(final)
         records = self._check_journal(final)
         self._check_sandbox(final, records)
-        self._check_liveness(statuses)
+        self._check_liveness(statuses, records)
         self._check_secrets()
         self.result.bytes_sent = sum(
             p.bytes_received for p in self.sandbox.publishes() if p.bytes_received
@@ -501,17 +504,25 @@ class _Player:
             for problem in problems:
                 self.violations.append(f"entry {entry.index}: {problem}")
 
-    def _check_liveness(self, statuses: dict[int, dict[str, Any]]) -> None:
+    def _check_liveness(self, statuses: dict[int, dict[str, Any]], records: dict[int, Any]) -> None:
         spoilers = self.schedule.spoilers
         # A refresh whose answer was lost, or whose run was killed before storing it, leaves
         # the user unable to refresh (rotation): that user must log in again, legitimately.
         stranded = spoilers.users | set(self.sandbox.unclaimed_rotations())
+        # A URL or photo init begun by a run that was then killed may have posted: uncertain
+        # is the honest verdict. Killed runs are the ones that wrote no report.
+        finished_runs = {run.report["run_id"] for run in self.result.runs if run.report}
         unexcused = [
             entry
             for entry in self.schedule.entries
             if entry.index in statuses
             and statuses[entry.index]["status"] not in DONE
             and entry.user_id not in stranded
+            and not (
+                statuses[entry.index]["status"] == "uncertain"
+                and entry.index in records
+                and self._begun_by(records[entry.index].identity) not in finished_runs
+            )
         ]
         if len(unexcused) > spoilers.entries:
             lost = ", ".join(
@@ -523,15 +534,18 @@ class _Player:
                 f"entries not done without a fault to blame ({spoilers.entries} allowed): {lost}"
             )
 
+    def _begun_by(self, identity: str) -> str | None:
+        """The run that began the entry's last attempt (from the journal's event log)."""
+        with contextlib.closing(sqlite3.connect(self.home / DB_FILENAME)) as connection:
+            row = connection.execute(
+                "SELECT run_id FROM journal_events WHERE identity = ? AND event = 'begin'"
+                " ORDER BY id DESC LIMIT 1",
+                (identity,),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def _check_secrets(self) -> None:
-        secrets = [s.encode() for s in self.sandbox.issued_secrets()]
-        for path in _files(self.folder):
-            data = path.read_bytes()
-            for secret in secrets:
-                if secret in data:
-                    kind = secret[:4].decode(errors="replace")
-                    where = path.relative_to(self.folder)
-                    self.violations.append(f"a secret ({kind}…) is in {where}")
+        self.violations.extend(find_secrets(self.folder, self.sandbox.issued_secrets()))
 
 
 def report_entry(report: dict[str, Any], index: int) -> dict[str, Any] | None:
@@ -585,6 +599,21 @@ def _settled(report: dict[str, Any]) -> bool:
             continue
         return False
     return True
+
+
+def find_secrets(folder: Path, secrets: Sequence[str]) -> list[str]:
+    """Where any of ``secrets`` appears, byte for byte, in a file under ``folder``: outputs,
+    reports, and every file of the home (``state.db`` and its WAL included, where the values
+    must be encrypted). The campaign's videos are skipped (pattern bytes)."""
+    needles = [secret.encode() for secret in secrets if secret]
+    found = []
+    for path in _files(folder):
+        data = path.read_bytes()
+        for needle in needles:
+            if needle in data:
+                kind = needle[:4].decode(errors="replace")
+                found.append(f"a secret ({kind}…) is in {path.relative_to(folder)}")
+    return found
 
 
 def _files(folder: Path) -> Iterator[Path]:

@@ -34,7 +34,9 @@ REGRESSIONS = {
     41: "an upload TikTok had was reported failed (not processing) on reruns once its user had "
     "to log in again: scheduler",
     76: "a run killed between TikTok's token rotation and its commit: reuse flagged: sandbox",
+    78: "a rerun within a minute of a killed run's inits got a 429, flagged on it: sandbox",
     148: "a run killed before it read a 416: the next process's resend flagged: sandbox",
+    365: "a URL init in flight when the run was killed ends uncertain, legitimately: harness",
 }
 
 
