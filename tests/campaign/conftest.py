@@ -33,8 +33,15 @@ def seed_count(config: pytest.Config) -> int:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    count = seed_count(metafunc.config)
     if "seed" in metafunc.fixturenames:
-        metafunc.parametrize("seed", range(1, seed_count(metafunc.config) + 1))
+        metafunc.parametrize("seed", range(1, count + 1))
+    if "regression" in metafunc.fixturenames:
+        from tests.campaign.test_campaign import REGRESSIONS, SLOW_REGRESSIONS
+
+        full = count > REDUCED_SEEDS
+        seeds = [s for s in sorted(REGRESSIONS) if full or s not in SLOW_REGRESSIONS]
+        metafunc.parametrize("regression", seeds)
 
 
 class CampaignPool:

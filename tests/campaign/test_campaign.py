@@ -34,7 +34,8 @@ REGRESSIONS = {
     41: "an upload TikTok had was reported failed (not processing) on reruns once its user had "
     "to log in again: scheduler",
     76: "a run killed between TikTok's token rotation and its commit: reuse flagged: sandbox",
-    78: "a rerun within a minute of a killed run's inits got a 429, flagged on it: sandbox",
+    78: "a rerun within a minute of a killed run's inits got a 429, flagged on it: sandbox "
+    "(played in the full campaign only: honouring TikTok's 429 takes a real minute)",
     148: "a run killed before it read a 416: the next process's resend flagged: sandbox",
     365: "a URL init in flight when the run was killed ends uncertain, legitimately: harness",
 }
@@ -49,8 +50,11 @@ def test_seeded_fault_schedule_keeps_every_invariant(seed: int, campaign: Campai
     assert not result.violations, result.summary()
 
 
+SLOW_REGRESSIONS = frozenset({78})
+"""Regression seeds that wait out a real one-minute rate window: full campaign only."""
+
+
 @pytest.mark.campaign
-@pytest.mark.parametrize("regression", sorted(REGRESSIONS))
 def test_seed_that_once_broke_an_invariant_keeps_them_now(
     regression: int, campaign: CampaignPool
 ) -> None:
