@@ -635,3 +635,17 @@ def test_api_timeouts_from_tunables_bound_api_requests(rig: RunRig) -> None:
     assert rig.statuses(report) == ["published"]
     assert rig.sandbox.calls("creator_info") == 2
     assert_published_once(rig.sandbox, [digest_a])
+
+
+def test_408_from_the_api_is_retried_and_the_entry_posts(rig: RunRig) -> None:
+    """HTTP 408 (a gateway that gave up, no TikTok code it knows) on creator_info and on the
+    init is retried like a 5xx: the entry posts once, it does not fail permanently."""
+    a, digest_a = rig.clip("a.mp4")
+    manifest = rig.manifest([{"user_id": "sandbox-user-1", "video_path": a.name}])
+    rig.sandbox.schedule(Fault("creator_info", call=1, kind="status", status=408))
+    rig.sandbox.schedule(Fault("video_init", call=1, kind="status", status=408))
+    report = rig.run(manifest)
+    assert rig.statuses(report) == ["published"]
+    assert rig.sandbox.calls("creator_info") == 2
+    assert rig.sandbox.calls("video_init") == 2
+    assert_published_once(rig.sandbox, [digest_a])
