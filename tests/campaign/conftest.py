@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.campaign.harness import SeedResult, play
-from tests.campaign.schedule import REDUCED_SEEDS, generate
+from tests.campaign.schedule import GENERATOR, REDUCED_SEEDS, generate
 
 WORKERS = 2
 """Seeds played at once: each mostly waits on its child process and the sandbox."""
@@ -32,47 +33,66 @@ def seed_count(config: pytest.Config) -> int:
     return max(1, int(option))
 
 
+@dataclass(frozen=True)
+class Regression:
+    """A seed that once broke an invariant: the schedule generator's version and mode it was
+    found with, what it found, and whether replaying it waits out a real minute (``slow``:
+    full campaign only)."""
+
+    version: int
+    full: bool
+    found: str
+    slow: bool = False
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     count = seed_count(metafunc.config)
     if "seed" in metafunc.fixturenames:
         metafunc.parametrize("seed", range(1, count + 1))
     if "regression" in metafunc.fixturenames:
-        from tests.campaign.test_campaign import REGRESSIONS, SLOW_REGRESSIONS
-
+        regressions: dict[int, Regression] = metafunc.module.REGRESSIONS
         full = count > REDUCED_SEEDS
-        seeds = [s for s in sorted(REGRESSIONS) if full or s not in SLOW_REGRESSIONS]
+        seeds = [seed for seed, found in sorted(regressions.items()) if full or not found.slow]
         metafunc.parametrize("regression", seeds)
+
+
+_Key = tuple[int, int, bool]  # (seed, generator version, full campaign)
 
 
 class CampaignPool:
     """Plays the session's seeds in the background; hands out each seed's result."""
 
-    def __init__(self, root: Path, seeds: list[int], *, full: bool) -> None:
+    def __init__(self, root: Path, schedules: list[_Key], *, full: bool) -> None:
         self._root = root
-        self._full = full
+        self.full = full
         self._lock = threading.Lock()
-        self._futures: dict[int, Future[SeedResult]] = {}
+        self._futures: dict[_Key, Future[SeedResult]] = {}
         self._executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="seed")
         self.started = time.monotonic()
         self.finished: float | None = None
-        for seed in seeds:
-            self._submit(seed)
+        for key in schedules:
+            self._submit(key)
 
-    def _submit(self, seed: int) -> Future[SeedResult]:
+    def _submit(self, key: _Key) -> Future[SeedResult]:
         with self._lock:
-            future = self._futures.get(seed)
+            future = self._futures.get(key)
             if future is None:
-                future = self._executor.submit(self._play, seed)
-                self._futures[seed] = future
+                future = self._executor.submit(self._play, key)
+                self._futures[key] = future
             return future
 
-    def _play(self, seed: int) -> SeedResult:
-        folder = self._root / f"seed-{seed}"
+    def _play(self, key: _Key) -> SeedResult:
+        seed, version, full = key
+        folder = self._root / f"seed-{seed}-v{version}{'-full' if full else ''}"
         folder.mkdir(parents=True)
-        return play(generate(seed, full=self._full), folder)
+        return play(generate(seed, full=full, version=version), folder)
 
-    def result(self, seed: int) -> SeedResult:
-        result = self._submit(seed).result()
+    def result(
+        self, seed: int, *, version: int = GENERATOR, full: bool | None = None
+    ) -> SeedResult:
+        """The result of ``seed`` (this session's mode unless ``full`` says otherwise)."""
+        key = (seed, version, self.full if full is None else full)
+        result = self._submit(key).result()
         self.finished = time.monotonic()
         return result
 
@@ -93,16 +113,22 @@ def campaign(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CampaignPool]:
     """The session's campaign: every selected seed submitted at once."""
-    seeds: list[int] = []
+    full = seed_count(request.config) > REDUCED_SEEDS
+    schedules: list[_Key] = []
     for item in request.session.items:
         callspec = getattr(item, "callspec", None)
         if callspec is None:
             continue
-        for name in ("seed", "regression"):
-            if name in callspec.params:
-                seeds.append(int(callspec.params[name]))
-    full = seed_count(request.config) > REDUCED_SEEDS
-    pool = CampaignPool(tmp_path_factory.mktemp("campaign"), list(dict.fromkeys(seeds)), full=full)
+        if "seed" in callspec.params:
+            schedules.append((int(callspec.params["seed"]), GENERATOR, full))
+        if "regression" in callspec.params:
+            from tests.campaign.test_campaign import REGRESSIONS
+
+            found = REGRESSIONS[callspec.params["regression"]]
+            schedules.append((int(callspec.params["regression"]), found.version, found.full))
+    pool = CampaignPool(
+        tmp_path_factory.mktemp("campaign"), list(dict.fromkeys(schedules)), full=full
+    )
     request.config.stash[_POOL] = pool
     yield pool
     pool.close()

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 
 from orchestrator.tiktok.chunks import MIN_CHUNK
 
+GENERATOR = 3
+"""The schedule generator's version (see :func:`generate`)."""
+
 REDUCED_SEEDS = 25
 """Seeds in the default (CI) campaign; more seeds is the full campaign (> 128 MB files too)."""
 
@@ -207,11 +210,21 @@ _API_ENDPOINTS = ("creator_info", "video_init", "status")
 
 
 def _fault(
-    rng: random.Random, endpoint: str, spoil: list[str], has_url: bool, users_spoiled: list[str]
+    rng: random.Random,
+    endpoint: str,
+    spoil: list[str],
+    has_url: bool,
+    users_spoiled: list[str],
+    gateway: random.Random,
+    version: int,
 ) -> FaultSpec:
     """A random fault for ``endpoint``; notes in ``spoil`` / ``users_spoiled`` what it may
-    legitimately end."""
-    call = rng.choice((1, 1, 2, 2, 3, 4)) if endpoint == "upload" else rng.choice((1, 1, 2, 3))
+    legitimately end. ``gateway`` draws the choices of version 3 (so ``rng``'s sequence stays
+    as it was for the seeds of earlier versions)."""
+    if version == 1:
+        call = rng.randint(1, 6 if endpoint == "upload" else 3)
+    else:
+        call = rng.choice((1, 1, 2, 2, 3, 4)) if endpoint == "upload" else rng.choice((1, 1, 2, 3))
     kinds = ["status", "status", "reset", "reset_mid_body", "lost", "delay", "drip"]
     if endpoint == "upload":
         kinds += ["expire", "expire", "status"]
@@ -234,7 +247,10 @@ def _fault(
             return FaultSpec(
                 endpoint, call, kind, status=403, error_code="spam_risk_too_many_posts"
             )
-        return FaultSpec(endpoint, call, kind, status=rng.choice(_SERVER_ERRORS))
+        status = rng.choice(_SERVER_ERRORS)
+        if version >= 3 and gateway.random() < 0.25:
+            status = 408  # a gateway that gave up: no TikTok code, and not a refusal
+        return FaultSpec(endpoint, call, kind, status=status)
     if endpoint == "token" and kind in ("lost", "delay", "drip", "reset_mid_body"):
         # The refresh may have rotated the refresh token with the answer lost: that user must
         # log in again (TikTok's rotation leaves no way back).
@@ -252,9 +268,18 @@ def _fault(
     return FaultSpec(endpoint, call, kind)
 
 
-def generate(seed: int, *, full: bool = False) -> Schedule:
-    """The schedule of ``seed`` (the same seed always gives the same schedule)."""
+def generate(seed: int, *, full: bool = False, version: int = GENERATOR) -> Schedule:
+    """The schedule of ``seed`` (the same seed and version always give the same schedule).
+
+    ``version`` is the generator's: 1 drew up to four faults on calls 1..6 and killed 60 % of
+    the runs anywhere; 2 draws one to five faults on early calls and kills half the runs,
+    mostly mid-transfer; 3 also makes a quarter of the API 5xx faults a gateway's 408. A
+    regression seed keeps the version it was found with, so it replays the same schedule.
+    """
+    if version not in (1, 2, 3):
+        raise ValueError(f"no schedule generator version {version}")
     rng = random.Random(seed)
+    gateway = random.Random(f"gateway-{seed}")
     users = tuple(rng.sample(USERS, rng.randint(2, 4)))
     entries = _entries(rng, seed, users, full)
     used = tuple(dict.fromkeys(e.user_id for e in entries))
@@ -270,8 +295,8 @@ def generate(seed: int, *, full: bool = False) -> Schedule:
     runs: list[RunSpec] = []
     for _ in range(rng.randint(1, 3)):
         faults = tuple(
-            _fault(rng, rng.choice(endpoints), spoil, has_url, users_spoiled)
-            for _ in range(rng.randint(1, 5))
+            _fault(rng, rng.choice(endpoints), spoil, has_url, users_spoiled, gateway, version)
+            for _ in range(rng.randint(0, 4) if version == 1 else rng.randint(1, 5))
         )
         events: list[TokenEvent] = []
         if rng.random() < 0.25:
@@ -288,7 +313,13 @@ def generate(seed: int, *, full: bool = False) -> Schedule:
             fail.append((rng.choice(used), rng.choice(PERMANENT_FAIL_REASONS)))
             spoil.append("planned permanent FAILED")
         kill = None
-        if rng.random() < 0.5:
+        if version == 1 and rng.random() < 0.6:
+            kill = Trigger(
+                rng.choice(("creator_info", "video_init", "upload", "upload", "status")),
+                rng.randint(1, 3),
+                after=rng.choice((0.0, 0.0, rng.uniform(0.0, 0.3))),
+            )
+        elif version > 1 and rng.random() < 0.5:
             # Mostly mid-transfer or while polling, where most journal transitions happen.
             endpoint = rng.choice(("creator_info", "video_init", "upload", "upload", "status"))
             kill = Trigger(

@@ -17,27 +17,61 @@ the full campaign, with files over 128 MB too::
     CAMPAIGN_SEEDS=200 python -m pytest tests/campaign
     python benchmarks/campaign.py --seeds 200
 
-A seed that ever broke an invariant stays in :data:`REGRESSIONS` with what it found.
+A seed that ever broke an invariant stays in :data:`REGRESSIONS` with what it found and the
+generator version it was found with (so it replays the very same schedule). Those that wait out
+a real one-minute rate window (a 429 honoured) play in the full campaign only.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.campaign.conftest import CampaignPool
+from tests.campaign.conftest import CampaignPool, Regression
 
 REGRESSIONS = {
-    3: "a dripped init answer cut by the deadline inside its headers passed for an empty 200 "
-    "(the entry failed permanently as http_200): transport",
-    5: "re-uploading after TikTok reported FAILED was flagged as a duplicate: sandbox",
-    34: "a refresh whose answer was lost, sent again, was flagged as reuse: sandbox",
-    41: "an upload TikTok had was reported failed (not processing) on reruns once its user had "
-    "to log in again: scheduler",
-    76: "a run killed between TikTok's token rotation and its commit: reuse flagged: sandbox",
-    78: "a rerun within a minute of a killed run's inits got a 429, flagged on it: sandbox "
-    "(played in the full campaign only: honouring TikTok's 429 takes a real minute)",
-    148: "a run killed before it read a 416: the next process's resend flagged: sandbox",
-    365: "a URL init in flight when the run was killed ends uncertain, legitimately: harness",
+    # seed: (generator version, full campaign?, what it found)
+    3: Regression(
+        1,
+        False,
+        "a dripped init answer cut by the deadline inside its headers "
+        "passed for an empty 200 (the entry failed permanently as http_200): transport",
+    ),
+    5: Regression(
+        1, False, "re-uploading after TikTok reported FAILED was flagged as a duplicate: sandbox"
+    ),
+    34: Regression(
+        1, False, "a refresh whose answer was lost, sent again, was flagged as reuse: sandbox"
+    ),
+    41: Regression(
+        1,
+        False,
+        "an upload TikTok had was reported failed (not processing) on "
+        "reruns once its user had to log in again: scheduler",
+    ),
+    76: Regression(
+        1,
+        False,
+        "a run killed between TikTok's token rotation and its commit: "
+        "the next run's reuse was flagged: sandbox",
+    ),
+    78: Regression(
+        2,
+        True,
+        "a rerun within a minute of the last run's inits got a 429, flagged on it: sandbox",
+        slow=True,
+    ),
+    148: Regression(
+        1,
+        False,
+        "a run killed before it read a 416: the next process's resend was flagged: sandbox",
+    ),
+    150: Regression(2, True, "the same 429 across a SIGKILL: sandbox", slow=True),
+    365: Regression(
+        2,
+        True,
+        "a URL init in flight when the run was killed ends uncertain, "
+        "legitimately: the campaign's liveness rule",
+    ),
 }
 
 
@@ -50,14 +84,12 @@ def test_seeded_fault_schedule_keeps_every_invariant(seed: int, campaign: Campai
     assert not result.violations, result.summary()
 
 
-SLOW_REGRESSIONS = frozenset({78})
-"""Regression seeds that wait out a real one-minute rate window: full campaign only."""
-
-
 @pytest.mark.campaign
 def test_seed_that_once_broke_an_invariant_keeps_them_now(
     regression: int, campaign: CampaignPool
 ) -> None:
-    """A seed that found a bug (see REGRESSIONS) keeps every invariant."""
-    result = campaign.result(regression)
-    assert not result.violations, f"{REGRESSIONS[regression]}\n{result.summary()}"
+    """A seed that found a bug (see REGRESSIONS) replays the schedule it was found with and
+    keeps every invariant."""
+    found = REGRESSIONS[regression]
+    result = campaign.result(regression, version=found.version, full=found.full)
+    assert not result.violations, f"{found.found}\n{result.summary()}"
