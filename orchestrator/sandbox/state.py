@@ -202,6 +202,7 @@ class SandboxState:
         # (token, endpoint) -> (monotonic time, client generation) of each request in the window
         self._windows: dict[tuple[str, str], deque[tuple[float, int]]] = {}
         self._limited: dict[tuple[str, str, int], float] = {}  # last 429 per client generation
+        self._caps_told: set[tuple[str, str, int]] = set()  # (open_id, mode, client generation)
         self.client_generation = 0
         self._calls: Counter[str] = Counter()
         self._violations: list[str] = []
@@ -383,6 +384,20 @@ class SandboxState:
         """Requests from now on come from another client process (see ``Sandbox.new_client``)."""
         with self.lock:
             self.client_generation += 1
+
+    def tell_cap(self, open_id: str, mode: str) -> bool:
+        """This client is now told ``open_id``'s ``mode`` cap ("direct" / "inbox") is reached;
+        whether it had been told already (a further init for it is then a violation)."""
+        key = (open_id, mode, self.client_generation)
+        with self.lock:
+            told = key in self._caps_told
+            self._caps_told.add(key)
+            return told
+
+    def forget_cap(self, open_id: str, mode: str) -> None:
+        """creator_info answered that ``open_id`` may post: an earlier cap answer is past."""
+        with self.lock:
+            self._caps_told.discard((open_id, mode, self.client_generation))
 
     def take_rate(self, endpoint: str, token: AccessToken) -> Reply | None:
         """Count this request in the token's window; 429 when the window is full.

@@ -273,10 +273,9 @@ def test_tiktok_daily_cap_defers_that_user_only_and_sends_no_more_inits(
         assert custom.sandbox.calls("video_init") == 4
         completed = [clips[0][1], clips[1][1], clips[4][1]]
         assert completed_by_digest(custom.sandbox) == Counter(completed)
-        # The sandbox logs TikTok's refusal itself; nothing else was out of order.
-        assert custom.sandbox.violations() == [
-            "video_init: daily post cap (2) reached for sandbox-user-1"
-        ]
+        # TikTok's cap counts every app's posts: one refused init cannot be foreseen and is no
+        # violation; the orchestrator sent no init after it.
+        assert custom.sandbox.violations() == []
 
 
 def test_api_answering_503_to_everything_ends_the_run_within_its_budget(tmp_path: Path) -> None:
