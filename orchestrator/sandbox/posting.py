@@ -438,7 +438,7 @@ class PostingEndpoints:
 
     def _check_caps(self, endpoint: str, user: SandboxUser, direct: bool) -> None:
         """Refuse an init over the creator's caps. The refusal is a violation only when the
-        client had been told already (see :meth:`SandboxState.cap_told`): TikTok counts posts
+        client had been told already (see :meth:`SandboxState.tell_cap`): TikTok counts posts
         from every app and every init it accepted, so a client cannot always see it coming."""
         state = self._state
         if direct and state.direct_posts_today(user.open_id) >= self._config.daily_post_cap:

@@ -388,8 +388,8 @@ class SandboxState:
     def tell_cap(self, open_id: str, mode: str) -> bool:
         """This client is now told ``open_id``'s ``mode`` cap ("direct" / "inbox") is reached;
         whether it had been told already (a further init for it is then a violation)."""
-        key = (open_id, mode, self.client_generation)
         with self.lock:
+            key = (open_id, mode, self.client_generation)
             told = key in self._caps_told
             self._caps_told.add(key)
             return told
