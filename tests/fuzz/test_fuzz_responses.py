@@ -4,7 +4,8 @@ TikTok's answers are input we do not control (a proxy's HTML page, a truncated b
 the wrong type, a number spelled in another script). Whatever arrives, the parsers return a
 value or raise one of our documented errors: :class:`ApiError` for the posting API,
 :class:`OAuthError` / :class:`AuthError` for OAuth, :class:`UploadError` for an upload server's
-progress. Any other exception would end an entry as a bug.
+progress. Any other exception would end an entry as a bug. And the ``status`` command, whatever
+the status endpoint answers, shows a message, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,17 +13,26 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+import responses
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.cli import cli
+from orchestrator.clock import SystemClock
+from orchestrator.config import Settings
 from orchestrator.errors import ApiError, AuthError, UploadError
 from orchestrator.secret import Secret
+from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK, plan_chunks
 from orchestrator.tiktok.client import (
+    STATUS_PATH,
     CreatorInfo,
     InitResult,
     PostMode,
@@ -55,7 +65,12 @@ from orchestrator.upload import (
     UploadState,
 )
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    # FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps the suite quick.
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # JSON values, with the awkward corners: unicode digits, huge and non-finite numbers, nesting.
 _scalars = (
@@ -344,3 +359,58 @@ def test_any_chunk_answer_is_read_or_an_upload_error(
     assert isinstance(answer, ChunkAnswer)
     if answer.received is not None:
         assert machine.plan.is_boundary(answer.received)
+
+
+_API = "https://api.test"
+
+
+@pytest.fixture(scope="module")
+def signed_in_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with one user whose access token is fresh for a day."""
+    home = tmp_path_factory.mktemp("fuzz-home") / "home"
+    settings = Settings(home=home, api_base=_API, client_key="key", client_secret=Secret("s"))
+    clock = SystemClock()
+    now = clock.time()
+    grant = TokenGrant(
+        open_id="open-1",
+        access_token=Secret("act.fuzz"),
+        access_expires_at=now + 86_400,
+        refresh_token=Secret("rft.fuzz"),
+        refresh_expires_at=now + 86_400 * 30,
+        scopes=frozenset({"video.publish", "video.upload"}),
+    )
+    with TokenStore.open(settings, clock=clock) as store:
+        store.save_grants([(grant, None)])
+    return home
+
+
+@FUZZ
+@given(
+    status=statuses, body=bodies | envelopes.map(lambda e: _encode({**e, "data": e.get("data")}))
+)
+def test_status_command_shows_no_traceback_whatever_tiktok_answers(
+    signed_in_home: Path, status: int, body: bytes
+) -> None:
+    """`status PUBLISH_ID --user` against any answer of the status endpoint exits 0 (TikTok
+    answered) or 1 (it could not be asked) with a message, never a traceback."""
+    env = {
+        "ORCHESTRATOR_HOME": str(signed_in_home),
+        "ORCHESTRATOR_API_BASE": _API,
+        "TIKTOK_CLIENT_KEY": "key",
+        "TIKTOK_CLIENT_SECRET": "s",
+    }
+    with (
+        responses.RequestsMock(assert_all_requests_are_fired=False) as mocked,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        # Retries of 5xx answers would sit out real backoffs: time does not matter here.
+        patch.setattr(SystemClock, "sleep", lambda self, seconds: None)
+        mocked.post(_API + STATUS_PATH, body=body, status=status)
+        mocked.post(_API + "/v2/oauth/token/", body=body, status=status)
+        result = CliRunner().invoke(cli, ["status", "p_1", "--user", "open-1"], env=env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code in (0, 1), result.output
+    assert "Traceback" not in result.output
+    if result.exit_code == 1:
+        assert "error:" in result.output
