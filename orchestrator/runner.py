@@ -24,7 +24,13 @@ from orchestrator.config import Settings
 from orchestrator.errors import AuthError, NeedsLoginError
 from orchestrator.manifest import Manifest, load_manifest
 from orchestrator.report import RunReport
-from orchestrator.retry import Retrier, RetryBudget, RetryPolicy, SlidingWindowPacer
+from orchestrator.retry import (
+    TIKTOK_LIMITS,
+    Retrier,
+    RetryBudget,
+    RetryPolicy,
+    SlidingWindowPacer,
+)
 from orchestrator.scheduler import (
     InterruptibleClock,
     NullObserver,
@@ -43,6 +49,9 @@ from orchestrator.transport import HttpTransport, Timeouts, Transport
 from orchestrator.upload import UploadConfig, Uploader
 
 log = logging.getLogger(__name__)
+
+INIT_WINDOW = TIKTOK_LIMITS["video_init"].window
+"""Seconds of earlier runs' inits that still count in TikTok's init windows."""
 
 
 @dataclass(frozen=True)
@@ -130,20 +139,23 @@ def run_manifest(
                 settings, transport, clock, timeouts=tunables.api_timeouts or OAUTH_TIMEOUTS
             )
             tokens = TokenProvider(store, refresher, clock=run_clock)
+        run_id = _new_run_id()
+        journal = Journal(store.database, store.cipher, clock=clock, run_id=run_id)
+        pacer = SlidingWindowPacer(clock=run_clock)
+        _seed_pacing(pacer, journal, clock.time())
         client = TikTokClient(
             settings.api_base,
             transport,
             tokens,
-            pacer=SlidingWindowPacer(clock=run_clock),
+            pacer=pacer,
             retry=retrier,
             clock=run_clock,
             timeouts=tunables.api_timeouts or API_TIMEOUTS,
         )
         uploader = Uploader(client, transport, retry=retrier, config=upload_config, clock=run_clock)
-        run_id = _new_run_id()
         run = Run(
             manifest=manifest,
-            journal=Journal(store.database, store.cipher, clock=clock, run_id=run_id),
+            journal=journal,
             tokens=tokens,
             client=client,
             uploader=uploader,
@@ -165,6 +177,16 @@ def run_manifest(
             )
         return report
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack re-raises
+
+
+def _seed_pacing(pacer: SlidingWindowPacer, journal: Journal, now: float) -> None:
+    """Count the inits of the last minute, from earlier runs, in this run's rate windows: a
+    rerun straight after a crash must not send a seventh init into a full window."""
+    ages: dict[tuple[str, str], list[float]] = {}
+    for user_id, endpoint, at in journal.recent_inits(now - INIT_WINDOW):
+        ages.setdefault((user_id, endpoint), []).append(now - at)
+    for (user_id, endpoint), seen in ages.items():
+        pacer.seed(user_id, endpoint, seen)
 
 
 def _new_run_id() -> str:

@@ -156,6 +156,28 @@ def test_init_rate_window_is_kept_across_midnight(tmp_path: Path) -> None:
         assert_published_once(rig.sandbox, [digest for _, digest in clips])
 
 
+def test_rerun_right_after_six_inits_waits_for_the_window_instead_of_a_429(
+    tmp_path: Path,
+) -> None:
+    """A run sends six inits for a user; a rerun a few seconds later (a crash, a cron retry)
+    with a seventh entry waits for the minute to pass, from the journal's inits, instead of
+    sending into a full window: TikTok never answers 429."""
+    config = SandboxConfig(daily_post_cap=50)
+    with open_rig(tmp_path, config) as rig:
+        clips = [rig.clip(f"{n}.mp4") for n in range(7)]
+        entries = [{"user_id": USER, "video_path": p.name} for p, _ in clips]
+        options = RunOptions(daily_direct_cap=50)
+        first = rig.run(rig.manifest(entries[:6]), options)
+        assert rig.statuses(first) == ["published"] * 6
+        rig.clock.advance(5)
+        second = rig.run(rig.manifest(entries), options)
+        assert rig.statuses(second) == ["already_done"] * 6 + ["published"]
+        assert rig.sandbox.calls("video_init") == 7  # no init answered 429 and sent again
+        created = [p.created_at for p in rig.sandbox.publishes()]
+        assert created[6] >= created[0] + 60
+        assert_published_once(rig.sandbox, [digest for _, digest in clips])
+
+
 def test_tiktok_429_holds_the_window_for_a_minute_then_the_init_goes_through(
     tmp_path: Path,
 ) -> None:
