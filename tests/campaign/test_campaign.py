@@ -65,7 +65,12 @@ REGRESSIONS = {
         False,
         "a run killed before it read a 416: the next process's resend was flagged: sandbox",
     ),
-    150: Regression(2, True, "the same 429 across a SIGKILL: sandbox", slow=True),
+    150: Regression(
+        2,
+        True,
+        "a 429 across a SIGKILL (flagged: sandbox); then the rerun's "
+        "pacing learnt the killed run's inits from the journal: runner",
+    ),
     365: Regression(
         2,
         True,
