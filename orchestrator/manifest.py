@@ -62,6 +62,8 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 # A YAML alias can repeat a subtree many times over (the "billion laughs"); every walk of the
 # document counts the values it visits and gives up past this many.
 MAX_DOCUMENT_VALUES = 2_000_000
+MAX_DOCUMENT_DEPTH = 64
+"""Nesting levels a manifest may have (a real one has four: entries[i].photo_urls[j])."""
 
 _E = TypeVar("_E", bound=StrEnum)
 DocPath = tuple[str | int, ...]  # a location in the document: ("entries", 3, "privacy_level")
@@ -648,6 +650,16 @@ def _yaml_lines(root: yaml.Node, document: _Document) -> dict[DocPath, int]:
                 "write the manifest without deeply repeated aliases",
             )
             return lines
+        if len(path) > MAX_DOCUMENT_DEPTH:
+            # A recursive alias (`a: &a [*a]`) nests without end: each step's path is longer,
+            # so walking it to the value limit would take memory quadratic in that limit.
+            _failed(
+                document,
+                f"nests values more than {MAX_DOCUMENT_DEPTH} levels deep (an alias that "
+                "refers to itself?)",
+                "write the manifest without recursive aliases",
+            )
+            return lines
         lines.setdefault(path, node.start_mark.line + 1)
         if node.tag not in _PLAIN_TAGS and id(node) not in refused:
             refused.add(id(node))  # once, however many aliases repeat it
@@ -668,8 +680,24 @@ def _yaml_lines(root: yaml.Node, document: _Document) -> dict[DocPath, int]:
                 if key_node.tag == _TAG_PREFIX + "merge":
                     stack.append((value_node, path))
                     continue
-                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
                 key_line = key_node.start_mark.line + 1
+                if key_node.tag != _TAG_PREFIX + "str":
+                    # A manifest's keys are field names: `?`, `1:`, `true:` or `[a]:` would give
+                    # a key of another type, which no field has and no location can name.
+                    shown = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
+                    if isinstance(key_node, yaml.ScalarNode):
+                        shown = repr(key_node.value) if key_node.value else "(empty)"
+                    document.problems.append(
+                        Problem(
+                            document.location(path),
+                            f"the key {shown} is not text: keys are field names",
+                            "write the field's name, or quote the key",
+                            key_line,
+                        )
+                    )
+                    document.failed = True
+                    continue
+                key = str(key_node.value)
                 identity = (key_node.tag, key)
                 if identity in seen and isinstance(key_node, yaml.ScalarNode):
                     document.problems.append(
@@ -1137,6 +1165,14 @@ class _Checker:
                 return None, None, None
             return PhotoMedia(tuple(given), cover), None, None
         if not isinstance(given, str) or not given:
+            return None, None, None
+        if "\x00" in given:
+            # No file name holds a NUL byte; the operating system would refuse the path.
+            self.problem(
+                (*path, "video_path"),
+                f"{given!r} contains a NUL character, which no file name can",
+                "remove the \\x00 from the path",
+            )
             return None, None, None
         resolved = self._resolve(given)
         verdict = self.files.verdict(resolved)

@@ -20,7 +20,7 @@ import logging
 import random as _random
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, TypeVar
@@ -266,6 +266,21 @@ class SlidingWindowPacer:
             log.info("pacing: %s for %s waits %.1f s for the rate window", kind, user, wait)
             self._clock.sleep(wait)
         return wait
+
+    def seed(self, user: str, kind: str, ages: Sequence[float]) -> None:
+        """Count ``kind`` requests for ``user`` sent ``ages`` seconds ago (by an earlier run,
+        known from the journal) in the window, so this run does not overbook it."""
+        limit = self._limits.get(kind)
+        if limit is None:
+            return
+        key = (user, kind)
+        with self._lock:
+            now = self._clock.monotonic()
+            earlier = [now - age for age in ages if 0 <= age < limit.window]
+            stamps = self._stamps.setdefault(key, deque(maxlen=limit.requests))
+            merged = sorted([*earlier, *stamps])
+            stamps.clear()
+            stamps.extend(merged[-limit.requests :])
 
     def rejected(self, user: str, kind: str) -> None:
         """TikTok answered 429 although our count had room (another client shares the token):

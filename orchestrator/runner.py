@@ -31,7 +31,13 @@ from orchestrator.config import Settings
 from orchestrator.errors import AuthError, NeedsLoginError
 from orchestrator.manifest import Manifest, load_manifest
 from orchestrator.report import RunReport
-from orchestrator.retry import Retrier, RetryBudget, RetryPolicy, SlidingWindowPacer
+from orchestrator.retry import (
+    TIKTOK_LIMITS,
+    Retrier,
+    RetryBudget,
+    RetryPolicy,
+    SlidingWindowPacer,
+)
 from orchestrator.scheduler import (
     InterruptibleClock,
     NullObserver,
@@ -48,12 +54,15 @@ from orchestrator.store.postgres import PostgresDatabase
 from orchestrator.store.queue import DEFAULT_LEASE, Heartbeat, WorkQueue
 from orchestrator.store.shared_pacing import SharedPacer
 from orchestrator.store.tokens import TokenProvider, TokenState, TokenStore
-from orchestrator.tiktok.client import TikTokClient
-from orchestrator.tiktok.oauth import OAuthClient
-from orchestrator.transport import HttpTransport, Transport
+from orchestrator.tiktok.client import API_TIMEOUTS, TikTokClient
+from orchestrator.tiktok.oauth import OAUTH_TIMEOUTS, OAuthClient
+from orchestrator.transport import HttpTransport, Timeouts, Transport
 from orchestrator.upload import UploadConfig, Uploader
 
 log = logging.getLogger(__name__)
+
+INIT_WINDOW = TIKTOK_LIMITS["video_init"].window
+"""Seconds of earlier runs' inits that still count in TikTok's init windows."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,9 @@ class Tunables:
     - ``chunk_size``: preferred chunk size in bytes (``tiktok.chunks`` limits apply).
     - ``upload``: the upload engine's other settings (``poll_timeout`` and ``chunk_size``
       above win over the same fields in it).
+    - ``retry_policy``: how each request is retried (None: ``tiktok-api.md`` §9's).
+    - ``api_timeouts``: the limits of every API and token-endpoint request (None: the
+      clients' own, ``client.API_TIMEOUTS`` and ``oauth.OAUTH_TIMEOUTS``).
     """
 
     poll_timeout: float = 600.0
@@ -80,6 +92,7 @@ class Tunables:
     retry_policy: RetryPolicy | None = None
     lease: float = DEFAULT_LEASE
     """Shared store only: seconds a dead worker's claim on an entry lasts (store/queue.py)."""
+    api_timeouts: Timeouts | None = None
 
     def __post_init__(self) -> None:
         if self.poll_timeout < 0:
@@ -146,25 +159,35 @@ def run_manifest(
         if options.dry_run:
             tokens = ReadOnlyTokens(store, clock=clock)
         else:
-            refresher = OAuthClient.from_settings(settings, transport, clock)
+            refresher = OAuthClient.from_settings(
+                settings, transport, clock, timeouts=tunables.api_timeouts or OAUTH_TIMEOUTS
+            )
             tokens = TokenProvider(store, refresher, clock=run_clock)
+        if shared and not options.dry_run:
+            # Workers given the same manifest join the same shared run.
+            run_id = run_id or shared_run_id(manifest.path)
+        run_id = run_id or _new_run_id()
+        journal = Journal(store.database, store.cipher, clock=clock, run_id=run_id)
+        pacer: SlidingWindowPacer
+        if isinstance(store.database, PostgresDatabase):
+            # Counted in the database: the windows hold across workers and reruns.
+            pacer = SharedPacer(store.database, clock=run_clock)
+        else:
+            pacer = SlidingWindowPacer(clock=run_clock)
+            _seed_pacing(pacer, journal, clock.time())
         client = TikTokClient(
             settings.api_base,
             transport,
             tokens,
-            pacer=(
-                SharedPacer(store.database, clock=run_clock)
-                if isinstance(store.database, PostgresDatabase)
-                else SlidingWindowPacer(clock=run_clock)
-            ),
+            pacer=pacer,
             retry=retrier,
             clock=run_clock,
+            timeouts=tunables.api_timeouts or API_TIMEOUTS,
         )
         uploader = Uploader(client, transport, retry=retrier, config=upload_config, clock=run_clock)
         queue: WorkQueue | None = None
         if shared and not options.dry_run:
             # A dry run writes nothing, so it claims nothing: it plans every entry itself.
-            run_id = run_id or shared_run_id(manifest.path)
             assert isinstance(store.database, PostgresDatabase)
             queue = stack.enter_context(
                 WorkQueue(
@@ -177,10 +200,9 @@ def run_manifest(
             )
             stack.enter_context(Heartbeat(queue, stop))
             log.info("worker %s of shared run %s", queue.worker, run_id)
-        run_id = run_id or _new_run_id()
         run = Run(
             manifest=manifest,
-            journal=Journal(store.database, store.cipher, clock=clock, run_id=run_id),
+            journal=journal,
             tokens=tokens,
             client=client,
             uploader=uploader,
@@ -203,6 +225,16 @@ def run_manifest(
             )
         return report
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack re-raises
+
+
+def _seed_pacing(pacer: SlidingWindowPacer, journal: Journal, now: float) -> None:
+    """Count the inits of the last minute, from earlier runs, in this run's rate windows: a
+    rerun straight after a crash must not send a seventh init into a full window."""
+    ages: dict[tuple[str, str], list[float]] = {}
+    for user_id, endpoint, at in journal.recent_inits(now - INIT_WINDOW):
+        ages.setdefault((user_id, endpoint), []).append(now - at)
+    for (user_id, endpoint), seen in ages.items():
+        pacer.seed(user_id, endpoint, seen)
 
 
 def _new_run_id() -> str:

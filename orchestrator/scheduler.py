@@ -596,7 +596,7 @@ class Run:
                 item.meta,
                 "failed",
                 error=ErrorInfo(
-                    "internal_error",
+                    "unexpected_error",
                     f"{type(exc).__name__}: {exc}",
                     retryable=True,
                     hint="this is a bug in tiktok-orchestrator; please report it with the log",
@@ -768,20 +768,32 @@ class Run:
     ) -> EntryResult:
         """Fail or defer an entry before any byte, journalling it unless this is a dry run.
 
-        Only a fresh attempt is journalled: an upload TikTok already has keeps its progress.
+        Only a fresh attempt is journalled: an upload TikTok already has keeps its progress,
+        and is reported ``processing`` (it may well be posted; it only cannot be polled now),
+        never ``failed``: a person reading "failed" might post it again.
         """
-        if not self.options.dry_run and item.decision.action is Action.START:
+        record = item.decision.record
+        if item.decision.action is not Action.START:
+            if record is not None and record.state in (EntryState.UPLOADED, EntryState.PROCESSING):
+                status = "processing"
+        elif not self.options.dry_run:
             event: Failed | Deferred
             if status == "failed":
                 event = Failed(error.code, error.message, error.retryable, error.hint, error.log_id)
             else:
-                event = Deferred(error.message, until.timestamp() if until else None)
+                event = Deferred(
+                    error.message,
+                    until.timestamp() if until else None,
+                    code=error.code,
+                    log_id=error.log_id,
+                    hint=error.hint,
+                )
             self.journal.settle(item.meta, event)
         return self._result(
             item.entry,
             item.meta,
             status,
-            record=item.decision.record,
+            record=record,
             error=error,
             deferred_until=until,
         )

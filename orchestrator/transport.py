@@ -495,6 +495,10 @@ class HttpTransport:
             _CURRENT_EXCHANGE.reset(token)
             if exchange is not None:
                 exchange.finish()
+        if exchange is not None and exchange.expired:
+            # The watchdog cut the connection: what was read may be a fragment that parsed as
+            # an answer (a status line whose headers ended early reads as a 200 with no body).
+            raise RequestTimeout(f"{shown}: no complete answer within {limits.total:g} s")
         return HttpResponse(
             status=response.status_code,
             headers={k.lower(): v for k, v in response.headers.items()},

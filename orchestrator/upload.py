@@ -285,10 +285,18 @@ class Failed:
 
 @dataclass(frozen=True)
 class Deferred:
-    """Not posted now (the creator's caps): ``why``, and ``until`` (epoch s) when known."""
+    """Not posted now (the creator's caps): ``why``, and ``until`` (epoch s) when known.
+
+    ``code`` is what deferred it (TikTok's ``spam_risk_too_many_posts``, the journal's
+    ``daily_cap``…; None: plain ``deferred``), with TikTok's ``log_id`` and a ``hint`` when
+    there are any, so the report and ``history`` say why exactly.
+    """
 
     why: str
     until: float | None = None
+    code: str | None = None
+    log_id: str | None = None
+    hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -871,7 +879,11 @@ class Uploader:
             return
         except ApiError as error:
             if error.defer:
-                self._finish(run, Deferred(f"{error.code}: {error.hint or error}"))
+                # Keep TikTok's own code, log_id and hint: "deferred" alone says nothing.
+                self._finish(
+                    run,
+                    Deferred(str(error), code=error.code, log_id=error.log_id, hint=error.hint),
+                )
             else:
                 self._fail(run, _error_info(error))
             return
@@ -1204,7 +1216,9 @@ class Uploader:
                 event.code, event.reason, event.retryable, event.hint, event.log_id
             )
         elif isinstance(event, Deferred):
-            run.error = ErrorInfo("deferred", event.why, True)
+            run.error = ErrorInfo(
+                event.code or "deferred", event.why, True, event.hint, event.log_id
+            )
         else:
             run.error = ErrorInfo("uncertain", event.reason, False)
 

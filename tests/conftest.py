@@ -20,6 +20,16 @@ _SEALED_VARS = (
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--campaign-seeds",
+        type=int,
+        default=None,
+        help="fault campaign: play seeds 1..N (default 25, or CAMPAIGN_SEEDS; over 25 is the "
+        "full campaign, with files over 128 MB)",
+    )
+
+
 @pytest.fixture(autouse=True)
 def _sealed_environment(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

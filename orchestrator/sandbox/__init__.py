@@ -196,6 +196,12 @@ class Sandbox:
         """Make the user's current access tokens answer 401 ``access_token_invalid``."""
         self._state.expire_access_tokens(open_id)
 
+    def new_client(self) -> None:
+        """Requests from now on come from a new client process (a rerun after a crash): it
+        cannot know what the earlier one sent, so a rate window filled by the earlier one's
+        requests earns it a 429 but is not counted as its violation."""
+        self._state.new_client()
+
     def post_from_inbox(self, publish_id: str) -> None:
         """The creator finished an inbox draft in the app: it no longer counts as pending."""
         with self._state.lock:
@@ -228,6 +234,18 @@ class Sandbox:
     def violations(self) -> list[str]:
         """Protocol violations seen, in order, each as ``"endpoint: what happened"``."""
         return self._state.violations()
+
+    def issued_secrets(self) -> list[str]:
+        """Every secret the sandbox knows: the client secret, each authorization code, access
+        token, refresh token and upload-URL token it issued (for audits: none may appear in a
+        log line, report or file outside the encrypted store)."""
+        return self._state.issued_secrets()
+
+    def unclaimed_rotations(self) -> list[str]:
+        """Users one of whose refreshes was answered but never claimed: neither the new access
+        token nor the new refresh token was ever presented. The answer was lost, or the client
+        died before storing it; with rotating refresh tokens, such a user must log in again."""
+        return self._state.unclaimed_rotations()
 
     def server_errors(self) -> list[str]:
         """Unexpected exceptions inside the sandbox (a bug in it; tests may assert none)."""

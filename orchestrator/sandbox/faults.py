@@ -49,6 +49,8 @@ _DEFAULT_CODES = {
     401: "access_token_invalid",
     403: "spam_risk",
     404: "not_found",
+    # Not a documented TikTok code: what a gateway that gave up on the request answers.
+    408: "request_timeout",
     429: "rate_limit_exceeded",
 }
 

@@ -35,6 +35,7 @@ class Request:
     query: Mapping[str, list[str]] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+    connection: str = ""  # the client's address and port: one TCP connection
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -5,6 +5,11 @@ the PKCE challenge is the *hex* SHA-256 of the verifier (base64url is refused wi
 ``invalid_request``), refresh tokens rotate (a used one answers ``invalid_grant``), errors come
 as flat JSON at HTTP 200. Codes are single-use and live ``authorization_code_ttl`` seconds.
 
+Reusing a used code or rotated refresh token is always refused, but it is recorded as a
+violation only once the client had shown it received what replaced it (it presented the new
+access or refresh token): before that, the answer may have been lost on the way or the client
+killed before storing it, and no client can know its token is dead.
+
 Must not: do I/O (the server does), or hold secrets anywhere but the state's token tables.
 """
 
@@ -253,7 +258,8 @@ class OAuthEndpoints:
                 state.violation("token", "unknown authorization code")
                 return oauth_error("invalid_grant", "Authorization code is invalid.", log_id)
             if code.used:
-                state.violation("token", "authorization code used twice")
+                if state.successor_seen(code.successor):
+                    state.violation("token", "authorization code used twice")
                 return oauth_error(
                     "invalid_grant", "Authorization code has already been used.", log_id
                 )
@@ -271,7 +277,9 @@ class OAuthEndpoints:
         ):
             state.violation("token", self._pkce_problem(verifier, code.code_challenge))
             return oauth_error("invalid_request", MSG_PKCE, log_id)
-        return oauth_ok(state.issue_tokens(code.open_id, code.scopes))
+        issued = state.issue_tokens(code.open_id, code.scopes)
+        code.successor = (issued["access_token"], issued["refresh_token"])
+        return oauth_ok(issued)
 
     @staticmethod
     def _pkce_problem(verifier: str, challenge: str) -> str:
@@ -292,8 +300,15 @@ class OAuthEndpoints:
                 return oauth_error("invalid_grant", "Refresh token is invalid.", log_id)
             if token.revoked:
                 return oauth_error("invalid_grant", "Refresh token has been revoked.", log_id)
+            token.presented = True
             if token.used:
-                state.violation("token", f"refresh token of {token.open_id} reused after rotation")
+                # Reusing a rotated refresh token is a bug only once the client had the new
+                # pair (it used one of them). Otherwise its answer was lost on the way, or the
+                # client died before storing it: the client cannot know the old token is dead.
+                if state.successor_seen(token.successor):
+                    state.violation(
+                        "token", f"refresh token of {token.open_id} reused after rotation"
+                    )
                 return oauth_error(
                     "invalid_grant",
                     "Refresh token is invalid (it was already used: refresh tokens rotate).",
@@ -302,7 +317,9 @@ class OAuthEndpoints:
             if state.now() >= token.expires_at:
                 return oauth_error("invalid_grant", "Refresh token is expired.", log_id)
             token.used = True
-            return oauth_ok(state.issue_tokens(token.open_id, token.scopes))
+            issued = state.issue_tokens(token.open_id, token.scopes)
+            token.successor = (issued["access_token"], issued["refresh_token"])
+            return oauth_ok(issued)
 
     # -- revoke ---------------------------------------------------------------------------
 
@@ -318,6 +335,9 @@ class OAuthEndpoints:
         with self._state.lock:
             access = self._state.access_tokens.get(value)
             refresh = self._state.refresh_tokens.get(value)
+            for held in (access, refresh):
+                if held is not None:
+                    held.presented = True
             owner = access.open_id if access else refresh.open_id if refresh else None
             if owner is not None:
                 self._state.revoke_user(owner)

@@ -245,9 +245,11 @@ class PostingEndpoints:
                 200, "reached_active_user_cap", "The app reached its cap of active posting users."
             )
         if state.direct_posts_today(user.open_id) >= self._config.daily_post_cap:
+            state.tell_cap(user.open_id, "direct")
             raise self._error(
                 200, "spam_risk_too_many_posts", "The user reached the daily post cap."
             )
+        state.forget_cap(user.open_id, "direct")
         return posting_ok(
             {
                 "creator_avatar_url": f"{_AVATAR_BASE}{user.open_id}.jpg",
@@ -435,25 +437,26 @@ class PostingEndpoints:
         )
 
     def _check_caps(self, endpoint: str, user: SandboxUser, direct: bool) -> None:
+        """Refuse an init over the creator's caps. The refusal is a violation only when the
+        client had been told already (see :meth:`SandboxState.tell_cap`): TikTok counts posts
+        from every app and every init it accepted, so a client cannot always see it coming."""
         state = self._state
         if direct and state.direct_posts_today(user.open_id) >= self._config.daily_post_cap:
-            raise self._refuse(
-                endpoint,
-                403,
-                "spam_risk_too_many_posts",
-                "The user reached the daily post cap.",
-                f"daily post cap ({self._config.daily_post_cap}) reached for {user.open_id}",
+            why = f"daily post cap ({self._config.daily_post_cap}) reached for {user.open_id}"
+            if state.tell_cap(user.open_id, "direct"):
+                state.violation(endpoint, f"{why}, and the client had been told")
+            raise self._error(
+                403, "spam_risk_too_many_posts", "The user reached the daily post cap."
             )
         if (
             not direct
             and state.pending_inbox_shares(user.open_id) >= self._config.pending_inbox_cap
         ):
-            raise self._refuse(
-                endpoint,
-                403,
-                "spam_risk_too_many_pending_share",
-                "The user has too many pending shares.",
-                f"pending inbox cap ({self._config.pending_inbox_cap}) reached for {user.open_id}",
+            why = f"pending inbox cap ({self._config.pending_inbox_cap}) reached for {user.open_id}"
+            if state.tell_cap(user.open_id, "inbox"):
+                state.violation(endpoint, f"{why}, and the client had been told")
+            raise self._error(
+                403, "spam_risk_too_many_pending_share", "The user has too many pending shares."
             )
 
     def _create(

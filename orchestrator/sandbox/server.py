@@ -215,6 +215,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             path=parts.path,
             query=parse_qs(parts.query, keep_blank_values=True),
             headers={name.lower(): value for name, value in self.headers.items()},
+            connection=f"{self.client_address[0]}:{self.client_address[1]}",
         )
         try:
             self._serve(request)
@@ -351,7 +352,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 raise _ConnectionGone from exc
             if len(body) < length:
                 raise _ConnectionGone
-        full = Request(request.method, request.path, request.query, request.headers, body)
+        full = Request(
+            request.method, request.path, request.query, request.headers, body, request.connection
+        )
         return self.server.app.handle(endpoint, full)
 
     def _upload(self, request: Request) -> Reply:

@@ -92,6 +92,7 @@ class AccessToken:
     scopes: tuple[str, ...]
     expires_at: float
     revoked: bool = False
+    presented: bool = False  # some request carried it: the client has it
 
 
 @dataclass
@@ -102,6 +103,8 @@ class RefreshToken:
     expires_at: float
     used: bool = False
     revoked: bool = False
+    presented: bool = False  # some request carried it: the client has it
+    successor: tuple[str, str] | None = None  # (access, refresh) its refresh issued
 
 
 @dataclass
@@ -113,6 +116,7 @@ class AuthorizationCode:
     code_challenge: str
     expires_at: float
     used: bool = False
+    successor: tuple[str, str] | None = None  # (access, refresh) its exchange issued
 
 
 @dataclass
@@ -141,7 +145,9 @@ class Publish:
     planned_failure: str | None = None
     post_ids: list[int] = field(default_factory=list)
     polls_after_complete: int = 0
-    refused_416: bool = False  # the last chunk PUT got 416: the next must resync
+    # The connection whose last chunk PUT got 416: its next PUT must resync. (Another
+    # connection may be a new process that never read the 416: it cannot be held to it.)
+    refused_416_to: str | None = None
     posted_from_inbox: bool = False
 
     @property
@@ -193,7 +199,11 @@ class SandboxState:
         self.uploads: dict[str, str] = {}  # upload_id -> publish_id
         self.creator_info_seen: set[str] = set()
         self.digests: dict[tuple[str, str], str] = {}  # (open_id, sha256) -> publish_id
-        self._windows: dict[tuple[str, str], deque[float]] = {}
+        # (token, endpoint) -> (monotonic time, client generation) of each request in the window
+        self._windows: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+        self._limited: dict[tuple[str, str, int], float] = {}  # last 429 per client generation
+        self._caps_told: set[tuple[str, str, int]] = set()  # (open_id, mode, client generation)
+        self.client_generation = 0
         self._calls: Counter[str] = Counter()
         self._violations: list[str] = []
         self._server_errors: list[str] = []
@@ -286,9 +296,31 @@ class SandboxState:
                 "token_type": "Bearer",
             }
 
+    def successor_seen(self, successor: tuple[str, str] | None) -> bool:
+        """Whether the client has shown it received this token pair (it presented either)."""
+        if successor is None:
+            return False
+        with self.lock:
+            access = self.access_tokens.get(successor[0])
+            refresh = self.refresh_tokens.get(successor[1])
+            return bool((access and access.presented) or (refresh and refresh.presented))
+
+    def unclaimed_rotations(self) -> list[str]:
+        """Users with a refresh answered but never claimed (``Sandbox.unclaimed_rotations``)."""
+        with self.lock:
+            return sorted(
+                {
+                    token.open_id
+                    for token in self.refresh_tokens.values()
+                    if token.used and not self.successor_seen(token.successor)
+                }
+            )
+
     def live_access_token(self, value: str) -> AccessToken | None:
         with self.lock:
             token = self.access_tokens.get(value)
+            if token is not None:
+                token.presented = True
             if token is None or token.revoked or self.now() >= token.expires_at:
                 return None
             return token
@@ -348,28 +380,63 @@ class SandboxState:
             self.log_id(),
         )
 
+    def new_client(self) -> None:
+        """Requests from now on come from another client process (see ``Sandbox.new_client``)."""
+        with self.lock:
+            self.client_generation += 1
+
+    def tell_cap(self, open_id: str, mode: str) -> bool:
+        """This client is now told ``open_id``'s ``mode`` cap ("direct" / "inbox") is reached;
+        whether it had been told already (a further init for it is then a violation)."""
+        with self.lock:
+            key = (open_id, mode, self.client_generation)
+            told = key in self._caps_told
+            self._caps_told.add(key)
+            return told
+
+    def forget_cap(self, open_id: str, mode: str) -> None:
+        """creator_info answered that ``open_id`` may post: an earlier cap answer is past."""
+        with self.lock:
+            self._caps_told.discard((open_id, mode, self.client_generation))
+
     def take_rate(self, endpoint: str, token: AccessToken) -> Reply | None:
-        """Count this request in the token's window; 429 when the window is full."""
+        """Count this request in the token's window; 429 when the window is full.
+
+        TikTok counts every client using the token. Blame is narrower: a 429 is a violation when
+        this client's own requests fill the window, or when it sends again within a window of
+        being answered 429; a window filled by another client's requests is not its fault.
+        """
         limit = RATE_LIMITS.get(endpoint)
         if not self.config.rate_limits or limit is None:
             return None
         with self.lock:
             now = self.clock.monotonic()
+            client = self.client_generation
             window = self._windows.setdefault((token.value, endpoint), deque())
-            while window and window[0] <= now - RATE_WINDOW_SECONDS:
+            while window and window[0][0] <= now - RATE_WINDOW_SECONDS:
                 window.popleft()
-            if len(window) >= limit:
+            last_429 = self._limited.get((token.value, endpoint, client))
+            ignored = last_429 is not None and now < last_429 + RATE_WINDOW_SECONDS
+            if ignored:
                 self.violation(
                     endpoint,
-                    f"rate limit exceeded for {token.open_id} ({limit} per minute per token)",
+                    f"request for {token.open_id} within a minute of a 429 (the window was full)",
                 )
+            if len(window) >= limit:
+                own = sum(1 for _, generation in window if generation == client)
+                if own >= limit:
+                    self.violation(
+                        endpoint,
+                        f"rate limit exceeded for {token.open_id} ({limit} per minute per token)",
+                    )
+                self._limited[(token.value, endpoint, client)] = now
                 return posting_error(
                     429,
                     "rate_limit_exceeded",
                     "API rate limit was exceeded, only retry after some time.",
                     self.log_id(),
                 )
-            window.append(now)
+            window.append((now, client))
             return None
 
     # -- publishes ------------------------------------------------------------------------
@@ -417,6 +484,16 @@ class SandboxState:
                 for p in self.publishes.values()
                 if p.created_at > since and p.counts_as_direct
             }
+
+    def issued_secrets(self) -> list[str]:
+        """Every secret value issued so far, and the client secret (for secrets audits)."""
+        with self.lock:
+            values = [self.config.client_secret]
+            values += list(self.codes)
+            values += list(self.access_tokens)
+            values += list(self.refresh_tokens)
+            values += [p.upload_token for p in self.publishes.values() if p.upload_token]
+            return values
 
     def publish_records(self) -> list[PublishRecord]:
         with self.lock:

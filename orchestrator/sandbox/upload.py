@@ -24,7 +24,7 @@ from typing import Any
 
 from orchestrator.sandbox.messages import Reply, Request, upload_reply
 from orchestrator.sandbox.rules import VIDEO_CONTENT_TYPES, media_type, parse_content_range
-from orchestrator.sandbox.state import Publish, SandboxState
+from orchestrator.sandbox.state import FAILED, Publish, SandboxState
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +113,10 @@ class UploadEndpoint:
                     f"Content-Length {length} does not match Content-Range bytes {first}-{last}",
                 )
             if publish.completed or not self._is_next_chunk(publish, first, last):
-                self._note_mismatch(publish, first, last)
-                publish.refused_416 = True
+                self._note_mismatch(publish, first, last, request.connection)
+                publish.refused_416_to = request.connection
                 return self._reply(416, publish, "The range does not match the upload's progress.")
-            publish.refused_416 = False
+            publish.refused_416_to = None
             return ChunkTicket(
                 publish_id=publish.publish_id,
                 first=first,
@@ -135,13 +135,14 @@ class UploadEndpoint:
         assert plan is not None
         return (first, last) == plan.chunk_range(publish.chunks_received)
 
-    def _note_mismatch(self, publish: Publish, first: int, last: int) -> None:
-        """A 416 is a violation unless it is a first resend of an already accepted chunk."""
+    def _note_mismatch(self, publish: Publish, first: int, last: int, connection: str) -> None:
+        """A 416 is a violation unless it is a first resend of an already accepted chunk (a
+        second one is a violation when sent on the connection that was answered the 416)."""
         plan = publish.plan
         assert plan is not None
         index = first // plan.chunk_size
         resend = index < publish.chunks_received and plan.chunk_range(index) == (first, last)
-        if publish.refused_416:
+        if publish.refused_416_to == connection:
             self._state.violation(
                 "upload",
                 f"{publish.publish_id}: sent bytes {first}-{last} after a 416 without resyncing "
@@ -185,7 +186,10 @@ class UploadEndpoint:
             publish.sha256 = hasher.hexdigest()
             key = (publish.open_id, publish.sha256)
             earlier = state.digests.get(key)
-            if earlier is not None:
+            # Uploading a video again after TikTok reported its earlier upload FAILED is the
+            # documented way to retry (tiktok-api.md §9): only a live earlier post makes this
+            # one a second post.
+            if earlier is not None and state.publishes[earlier].status != FAILED:
                 state.violation(
                     "upload",
                     f"{publish.publish_id}: byte-identical video already uploaded by "

@@ -204,6 +204,33 @@ class Journal:
         )
         return [float(row["at"]) for row in rows]
 
+    def recent_inits(self, since: float) -> list[tuple[str, str, float]]:
+        """Every init accepted since ``since`` (epoch s), oldest first, as (user_id, endpoint,
+        when): ``endpoint`` is the init's rate window (video_init, inbox_init, content_init).
+
+        A run seeds its rate pacing with these: the inits of an earlier run (killed a moment
+        ago, say) still fill TikTok's one-minute windows.
+        """
+        rows = self._database.fetch_all(
+            """
+            SELECT j.user_id AS user_id, j.mode AS mode, j.kind AS kind, e.at AS at
+            FROM journal_events AS e JOIN journal AS j ON j.identity = e.identity
+            WHERE e.event = 'Initialised' AND e.at >= ?
+            ORDER BY e.at
+            """,
+            (since,),
+        )
+        inits = []
+        for row in rows:
+            if row["kind"] == "photo":
+                endpoint = "content_init"
+            elif row["mode"] == "inbox":
+                endpoint = "inbox_init"
+            else:
+                endpoint = "video_init"
+            inits.append((str(row["user_id"]), endpoint, float(row["at"])))
+        return inits
+
     def decide(
         self,
         identity: str,
@@ -473,13 +500,15 @@ class Journal:
         elif isinstance(event, Deferred):
             sets = {
                 "state": EntryState.DEFERRED,
-                "error_code": "deferred",
+                "error_code": event.code or "deferred",
                 "error_message": event.why,
+                "error_log_id": event.log_id,
                 "error_retryable": 1,
+                "error_hint": event.hint,
                 "deferred_until": event.until,
                 "upload_url": None,
             }
-            detail = {"why": event.why, "until": event.until}
+            detail = {"why": event.why, "until": event.until, "code": event.code or "deferred"}
         elif isinstance(event, Uncertain):
             sets = {
                 "state": EntryState.UNCERTAIN,

@@ -295,7 +295,8 @@ def _int_or_none(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    # isdigit() alone also accepts "²" or "٣", which int() refuses.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return None
 

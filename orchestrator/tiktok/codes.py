@@ -3,8 +3,8 @@
 Two tables, one per vocabulary (``tiktok-api.md`` §1, §4, §7, §9):
 
 - :data:`ERROR_CODES`: ``error.code`` of an API answer → what to do (:class:`Disposition`) and a
-  hint for the user. Codes not in the table are ``retryable`` when the HTTP status is 5xx and
-  ``permanent`` otherwise.
+  hint for the user. Codes not in the table (and answers without one, from a gateway) are
+  ``retryable`` when the HTTP status is 5xx, 408 or 429, and ``permanent`` otherwise.
 - :data:`FAIL_REASONS`: ``fail_reason`` of a FAILED status → whether a later attempt may succeed
   and a hint.
 
@@ -122,6 +122,7 @@ ERROR_CODES: Final = MappingProxyType(
 _UNKNOWN_SERVER = CodeInfo(
     Disposition.RETRYABLE, "TikTok answered with a server error; a later attempt may succeed"
 )
+_TRANSIENT_STATUSES = frozenset({408, 429})
 _UNKNOWN_CLIENT = CodeInfo(
     Disposition.PERMANENT, "TikTok answered with an error code the orchestrator does not know"
 )
@@ -170,7 +171,11 @@ def classify_code(code: str, http_status: int) -> CodeInfo:
     known = ERROR_CODES.get(code)
     if known is not None:
         return known
-    return _UNKNOWN_SERVER if http_status >= 500 else _UNKNOWN_CLIENT
+    # A gateway's 408 (request timeout) or 429 (too many requests) carries no TikTok envelope;
+    # both say "later", not "never".
+    if http_status >= 500 or http_status in _TRANSIENT_STATUSES:
+        return _UNKNOWN_SERVER
+    return _UNKNOWN_CLIENT
 
 
 def classify_fail_reason(fail_reason: str | None) -> FailReasonInfo:
@@ -217,6 +222,8 @@ ORCHESTRATOR_CODES: Final = MappingProxyType(
         "starts the upload again (nothing was published)",
         "failed": "TikTok reported FAILED without a reason; check the post in the app",
         "dry_run": "a dry run: nothing was sent; the message says what a real run would do",
+        "unexpected_error": "the orchestrator hit an unexpected error on this entry (a bug: "
+        "please report it with the log); the other entries went on and a rerun tries it again",
     }
 )
 """The orchestrator's own error codes in reports, with what to do about each."""

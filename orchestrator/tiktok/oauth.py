@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import html
 import http.server
+import math
 import secrets
 import string
 import threading
@@ -43,6 +44,8 @@ OAUTH_TIMEOUTS = Timeouts(connect=5.0, read=15.0, total=20.0)
 """Token-endpoint limits: a refresh holds the store's write lock, so it must end quickly."""
 _FORM = "application/x-www-form-urlencoded"
 _MAX_DESCRIPTION = 300
+_MAX_LIFETIME = 20 * 365 * 86400.0
+"""Longest token lifetime believed (seconds): TikTok's are 2 hours and 180 days."""
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -467,8 +470,13 @@ def _seconds(body: Mapping[str, Any], name: str) -> float:
         raise OAuthError(
             "invalid_response", f"the token response's {name!r} is not a number of seconds"
         ) from None
-    if seconds < 0:
-        raise OAuthError("invalid_response", f"the token response's {name!r} is negative")
+    # NaN or infinity would make a token fresh forever (every comparison with it is false, or
+    # it never comes); an absurd lifetime cannot even be shown as a date.
+    if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_LIFETIME:
+        raise OAuthError(
+            "invalid_response",
+            f"the token response's {name!r} is not a lifetime in seconds ({value!r})",
+        )
     return seconds
 
 
@@ -523,7 +531,14 @@ class OAuthClient:
         self._timeouts = timeouts
 
     @classmethod
-    def from_settings(cls, settings: Settings, transport: Transport, clock: Clock) -> OAuthClient:
+    def from_settings(
+        cls,
+        settings: Settings,
+        transport: Transport,
+        clock: Clock,
+        *,
+        timeouts: Timeouts = OAUTH_TIMEOUTS,
+    ) -> OAuthClient:
         """The client for the app configured in ``settings`` (ConfigError if it is not)."""
         client_key, client_secret = settings.require_client()
         return cls(
@@ -532,6 +547,7 @@ class OAuthClient:
             client_key=client_key,
             client_secret=client_secret,
             clock=clock,
+            timeouts=timeouts,
         )
 
     def _post_form(self, path: str, fields: Mapping[str, str]) -> HttpResponse:

@@ -29,7 +29,8 @@ import pytest
 
 from orchestrator.clock import Clock, ManualClock, SystemClock
 from orchestrator.config import Settings
-from orchestrator.report import RunReport
+from orchestrator.manifest import Entry
+from orchestrator.report import EntryResult, RunReport
 from orchestrator.runner import Tunables, run_manifest
 from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.scheduler import RunObserver, RunOptions
@@ -167,6 +168,30 @@ class RunRig:
         return [entry.status for entry in report.entries]
 
 
+class Hooks:
+    """An observer that lets a test act at a point of the run (after an entry, mid-chunk)."""
+
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+        self.on_finished: Callable[[Entry, EntryResult], None] = lambda entry, result: None
+        self.on_progress: Callable[[Entry, int], None] = lambda entry, sent: None
+        self._sent: dict[int, int] = {}
+
+    def run_started(self, total_entries: int) -> None:
+        return None
+
+    def entry_started(self, entry: Entry, total_bytes: int) -> None:
+        self._sent[entry.index] = 0
+
+    def entry_progress(self, entry: Entry, bytes_delta: int) -> None:
+        self._sent[entry.index] = self._sent.get(entry.index, 0) + bytes_delta
+        self.on_progress(entry, self._sent[entry.index])
+
+    def entry_finished(self, entry: Entry, result: EntryResult) -> None:
+        self.finished.append(result.status)
+        self.on_finished(entry, result)
+
+
 def sandbox_settings(sandbox: Sandbox, home: Path) -> Settings:
     return Settings(
         home=home,
@@ -178,9 +203,11 @@ def sandbox_settings(sandbox: Sandbox, home: Path) -> Settings:
 
 
 @contextlib.contextmanager
-def open_rig(tmp_path: Path, config: SandboxConfig | None = None) -> Iterator[RunRig]:
-    """A run rig on a sandbox with ``config``, every configured user signed in."""
-    clock = ManualClock()
+def open_rig(
+    tmp_path: Path, config: SandboxConfig | None = None, *, clock: ManualClock | None = None
+) -> Iterator[RunRig]:
+    """A run rig on a sandbox with ``config`` (and ``clock``), every configured user signed in."""
+    clock = clock or ManualClock()
     with Sandbox(config or SandboxConfig(), clock=clock) as sandbox:
         settings = sandbox_settings(sandbox, tmp_path / "home")
         sign_in(settings, sandbox, clock, [user.open_id for user in sandbox.users])

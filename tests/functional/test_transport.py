@@ -79,6 +79,21 @@ def drip_answer(handler: BaseHTTPRequestHandler, received: Received) -> None:
         time.sleep(0.05)
 
 
+def drip_head(handler: BaseHTTPRequestHandler, received: Received) -> None:
+    """Read the request, then send the whole answer, status line and headers included, one
+    byte every 20 ms (the sandbox's ``drip`` fault)."""
+    _read_body(handler, received)
+    raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+    for index in range(len(raw)):
+        try:
+            handler.wfile.write(raw[index : index + 1])
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(0.02)
+    handler.close_connection = True
+
+
 def drip_read(handler: BaseHTTPRequestHandler, received: Received) -> None:
     """Read the body 1 KiB every 20 ms (a server that accepts bytes too slowly)."""
     length = int(handler.headers.get("Content-Length", "0"))
@@ -238,6 +253,16 @@ def test_slow_drip_answer_is_cut_at_the_deadline(server: Server, transport: Http
     with pytest.raises(RequestTimeout, match=r"within 0\.5 s"):
         transport.request("POST", server.url + "/x", body=b"{}", timeouts=Timeouts(2, 2, total=0.5))
     assert time.monotonic() - started < 1.5
+
+
+def test_answer_cut_by_the_deadline_inside_its_headers_is_a_timeout_not_an_answer(
+    server: Server, transport: HttpTransport
+) -> None:
+    """A deadline that cuts an answer in its headers raises RequestTimeout: the half-read
+    status line must not pass for a complete (empty) 200 answer."""
+    server.behaviour = drip_head
+    with pytest.raises(RequestTimeout, match=r"within 0\.5 s"):
+        transport.request("POST", server.url + "/x", body=b"{}", timeouts=Timeouts(2, 2, total=0.5))
 
 
 def test_slow_reading_server_is_cut_at_the_deadline(

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from orchestrator.clock import ManualClock
-from orchestrator.sandbox import Sandbox, SandboxConfig
+from orchestrator.sandbox import Fault, Sandbox, SandboxConfig
 from tests.sandbox.conftest import Api, running_api
 
 REDIRECT = "http://127.0.0.1:8765/callback/"
@@ -318,11 +318,16 @@ def test_json_token_body_is_refused(api: Api, sandbox: Sandbox) -> None:
     assert any("application/x-www-form-urlencoded" in v for v in sandbox.violations())
 
 
-def test_code_is_single_use(api: Api) -> None:
-    """A second exchange of the same code is invalid_grant."""
+def test_code_is_single_use(api: Api, sandbox: Sandbox) -> None:
+    """A second exchange of the same code is invalid_grant; a violation only once the client
+    had shown it got the first exchange's tokens (before that, the answer may have been lost)."""
     verifier, callback = login(api)
-    assert "access_token" in exchange(api, callback["code"][0], verifier).json()
+    tokens = exchange(api, callback["code"][0], verifier).json()
     assert exchange(api, callback["code"][0], verifier).json()["error"] == "invalid_grant"
+    assert sandbox.violations() == []
+    assert user_info(api, tokens["access_token"]).status_code == 200
+    assert exchange(api, callback["code"][0], verifier).json()["error"] == "invalid_grant"
+    assert sandbox.violations() == ["token: authorization code used twice"]
 
 
 def test_code_expires_after_ten_minutes(api: Api, clock: ManualClock) -> None:
@@ -356,16 +361,17 @@ def test_unknown_grant_type(api: Api) -> None:
 
 
 def test_refresh_rotates_and_old_refresh_token_dies(api: Api, sandbox: Sandbox) -> None:
-    """A refresh returns a new pair; the old refresh token is then invalid_grant."""
+    """A refresh returns a new pair; the old refresh token is then invalid_grant, and sending
+    it once the new pair was in use is a violation (the rotation was not stored)."""
     first = sandbox.grant_tokens("sandbox-user-1")
     second = refresh(api, first["refresh_token"]).json()
     assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
     assert second["scope"] == first["scope"]
+    assert user_info(api, second["access_token"]).status_code == 200
     assert refresh(api, first["refresh_token"]).json()["error"] == "invalid_grant"
     assert any("reused after rotation" in v for v in sandbox.violations())
     assert "access_token" in refresh(api, second["refresh_token"]).json()
-    assert user_info(api, second["access_token"]).status_code == 200
 
 
 def test_lifetimes_follow_config_and_clock(clock: ManualClock) -> None:
@@ -452,3 +458,48 @@ def test_missing_or_unknown_bearer_is_401(api: Api) -> None:
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "access_token_invalid"
         assert response.json()["data"] == {}
+
+
+def test_issued_secrets_lists_every_secret_value_it_handed_out(api: Api, sandbox: Sandbox) -> None:
+    """issued_secrets (for audits) holds the client secret, each access and refresh token and
+    each upload-URL token issued, so a test can look for them anywhere."""
+    tokens = sandbox.grant_tokens("sandbox-user-1")
+    init = api.init_video(tokens["access_token"], 1_000, 1_000, 1)
+    upload_url = init.json()["data"]["upload_url"]
+    upload_token = parse_qs(urlsplit(upload_url).query)["upload_token"][0]
+    secrets_known = sandbox.issued_secrets()
+    for value in (
+        sandbox.client_secret,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        upload_token,
+    ):
+        assert value in secrets_known
+
+
+def test_refresh_token_sent_again_after_its_answer_was_lost_is_refused_but_no_violation(
+    api: Api, sandbox: Sandbox
+) -> None:
+    """A refresh TikTok processed but whose answer never reached the client (a ``lost``
+    fault; or a client killed before storing it) leaves the client holding a refresh token it
+    cannot know is dead: sending it again is invalid_grant, as always, but not a violation."""
+    tokens = sandbox.grant_tokens("sandbox-user-1")
+    sandbox.schedule(Fault("token", call=1, kind="lost"))
+    with pytest.raises(requests.ConnectionError):
+        refresh(api, tokens["refresh_token"])
+    assert refresh(api, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+    assert sandbox.violations() == []
+
+
+def test_unclaimed_rotations_names_users_whose_new_tokens_never_came_back(
+    api: Api, sandbox: Sandbox
+) -> None:
+    """A refresh whose new tokens are never presented (the answer lost, the client dead) leaves
+    its user listed; presenting the new access token claims it."""
+    one = sandbox.grant_tokens("sandbox-user-1")
+    two = sandbox.grant_tokens("sandbox-user-2")
+    new_one = refresh(api, one["refresh_token"]).json()
+    refresh(api, two["refresh_token"])
+    assert sandbox.unclaimed_rotations() == ["sandbox-user-1", "sandbox-user-2"]
+    assert user_info(api, new_one["access_token"]).status_code == 200
+    assert sandbox.unclaimed_rotations() == ["sandbox-user-2"]

@@ -390,6 +390,29 @@ def test_daily_direct_post_cap(clock: ManualClock) -> None:
         assert direct(api, fresh).status_code == 200
 
 
+def test_cap_refusal_is_a_violation_only_once_the_client_was_told(clock: ManualClock) -> None:
+    """An init refused for the daily cap after creator_info allowed it is no violation (TikTok
+    counts every app's posts); another init after that refusal, or after creator_info said
+    the cap was reached, is; a new client process starts untold."""
+    with running_api(SandboxConfig(daily_post_cap=1, rate_limits=False), clock) as api:
+        token = api.token()
+        api.creator_info(token)
+        assert direct(api, token).status_code == 200
+        assert direct(api, token).status_code == 403  # could not be foreseen
+        assert api.sandbox.violations() == []
+        assert direct(api, token).status_code == 403  # told, and sent another
+        assert api.sandbox.violations() == [
+            "video_init: daily post cap (1) reached for sandbox-user-1, and the client had "
+            "been told"
+        ]
+        api.sandbox.new_client()
+        assert direct(api, token).status_code == 403  # a rerun cannot know
+        assert len(api.sandbox.violations()) == 1
+        assert error_code(api.creator_info(token)) == "spam_risk_too_many_posts"
+        assert direct(api, token).status_code == 403  # creator_info said so
+        assert len(api.sandbox.violations()) == 2
+
+
 def test_pending_inbox_cap(clock: ManualClock) -> None:
     """Past pending_inbox_cap pending shares: 403 spam_risk_too_many_pending_share."""
     with running_api(SandboxConfig(pending_inbox_cap=2, rate_limits=False), clock) as api:
@@ -424,6 +447,27 @@ def test_init_rate_window_slides(api: Api, clock: ManualClock, sandbox: Sandbox)
     clock.advance(30)  # the first three are now a minute old
     assert [direct(api, token).status_code for _ in range(4)] == [200, 200, 200, 429]
     assert any("rate limit" in v for v in sandbox.violations())
+
+
+def test_window_filled_by_an_earlier_client_is_a_429_but_not_the_new_clients_violation(
+    api: Api, clock: ManualClock, sandbox: Sandbox
+) -> None:
+    """A rerun after a crash (a new client) cannot know the inits its predecessor sent: the
+    full window still answers 429, but blame starts only if the new client sends again within
+    a minute of that 429, or fills a window by itself."""
+    token = api.token()
+    api.creator_info(token)
+    assert [direct(api, token).status_code for _ in range(6)] == [200] * 6
+    sandbox.new_client()
+    assert direct(api, token).status_code == 429
+    assert sandbox.violations() == []
+    clock.advance(30)
+    assert direct(api, token).status_code == 429
+    assert sandbox.violations() == [
+        "video_init: request for sandbox-user-1 within a minute of a 429 (the window was full)"
+    ]
+    clock.advance(31)
+    assert direct(api, token).status_code == 200
 
 
 def test_rate_windows_are_per_token_and_endpoint(api: Api) -> None:

@@ -142,11 +142,32 @@ def test_resend_after_completion_is_416_with_full_progress(api: Api) -> None:
 
 
 def test_client_ignoring_416_is_a_violation(api: Api, sandbox: Sandbox) -> None:
-    """Sending another wrong range after a 416 is recorded as ignoring the 416."""
+    """Sending another wrong range on the connection that was answered 416 is recorded as
+    ignoring the 416."""
     _, url = _init(api, 3 * CHUNK, CHUNK, 3)
-    assert put_chunk(url, CHUNK, 2 * CHUNK - 1, 3 * CHUNK).status == 416
-    assert put_chunk(url, 2 * CHUNK, 3 * CHUNK - 1, 3 * CHUNK).status == 416
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        first = put_chunk(url, CHUNK, 2 * CHUNK - 1, 3 * CHUNK, connection=conn)
+        second = put_chunk(url, 2 * CHUNK, 3 * CHUNK - 1, 3 * CHUNK, connection=conn)
+    finally:
+        conn.close()
+    assert (first.status, second.status) == (416, 416)
     assert any("after a 416 without resyncing" in v for v in sandbox.violations())
+
+
+def test_new_client_resending_an_accepted_chunk_after_a_416_is_no_violation(
+    api: Api, sandbox: Sandbox
+) -> None:
+    """A process killed before it read a 416 leaves the next process (a new connection)
+    resending the chunk the journal last knew: a 416 again, but not a violation."""
+    _, url = _init(api)
+    assert put_chunk(url, 0, CHUNK - 1, SIZE).status == 206
+    assert put_chunk(url, 0, CHUNK - 1, SIZE).status == 416  # the killed process's resend
+    again = put_chunk(url, 0, CHUNK - 1, SIZE)  # the next process, on its own connection
+    assert again.status == 416
+    assert again.content_range == f"bytes 0-{CHUNK - 1}/{SIZE}"
+    assert sandbox.violations() == []
 
 
 def test_wrong_chunk_size_is_416(api: Api) -> None:
@@ -309,3 +330,22 @@ def test_parallel_uploads_of_different_users_stay_apart(api: Api, sandbox: Sandb
     assert all(codes == [206, 201] for codes in results.values())
     for open_id, size in sizes.items():
         assert sandbox.publish(targets[open_id][0]).sha256 == pattern_sha256(size)
+
+
+def test_identical_video_after_tiktok_reported_failed_is_a_retry_not_a_duplicate(
+    api: Api, sandbox: Sandbox
+) -> None:
+    """Uploading a video again once TikTok said its upload FAILED is the documented retry, not
+    a second post; a third upload while the second one is live is a duplicate again."""
+    sandbox.fail_next_publish("sandbox-user-1", "internal")
+    token = api.token()
+    first, url = _init(api)
+    assert api.upload_whole(url, SIZE, CHUNK, 2) == [206, 201]
+    statuses = [api.status(token, first).json()["data"]["status"] for _ in range(2)]
+    assert statuses == ["PROCESSING_UPLOAD", "FAILED"]
+    _, url = _init(api)
+    assert api.upload_whole(url, SIZE, CHUNK, 2) == [206, 201]
+    assert sandbox.violations() == []
+    _, url = _init(api)
+    assert api.upload_whole(url, SIZE, CHUNK, 2) == [206, 201]
+    assert any("byte-identical" in v for v in sandbox.violations())

@@ -23,6 +23,7 @@ from orchestrator.tiktok.client import (
     PostInfo,
     PostMode,
     TikTokClient,
+    parse_status,
 )
 from orchestrator.transport import HttpTransport
 
@@ -168,6 +169,15 @@ def test_photo_init_body(client: TikTokClient) -> None:
         "photo_images": ["https://m/1.jpg", "https://m/2.jpg"],
         "photo_cover_index": 1,
     }
+
+
+@pytest.mark.parametrize("spelled", ["²", "٣", "1e3", "-5", ""])
+def test_status_byte_counts_that_are_no_plain_number_are_unknown(spelled: str) -> None:
+    """uploaded_bytes spelled with other scripts' digits ("²" passes str.isdigit) or not as a
+    plain count reads as unknown, never as an exception."""
+    status = parse_status({"status": "PROCESSING_UPLOAD", "uploaded_bytes": spelled})
+    assert status.uploaded_bytes is None
+    assert parse_status({"uploaded_bytes": "1024"}).uploaded_bytes == 1024
 
 
 @responses.activate

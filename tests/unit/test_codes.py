@@ -53,6 +53,14 @@ def test_unknown_code_depends_on_the_http_status() -> None:
     assert classify_code("brand_new_code", 200).disposition is Disposition.PERMANENT
 
 
+@pytest.mark.parametrize("status", [408, 429])
+def test_a_gateways_408_or_429_without_a_tiktok_code_is_retried_not_permanent(status: int) -> None:
+    """A 408 or 429 without TikTok's envelope (a gateway's page) is transient: retried, never
+    a permanent failure of the entry (found with the fault campaign's 408s)."""
+    assert classify_code(f"http_{status}", status).disposition is Disposition.RETRYABLE
+    assert classify_code("invalid_params", status).disposition is Disposition.PERMANENT
+
+
 def test_every_code_and_reason_has_a_hint() -> None:
     """Every row tells the user something to do (no empty hints)."""
     assert all(info.hint.strip() for info in ERROR_CODES.values())

@@ -328,6 +328,38 @@ def test_yaml_tags_that_build_objects_are_refused(studio: Path) -> None:
     assert "YAML tag '!custom'" in found[1]
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("?\n", "(empty)"),
+        ("version: 1\nentries:\n  - 5: x\n", "'5'"),
+        ("true: 2\n", "'true'"),
+        ("[a]: 1\n", "a list"),
+        ("{a: 1}: 2\n", "a mapping"),
+    ],
+)
+def test_yaml_keys_that_are_not_text_are_problems_not_a_crash(
+    studio: Path, text: str, shown: str
+) -> None:
+    """A YAML key that is not text (empty, a number, a boolean, a list, a mapping) is a
+    problem with its line; it once crashed the loader with a TypeError (found by fuzzing)."""
+    path = studio / "keys.yaml"
+    path.write_text(text)
+    problem = only_problem(path)
+    assert f"the key {shown} is not text" in problem
+    assert "(line " in problem
+
+
+def test_yaml_alias_that_contains_itself_is_stopped_at_once(studio: Path) -> None:
+    """A recursive alias (`a: &a [*a]`) is a problem found at once, in bounded memory: walking
+    its endless nesting to the value limit once ran the machine out of memory (fuzzing)."""
+    path = studio / "loop.yaml"
+    path.write_text("version: 1\nentries: &e\n  - user_id: u\n    video_path: *e\n")
+    started = time.perf_counter()
+    assert "more than 64 levels deep" in only_problem(path)
+    assert time.perf_counter() - started < 2
+
+
 def test_yaml_alias_bomb_is_stopped(studio: Path) -> None:
     """Aliases that expand to millions of values stop with a problem, quickly."""
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
@@ -547,6 +579,21 @@ def test_fifo_as_video_path(studio: Path) -> None:
     """A FIFO as video_path is refused without blocking on it."""
     os.mkfifo(studio / "videos" / "pipe.mp4")
     assert "is a named pipe (FIFO)" in only_problem(_one_video(studio, "videos/pipe.mp4"))
+
+
+def test_video_path_with_a_nul_byte_is_a_problem_not_a_crash(studio: Path) -> None:
+    """A video_path holding a NUL byte is a problem naming it; it once crashed the loader
+    with "embedded null byte" (found by fuzzing)."""
+    problem = only_problem(_one_video(studio, "videos/a\x00.mp4"))
+    assert "contains a NUL character" in problem
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_device_as_video_path_is_refused_without_reading_it(studio: Path) -> None:
+    """A video_path to a device (/dev/zero, which never ends) is refused at once."""
+    started = time.perf_counter()
+    assert "is a device, not a regular file" in only_problem(_one_video(studio, "/dev/zero"))
+    assert time.perf_counter() - started < 2
 
 
 def test_text_file_named_mp4(studio: Path) -> None:

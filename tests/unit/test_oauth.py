@@ -225,6 +225,20 @@ def test_exchange_posts_a_form_and_parses_the_grant(
 
 
 @responses.activate
+@pytest.mark.parametrize("lifetime", ["nan", "inf", 1e300, -1, "soon"])
+def test_token_answer_with_an_impossible_lifetime_is_an_invalid_response(
+    client: OAuthClient, lifetime: object
+) -> None:
+    """expires_in that is NaN (a token fresh forever), infinite, absurd or not a number is
+    refused as invalid_response, never stored."""
+    responses.post(TOKEN_URL, json={**TOKEN_ANSWER, "expires_in": lifetime})
+    with pytest.raises(OAuthError) as caught:
+        client.refresh(Secret("rft.old"))
+    assert caught.value.error == "invalid_response"
+    assert "expires_in" in str(caught.value)
+
+
+@responses.activate
 def test_refresh_posts_the_refresh_token(client: OAuthClient) -> None:
     """Refresh sends grant_type=refresh_token and the token, as a form."""
     responses.post(TOKEN_URL, json=TOKEN_ANSWER)

@@ -167,6 +167,18 @@ def test_pacer_lets_six_inits_through_then_waits_for_the_window() -> None:
     assert pacer.acquire("alice", "video_init") == pytest.approx(50.0)
 
 
+def test_pacer_seeded_with_an_earlier_runs_inits_waits_for_them_to_leave_the_window() -> None:
+    """Four inits sent 50 s ago and one 10 s ago by an earlier run: one more goes now, the
+    next waits until the oldest is a minute old; seeds older than a minute do not count."""
+    clock = ManualClock()
+    pacer = SlidingWindowPacer(clock=clock)
+    pacer.seed("u", "video_init", [50.0, 50.0, 50.0, 50.0, 10.0, 61.0, 3600.0])
+    assert pacer.acquire("u", "video_init") == 0
+    assert pacer.acquire("u", "video_init") == pytest.approx(10.0)
+    assert pacer.acquire("other", "video_init") == 0
+    pacer.seed("u", "no_limit_kind", [1.0])  # kinds without a limit ignore seeds
+
+
 def test_pacer_windows_are_per_user_and_per_endpoint() -> None:
     """Bob's inits and Alice's status fetches do not count against Alice's inits."""
     clock = ManualClock()

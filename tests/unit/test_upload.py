@@ -400,6 +400,14 @@ def test_daily_cap_defers_the_entry(rig: Rig) -> None:
     assert outcome.state is UploadState.DEFERRED
     assert isinstance(rig.journal.events[-1], Deferred)
     assert rig.fake.puts == 0
+    # The report keeps TikTok's own code, log_id and hint, not a bare "deferred".
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.log_id) == ("spam_risk_too_many_posts", "L")
+    assert outcome.error.hint
+    assert "daily post limit" in outcome.error.hint
+    assert outcome.error.retryable
+    event = rig.journal.events[-1]
+    assert (event.code, event.log_id) == ("spam_risk_too_many_posts", "L")
 
 
 def test_permanent_init_error_fails_with_log_id_and_hint(rig: Rig) -> None:

@@ -1,0 +1,68 @@
+"""The campaign's child process: the real ``run`` command with short engine times.
+
+    python -m tests.campaign.child run MANIFEST [run options…]
+
+Everything is the real command line (option parsing, logging, the run, reports, exit codes,
+signal handling); only the engine's tunables are shortened, so faults that make it wait (an
+answer held past the read timeout, backoffs, polling) cost fractions of a second instead of
+minutes. Each run of :func:`orchestrator.runner.run_manifest` gets :data:`CAMPAIGN_TUNABLES`
+with the command line's own poll timeout and chunk size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from orchestrator import cli, runner
+from orchestrator.report import RunReport
+from orchestrator.retry import RetryPolicy
+from orchestrator.transport import Timeouts
+from orchestrator.upload import UploadConfig
+
+READ_TIMEOUT = 1.0
+"""Seconds between two reads before a request is given up (the campaign's ``delay`` is longer)."""
+
+CAMPAIGN_TUNABLES = runner.Tunables(
+    retry_policy=RetryPolicy(max_attempts=5, base=0.02, cap=0.25),
+    api_timeouts=Timeouts(connect=2.0, read=READ_TIMEOUT, total=3.0),
+    upload=UploadConfig(
+        chunk_connect_timeout=2.0,
+        chunk_read_timeout=READ_TIMEOUT,
+        chunk_min_rate=20_000_000.0,
+        chunk_min_deadline=3.0,
+        poll_first=0.05,
+        poll_factor=1.5,
+        poll_max=0.3,
+    ),
+)
+
+
+def _with_campaign_tunables(real: Any) -> Any:
+    def run_manifest(
+        settings: Any,
+        manifest_path: Path,
+        options: Any,
+        *,
+        tunables: runner.Tunables | None = None,
+        **kwargs: Any,
+    ) -> RunReport:
+        asked = tunables or runner.Tunables()
+        merged = replace(
+            CAMPAIGN_TUNABLES, poll_timeout=asked.poll_timeout, chunk_size=asked.chunk_size
+        )
+        report: RunReport = real(settings, manifest_path, options, tunables=merged, **kwargs)
+        return report
+
+    return run_manifest
+
+
+def main() -> None:
+    # The CLI imports run_manifest from the runner module when a run starts: this is the seam.
+    runner.run_manifest = _with_campaign_tunables(runner.run_manifest)
+    cli.main()
+
+
+if __name__ == "__main__":
+    main()
