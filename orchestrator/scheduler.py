@@ -876,10 +876,7 @@ class Run:
             )
         duration = self.clock.monotonic() - started
         status = _STATUS_OF[outcome.state]
-        error = None
-        if outcome.error is not None:
-            e = outcome.error
-            error = ErrorInfo(e.code, e.message, e.log_id, e.retryable, e.hint)
+        error = outcome.error
         if outcome.state is UploadState.DEFERRED:
             user.posting_blocked = error or ErrorInfo(
                 "deferred", "TikTok asked to post later", retryable=True

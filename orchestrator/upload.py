@@ -62,6 +62,7 @@ from orchestrator.errors import (
 )
 from orchestrator.media import PhotoMedia, VideoUrlMedia
 from orchestrator.progress import NullProgress, ProgressSubscriber
+from orchestrator.report import ErrorInfo
 from orchestrator.retry import Retrier
 from orchestrator.secret import Secret
 from orchestrator.tiktok.chunks import DEFAULT_CHUNK, Chunk, ChunkPlan, plan_chunks
@@ -661,17 +662,6 @@ class UploadMachine:
 
 
 @dataclass(frozen=True)
-class ErrorInfo:
-    """Why an entry did not finish, in the report's terms."""
-
-    code: str
-    message: str
-    retryable: bool
-    hint: str | None = None
-    log_id: str | None = None
-
-
-@dataclass(frozen=True)
 class UploadOutcome:
     """Where one entry ended in this run.
 
@@ -694,9 +684,11 @@ class UploadOutcome:
 
 def _error_info(error: OrchestratorError, code: str | None = None) -> ErrorInfo:
     if isinstance(error, ApiError):
-        return ErrorInfo(error.code, str(error), error.retryable, error.hint, error.log_id)
+        return ErrorInfo(
+            error.code, str(error), retryable=error.retryable, hint=error.hint, log_id=error.log_id
+        )
     retryable = isinstance(error, TransportError | AuthError)
-    return ErrorInfo(code or type(error).__name__, str(error), retryable, error.hint)
+    return ErrorInfo(code or type(error).__name__, str(error), retryable=retryable, hint=error.hint)
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -948,7 +940,7 @@ class Uploader:
                     self._settle(run, f"the last chunk could not be confirmed ({error})", settles)
                     continue
                 code = "transport" if isinstance(error, TransportError) else "upload_server_error"
-                self._fail(run, ErrorInfo(code, f"chunk {chunk.index}: {error}", True))
+                self._fail(run, ErrorInfo(code, f"chunk {chunk.index}: {error}", retryable=True))
                 return
             except UploadError as error:
                 if machine.final_bytes_maybe_sent:
@@ -967,7 +959,7 @@ class Uploader:
                         ErrorInfo(
                             "upload_incoherent",
                             "the upload server accepted the last chunk but expects more bytes",
-                            True,
+                            retryable=True,
                         ),
                     )
                     return
@@ -991,7 +983,7 @@ class Uploader:
                         ErrorInfo(
                             "upload_incoherent",
                             f"the upload server refused the range it asked for {resyncs} times",
-                            True,
+                            retryable=True,
                         ),
                     )
                     return
@@ -1004,8 +996,8 @@ class Uploader:
                     ErrorInfo(
                         "upload_rejected",
                         f"the upload server refused chunk {chunk.index} with HTTP {answer.status}",
-                        False,
-                        "TikTok refused the chunk's headers or length; report this with the log",
+                        retryable=False,
+                        hint="TikTok refused the chunk's headers or length; report it with the log",
                     ),
                 )
                 return
@@ -1073,8 +1065,8 @@ class Uploader:
                 ErrorInfo(
                     "upload_url_expired",
                     f"{why}; {machine.inits} upload URLs died before the upload finished",
-                    True,
-                    "the upload is too slow for TikTok's one-hour upload URL; a later run "
+                    retryable=True,
+                    hint="the upload is too slow for TikTok's one-hour upload URL; a later run "
                     "starts over",
                 ),
             )
@@ -1138,8 +1130,8 @@ class Uploader:
                     ErrorInfo(
                         "upload_url_expired",
                         f"{why}; TikTok holds {held} of {size} bytes and the upload URL is over",
-                        True,
-                        "nothing was published; a later run starts the upload over",
+                        retryable=True,
+                        hint="nothing was published; a later run starts the upload over",
                     ),
                 )
                 return
@@ -1213,14 +1205,22 @@ class Uploader:
         run.machine.record(event)
         if isinstance(event, Failed):
             run.error = ErrorInfo(
-                event.code, event.reason, event.retryable, event.hint, event.log_id
+                event.code,
+                event.reason,
+                retryable=event.retryable,
+                hint=event.hint,
+                log_id=event.log_id,
             )
         elif isinstance(event, Deferred):
             run.error = ErrorInfo(
-                event.code or "deferred", event.why, True, event.hint, event.log_id
+                event.code or "deferred",
+                event.why,
+                retryable=True,
+                hint=event.hint,
+                log_id=event.log_id,
             )
         else:
-            run.error = ErrorInfo("uncertain", event.reason, False)
+            run.error = ErrorInfo("uncertain", event.reason, retryable=False)
 
     def _fail(self, run: _Run, info: ErrorInfo) -> None:
         self._finish(run, Failed(info.code, info.message, info.retryable, info.hint, info.log_id))
