@@ -25,7 +25,6 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DEFAULT_CALLBACK_TIMEOUT, DEFAULT_SCOPES, Settings, load_settings
 from orchestrator.errors import (
     ManifestError,
-    NotBuiltError,
     OrchestratorError,
     RunLockedError,
     StoreKeyError,
@@ -87,13 +86,6 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
-
-
-def not_built(what: str, issue: int) -> NoReturn:
-    raise NotBuiltError(
-        f"`{what}` is not built yet (tracked as issue {issue}); nothing was done",
-        hint="see README.md for what works today",
-    )
 
 
 @dataclass(frozen=True)

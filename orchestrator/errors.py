@@ -13,8 +13,7 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     OrchestratorError
     ├── UsageError                  bad command line or configuration         → exit 2
     │   ├── ConfigError             a setting is missing or invalid
-    │   ├── TokenFileError          a token file for `auth import` is invalid
-    │   └── NotBuiltError           the command exists but is not built yet
+    │   └── TokenFileError          a token file for `auth import` is invalid
     ├── ManifestError               the manifest is invalid (lists every problem) → exit 2
     ├── MediaError                  a video file cannot be posted (missing, not a video, cut short)
     ├── StoreError                  the state database cannot be used
@@ -59,10 +58,6 @@ class UsageError(OrchestratorError):
 
 class ConfigError(UsageError):
     """Raised when a setting (environment variable or option) is missing or invalid."""
-
-
-class NotBuiltError(UsageError):
-    """Raised by a command that is registered but whose implementation has not landed yet."""
 
 
 class TokenFileError(UsageError):
