@@ -418,28 +418,31 @@ class Run:
                     results[item.entry.index] = result
                 self.observer.entry_finished(item.entry, result)
 
-        interrupted = False
         pool = ThreadPoolExecutor(
             max_workers=min(self.options.jobs, len(due)), thread_name_prefix="user"
         )
         futures = [pool.submit(work, user_id) for user_id in due]
         try:
-            _wait_all(futures)
-        except KeyboardInterrupt:
-            interrupted = True
-            self.stop.set()
-            log.warning("interrupted: finishing the current step of each upload, then stopping")
-            while True:
-                try:
-                    _wait_all(futures)
-                    break
-                except KeyboardInterrupt:
-                    # Workers stop at their next sleep or chunk block; a second Ctrl-C cannot
-                    # make them stop sooner, and leaving now would lose the report.
-                    log.warning("still finishing the current steps (the journal is safe)")
+            return self._wait_for_workers(futures)
         finally:
             pool.shutdown(wait=True)
-        return interrupted
+
+    def _wait_for_workers(self, futures: list[Future[None]]) -> bool:
+        """Wait for every worker; on Ctrl-C, set ``stop`` and still wait. True if interrupted."""
+        try:
+            _wait_all(futures)
+            return False
+        except KeyboardInterrupt:
+            self.stop.set()
+            log.warning("interrupted: finishing the current step of each upload, then stopping")
+        while True:
+            try:
+                _wait_all(futures)
+                return True
+            except KeyboardInterrupt:
+                # Workers stop at their next sleep or chunk block; a second Ctrl-C cannot make
+                # them stop sooner, and leaving now would lose the report.
+                log.warning("still finishing the current steps (the journal is safe)")
 
     # -- a shared run: claim entries from the queue -----------------------------------------
 
@@ -492,22 +495,11 @@ class Run:
                         return
                     self.clock.sleep(QUEUE_POLL)
 
-        interrupted = False
         threads = max(1, min(self.options.jobs, len({i.entry.user_id for i in planned})))
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="claim")
         futures = [pool.submit(work) for _ in range(threads)]
         try:
-            _wait_all(futures)
-        except KeyboardInterrupt:
-            interrupted = True
-            self.stop.set()
-            log.warning("interrupted: finishing the current step of each upload, then stopping")
-            while True:
-                try:
-                    _wait_all(futures)
-                    break
-                except KeyboardInterrupt:
-                    log.warning("still finishing the current steps (the journal is safe)")
+            interrupted = self._wait_for_workers(futures)
         finally:
             pool.shutdown(wait=True)
         self._report_others(queue, by_identity, results)
