@@ -137,6 +137,31 @@ class Decision:
     resume_point: ResumePoint | None = None
 
 
+_NEW_ROW: Final = """
+    INSERT INTO journal (identity, entry_id, user_id, mode, kind, source, request_digest,
+                         media_fingerprint, state, attempts, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+"""A new journal row for an entry, ``initialising``; callers add their ON CONFLICT clause."""
+
+
+def _new_row(meta: EntryMeta, *, attempts: int, now: float) -> tuple[object, ...]:
+    return (
+        meta.identity,
+        meta.entry_id,
+        meta.user_id,
+        meta.mode,
+        meta.kind,
+        meta.source,
+        meta.request_digest,
+        meta.fingerprint,
+        EntryState.INITIALISING.value,
+        attempts,
+        now,
+        now,
+    )
+
+
 class Journal:
     """The journal in the state database; thread-safe (one connection per thread)."""
 
@@ -316,11 +341,8 @@ class Journal:
         now = self._clock.time()
         with self._database.transaction(durable=meta.kind != "file") as connection:
             connection.execute(
-                """
-                INSERT INTO journal (identity, entry_id, user_id, mode, kind, source,
-                                     request_digest, media_fingerprint, state, attempts,
-                                     created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+                _NEW_ROW
+                + """
                 ON CONFLICT (identity) DO UPDATE SET
                     entry_id = excluded.entry_id, user_id = excluded.user_id,
                     mode = excluded.mode, kind = excluded.kind, source = excluded.source,
@@ -334,19 +356,7 @@ class Journal:
                     attempts = journal.attempts + 1, updated_at = excluded.updated_at,
                     uploaded_at = NULL, finished_at = NULL
                 """,
-                (
-                    meta.identity,
-                    meta.entry_id,
-                    meta.user_id,
-                    meta.mode,
-                    meta.kind,
-                    meta.source,
-                    meta.request_digest,
-                    meta.fingerprint,
-                    EntryState.INITIALISING.value,
-                    now,
-                    now,
-                ),
+                _new_row(meta, attempts=1, now=now),
             )
             self._event(connection, meta.identity, "begin", {"source": meta.source}, now)
 
@@ -356,26 +366,8 @@ class Journal:
         now = self._clock.time()
         with self._database.transaction() as connection:
             connection.execute(
-                """
-                INSERT INTO journal (identity, entry_id, user_id, mode, kind, source,
-                                     request_digest, media_fingerprint, state, created_at,
-                                     updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (identity) DO NOTHING
-                """,
-                (
-                    meta.identity,
-                    meta.entry_id,
-                    meta.user_id,
-                    meta.mode,
-                    meta.kind,
-                    meta.source,
-                    meta.request_digest,
-                    meta.fingerprint,
-                    EntryState.INITIALISING.value,
-                    now,
-                    now,
-                ),
+                _NEW_ROW + " ON CONFLICT (identity) DO NOTHING",
+                _new_row(meta, attempts=0, now=now),
             )
             row = connection.execute(
                 "SELECT state FROM journal WHERE identity = ?", (meta.identity,)
