@@ -28,6 +28,7 @@ from orchestrator.errors import (
     OrchestratorError,
     RunLockedError,
     StoreKeyError,
+    StoreMissingError,
     StorePermissionError,
     UsageError,
 )
@@ -55,7 +56,10 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_LOCKED
     # A missing or wrong token key and a store others can read are configuration problems:
     # nothing was sent, and the fix is the user's.
-    if isinstance(exc, UsageError | ManifestError | StoreKeyError | StorePermissionError):
+    # A read-only command on a home with no state database: a wrong --home, or nobody signed in.
+    if isinstance(
+        exc, UsageError | ManifestError | StoreKeyError | StorePermissionError | StoreMissingError
+    ):
         return EXIT_USAGE
     if isinstance(exc, click.UsageError):
         return EXIT_USAGE
@@ -511,10 +515,11 @@ def _expiry_text(timestamp: float, now: float) -> str:
     return f"{when} ({_relative(now - timestamp)} ago)"
 
 
-def _open_store(settings: Settings, clock: Clock) -> TokenStore:
+def _open_store(settings: Settings, clock: Clock, *, create: bool = True) -> TokenStore:
+    """The token store; ``create=False`` for commands that must not make a home or a store."""
     from orchestrator.store.tokens import TokenStore
 
-    return TokenStore.open(settings, clock=clock)
+    return TokenStore.open(settings, clock=clock, create=create)
 
 
 @auth.command("login")
@@ -632,8 +637,11 @@ def auth_list(ctx: click.Context) -> None:
 
     settings = _options(ctx).settings()
     clock = SystemClock()
-    with _open_store(settings, clock) as store:
-        rows = auth_use_cases.list_users(store, clock=clock, margin=DEFAULT_REFRESH_MARGIN)
+    try:
+        with _open_store(settings, clock, create=False) as store:
+            rows = auth_use_cases.list_users(store, clock=clock, margin=DEFAULT_REFRESH_MARGIN)
+    except StoreMissingError:
+        rows = []  # a home nobody signed in on: say so, and create nothing
     if not rows:
         click.echo("No users stored. Add one with `auth login` or `auth import FILE`.")
         return
@@ -691,7 +699,14 @@ def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: boo
     settings = _options(ctx).settings()
     settings.require_client()
     clock = SystemClock()
-    with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
+    try:
+        store = _open_store(settings, clock, create=False)
+    except StoreMissingError:
+        if not refresh_all:
+            raise
+        click.echo("No users stored; nothing to refresh.")
+        return
+    with store, contextlib.closing(HttpTransport()) as transport:
         provider = TokenProvider(
             store, OAuthClient.from_settings(settings, transport, clock), clock=clock
         )
@@ -731,7 +746,10 @@ def auth_revoke(ctx: click.Context, open_id: str) -> None:
 
     settings = _options(ctx).settings()
     clock = SystemClock()
-    with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
+    with (
+        _open_store(settings, clock, create=False) as store,
+        contextlib.closing(HttpTransport()) as transport,
+    ):
         oauth = OAuthClient.from_settings(settings, transport, clock)
         provider = TokenProvider(store, oauth, clock=clock)
         auth_use_cases.revoke_user(store, provider, oauth, open_id)
@@ -748,7 +766,7 @@ def auth_remove(ctx: click.Context, open_id: str) -> None:
 
     settings = _options(ctx).settings()
     clock = SystemClock()
-    with _open_store(settings, clock) as store:
+    with _open_store(settings, clock, create=False) as store:
         auth_use_cases.remove_user(store, open_id)
     click.echo(
         f"removed {open_id} from the token store (TikTok was not told; "

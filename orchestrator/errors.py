@@ -20,6 +20,7 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     │   ├── StorePermissionError    the home or a file in it is readable by others
     │   ├── StoreKeyError           the token key is missing, malformed or wrong
     │   ├── StoreCorruptError       the database file is damaged or from a newer version
+    │   ├── StoreMissingError       a read-only command found no state database  → exit 2
     │   └── RunLockedError          another run holds the home's lock        → exit 75
     ├── AuthError                   a user's tokens cannot be used
     │   ├── NeedsLoginError         no usable refresh token: run `auth login`
@@ -96,12 +97,26 @@ class StoreCorruptError(StoreError):
     """Raised when the database file is damaged or was written by a newer orchestrator."""
 
 
+class StoreMissingError(StoreError):
+    """Raised when a command that only reads (``auth list``, ``history``, ``status``...) finds no
+    state database in the home: nothing was created, nothing was sent."""
+
+
 class RunLockedError(StoreError):
     """Raised when another run holds the home's lock; nothing was sent."""
 
 
 class AuthError(OrchestratorError):
     """Raised when a user's tokens cannot be used."""
+
+    @property
+    def transient(self) -> bool:
+        """The token endpoint could not be reached or had trouble (a later try may work), as
+        opposed to refusing the refresh token (``NeedsLoginError``) or the app's credentials."""
+        cause = self.__cause__
+        if isinstance(cause, TransportError):
+            return True
+        return isinstance(cause, OAuthError) and cause.retryable
 
 
 class NeedsLoginError(AuthError):

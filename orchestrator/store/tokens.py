@@ -238,10 +238,12 @@ class TokenStore:
         *,
         clock: Clock,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        create: bool = True,
     ) -> TokenStore:
         """Open the store (``settings.home``'s file, or the shared PostgreSQL one): database
-        checked and migrated, key verified."""
-        database = open_database(settings, busy_timeout=busy_timeout)
+        checked and migrated, key verified. Without ``create`` (read-only commands) a home
+        with no state database raises ``StoreMissingError`` and nothing is created."""
+        database = open_database(settings, busy_timeout=busy_timeout, create=create)
         try:
             cipher = open_cipher(
                 database,
