@@ -595,9 +595,14 @@ def auth_login(ctx: click.Context, no_browser: bool, scopes: str, timeout: float
 
 @auth.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace stored tokens even when they are newer than the file's.",
+)
 @click.pass_context
 @handles_errors
-def auth_import(ctx: click.Context, file: str) -> None:
+def auth_import(ctx: click.Context, file: str, force: bool) -> None:
     """Import tokens from user_tokens.json or a list of TikTok token responses.
 
     \b
@@ -606,21 +611,40 @@ def auth_import(ctx: click.Context, file: str) -> None:
                   "scope", "display_name"?}}
     Or a list of token responses; "expires_in" counts from "obtained_at" if given, else now.
     The whole file is checked first: with any problem, nothing is imported.
+
+    A user whose stored tokens are newer than the file's (refreshed since the file was
+    written: the file's refresh token no longer works) is skipped, and the command exits 1
+    naming them; --force replaces them anyway. The other users are imported.
     """
     from orchestrator import auth as auth_use_cases
 
     settings = _options(ctx).settings()
     clock = SystemClock()
     with _open_store(settings, clock) as store:
-        users = auth_use_cases.import_tokens(store, Path(file), clock=clock)
+        result = auth_use_cases.import_tokens(store, Path(file), clock=clock, force=force)
     now = clock.time()
-    for user in users:
+    for user in result.imported:
         state = user.state(now)
         click.echo(f"imported {user.open_id}: {state.value.replace('_', ' ')}")
         reason = user.login_reason(now)
         if reason:
             click.echo(f"warning: {user.open_id} must sign in again: {reason}", err=True)
-    click.echo(f"{len(users)} user(s) imported.")
+    for skipped in result.skipped:
+        click.echo(f"skipped {skipped.open_id}: the store holds newer tokens: {skipped.reason}")
+    click.echo(f"{len(result.imported)} user(s) imported.")
+    if result.skipped:
+        names = ", ".join(skipped.open_id for skipped in result.skipped)
+        click.echo(
+            f"error: {len(result.skipped)} user(s) not imported, their stored tokens are newer "
+            f"than the file's: {names}",
+            err=True,
+        )
+        click.echo(
+            "hint: nothing to do if the store's tokens work (`auth list`); to replace them "
+            "anyway, run `auth import --force FILE`",
+            err=True,
+        )
+        ctx.exit(EXIT_FAILED)
 
 
 @auth.command("list")
