@@ -46,7 +46,6 @@ from orchestrator.errors import (
     AuthError,
     MediaError,
     NeedsLoginError,
-    OAuthError,
     OrchestratorError,
     StoreError,
     TransportError,
@@ -690,7 +689,7 @@ class Run:
         except NeedsLoginError as exc:
             error = ErrorInfo("needs_login", str(exc), retryable=True, hint=exc.hint)
         except AuthError as exc:
-            transient = _transient_auth_failure(exc)
+            transient = exc.transient
             status = "deferred" if transient else "failed"
             error = ErrorInfo(
                 "unavailable" if transient else "auth_error",
@@ -869,7 +868,9 @@ class Run:
         duration = self.clock.monotonic() - started
         status = _STATUS_OF[outcome.state]
         error = outcome.error
-        if outcome.state is UploadState.DEFERRED:
+        # A token endpoint that failed once (``unavailable``) says nothing about the user's
+        # next entry: it is tried, and refreshes again. TikTok's "post later" holds them all.
+        if outcome.state is UploadState.DEFERRED and (error is None or error.code != "unavailable"):
             user.posting_blocked = error or ErrorInfo(
                 "deferred", "TikTok asked to post later", retryable=True
             )
@@ -1001,14 +1002,6 @@ class _Progress:
         self._run.observer.entry_progress(self._entry, bytes_delta)
         if self._run.stop.is_set():
             raise RunInterrupted()
-
-
-def _transient_auth_failure(exc: AuthError) -> bool:
-    """Whether a token problem is the token endpoint being down (try later), not a refusal."""
-    cause = exc.__cause__
-    if isinstance(cause, TransportError):
-        return True
-    return isinstance(cause, OAuthError) and cause.retryable
 
 
 def _check_against_creator(entry: Entry, creator: CreatorInfo | None) -> ErrorInfo | None:

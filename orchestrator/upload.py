@@ -56,6 +56,7 @@ from orchestrator.errors import (
     ApiError,
     AuthError,
     IllegalTransitionError,
+    NeedsLoginError,
     OrchestratorError,
     TransportError,
     UploadError,
@@ -691,6 +692,14 @@ def _error_info(error: OrchestratorError, code: str | None = None) -> ErrorInfo:
     return ErrorInfo(code or type(error).__name__, str(error), retryable=retryable, hint=error.hint)
 
 
+def _auth_error_info(run: _Run, error: AuthError) -> ErrorInfo:
+    """Only a refused refresh token (NeedsLoginError) stops the user's other entries."""
+    if isinstance(error, NeedsLoginError):
+        run.needs_login = True
+        return _error_info(error, "needs_login")
+    return _error_info(error, "auth_error")
+
+
 # -- the driver ------------------------------------------------------------------------------------
 
 
@@ -890,8 +899,11 @@ class Uploader:
                 self._fail(run, _error_info(error, "transport"))
             return
         except AuthError as error:
-            run.needs_login = True
-            self._fail(run, _error_info(error, "needs_login"))
+            if error.transient:
+                # The token endpoint had trouble; the init was refused (401), not sent: later.
+                self._finish(run, Deferred(str(error), code="unavailable", hint=error.hint))
+            else:
+                self._fail(run, _auth_error_info(run, error))
             return
         expires = sent_at + self._config.upload_url_ttl if plan is not None else None
         machine.record(Initialised(result.publish_id, result.upload_url, expires, plan))
@@ -1164,8 +1176,11 @@ class Uploader:
                 log.info("%s: polling stopped (%s); a later run polls again", label, error)
                 return
             except AuthError as error:
-                run.needs_login = True
-                run.error = _error_info(error, "needs_login")
+                run.error = (
+                    _error_info(error, "unavailable")
+                    if error.transient
+                    else _auth_error_info(run, error)
+                )
                 return
             if status.status == PublishState.PUBLISH_COMPLETE:
                 machine.record(Published(status.post_ids))
