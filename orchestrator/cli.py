@@ -1054,6 +1054,39 @@ def report_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     ctx.exit(1 if bad else 0)
 
 
+@cli.group()
+def store() -> None:
+    """Look after the home's state database."""
+
+
+@store.command("accept-restore")
+@click.pass_context
+@handles_errors
+def store_accept_restore(ctx: click.Context) -> None:
+    """Use a deliberately restored (older) state.db: make it the home's latest.
+
+    Only after taking out of the manifest the entries posted since the backup was made: its
+    journal does not know them, and a run would post them again.
+    """
+    from orchestrator.store.db import Database
+    from orchestrator.store.generation import check_generation, read_file_generation
+
+    settings = _options(ctx).settings()
+    if settings.store_url is not None:
+        raise UsageError(
+            "store accept-restore is for the home's state.db; a PostgreSQL store is not "
+            "restored from a file copy and has no restore guard",
+            hint="drop --store / ORCHESTRATOR_STORE, or restore the server with its own tools",
+        )
+    seen = read_file_generation(settings.home)
+    with Database.open(settings.home, create=False, accept_restore=True) as database:
+        now = check_generation(database, settings.home)
+    click.echo(
+        f"{database.path} is now this home's latest state database (generation {now}; the "
+        f"home had seen {seen if seen is not None else 'none'}); runs will trust its journal"
+    )
+
+
 @cli.command()
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=0, help="Port on 127.0.0.1 (0: any free one)."

@@ -20,6 +20,7 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     │   ├── StorePermissionError    the home or a file in it is readable by others
     │   ├── StoreKeyError           the token key is missing, malformed or wrong
     │   ├── StoreCorruptError       the database file is damaged or from a newer version
+    │   │   └── StoreRestoredError  an older copy of state.db than the home last used
     │   ├── StoreMissingError       a read-only command found no state database  → exit 2
     │   └── RunLockedError          another run holds the home's lock        → exit 75
     ├── AuthError                   a user's tokens cannot be used
@@ -95,6 +96,11 @@ class StoreKeyError(StoreError):
 
 class StoreCorruptError(StoreError):
     """Raised when the database file is damaged or was written by a newer orchestrator."""
+
+
+class StoreRestoredError(StoreCorruptError):
+    """Raised when ``state.db`` is older than the last one used in its home (restored from a
+    backup, or copied): its journal may lack posts made since, so a run could post them again."""
 
 
 class StoreMissingError(StoreError):

@@ -18,6 +18,9 @@ Theory of operation:
   tables do not match the migrations is refused as damaged, with how to restore it. Read-only
   commands open with ``create=False`` and create nothing (no home, no file, no key).
 
+- An older copy of ``state.db`` put in place of the latest one (a restored backup) is refused:
+  the database and the home each keep a generation counter (``generation.py``).
+
 - The home folder is private (0700) and every file in it 0600; a home or file that group or
   others can access is refused with the ``chmod`` that fixes it (tokens are encrypted, but the
   journal and the key file are not meant for other users either).
@@ -62,6 +65,7 @@ from orchestrator.errors import (
     StoreMissingError,
     StorePermissionError,
 )
+from orchestrator.store import generation
 
 DB_FILENAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 90.0
@@ -327,12 +331,15 @@ class Database:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         migrations: Sequence[Migration] = MIGRATIONS,
         create: bool = True,
+        accept_restore: bool = False,
     ) -> Database:
-        """Open ``home/state.db``: private, WAL, checked, migrated.
+        """Open ``home/state.db``: private, WAL, checked, migrated, not an older copy.
 
         A missing file is created (with ``create``; without it, ``StoreMissingError`` and
         nothing is made, not even the home). A file that exists is never initialised again: one
-        without our schema is refused as damaged.
+        without our schema is refused as damaged. One older than the last used in this home is
+        refused (``generation.py``); ``create`` raises the home's generation, ``accept_restore``
+        (``store accept-restore``) makes this file the latest one instead of refusing it.
         """
         path = home / DB_FILENAME
         if not create and not path.exists():
@@ -357,6 +364,12 @@ class Database:
             database._check_initialised()
             database._migrate(migrations)
             database._check_schema(migrations)
+            if accept_restore:
+                generation.accept_restore(database, home)
+            elif create:
+                generation.raise_generation(database, home)
+            else:
+                generation.check_generation(database, home)
         except BaseException:
             database.close()
             raise
