@@ -40,6 +40,13 @@ DRIP_GAP = 0.05
 MAX_CLEAN_RUNS = 4
 """Fault-free runs allowed after the faulty ones before a schedule is called unsettled."""
 
+STORE_DAMAGE = ("empty", "one_byte", "header_flip", "schema_flip", "older_copy")
+"""Ways the harness spoils ``state.db`` between two runs (see :attr:`RunSpec.store_damage`):
+cut to 0 or 1 byte, a flipped byte in the SQLite header or in the schema text, or the copy
+taken before the first run put back (the restore guard's case; never before run 1)."""
+STORE_DAMAGE_ODDS = 0.25
+"""The chance of a damaged-store step before each run (version 3 on)."""
+
 # Retryable failures answered in the endpoint's own envelope.
 _SERVER_ERRORS = (500, 502, 503)
 # fail_reason values a FAILED status may carry: retryable first, then permanent ones.
@@ -110,6 +117,10 @@ class RunSpec:
     kill: Trigger | None = None
     jobs: int = 2
     chunk_size: int | None = None
+    store_damage: str | None = None
+    """Before this run, one extra run on a damaged store (one of :data:`STORE_DAMAGE`): it must
+    be refused (exit 1 or 2, no request sent); then the good state is put back and this run
+    plays as specified."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,8 @@ class Schedule:
             events = ", ".join(f"{e.action} {e.user_id}" for e in run.token_events)
             failed = ", ".join(f"{u}:{r}" for u, r in run.fail_publishes)
             kill = f"kill at {run.kill.endpoint}+{run.kill.calls}" if run.kill else "no kill"
+            if run.store_damage is not None:
+                lines.append(f"  before run {number}: a damaged store ({run.store_damage})")
             lines.append(
                 f"  run {number} (jobs {run.jobs}, chunk {run.chunk_size}): [{faults}] "
                 f"tokens [{events}] fail [{failed}] {kill}"
@@ -268,18 +281,30 @@ def _fault(
     return FaultSpec(endpoint, call, kind)
 
 
+def _store_damage(damage: random.Random, *, first: bool) -> str | None:
+    """A damaged-store step before a run, or None; an older copy needs a run before it."""
+    if damage.random() >= STORE_DAMAGE_ODDS:
+        return None
+    if not first and damage.random() < 0.5:
+        return "older_copy"  # the restore guard's case, so it has its share of the seeds
+    return damage.choice(STORE_DAMAGE[:-1])
+
+
 def generate(seed: int, *, full: bool = False, version: int = GENERATOR) -> Schedule:
     """The schedule of ``seed`` (the same seed and version always give the same schedule).
 
     ``version`` is the generator's: 1 drew up to four faults on calls 1..6 and killed 60 % of
     the runs anywhere; 2 draws one to five faults on early calls and kills half the runs,
-    mostly mid-transfer; 3 also makes a quarter of the API 5xx faults a gateway's 408. A
-    regression seed keeps the version it was found with, so it replays the same schedule.
+    mostly mid-transfer; 3 also makes a quarter of the API 5xx faults a gateway's 408, and puts
+    a damaged-store step before some runs (:data:`STORE_DAMAGE`, drawn from a random stream of
+    its own, so a seed's other draws are unchanged). A regression seed keeps the version it was
+    found with, so it replays the same schedule.
     """
     if version not in (1, 2, 3):
         raise ValueError(f"no schedule generator version {version}")
     rng = random.Random(seed)
     gateway = random.Random(f"gateway-{seed}")
+    damage = random.Random(f"store-damage-{seed}")
     users = tuple(rng.sample(USERS, rng.randint(2, 4)))
     entries = _entries(rng, seed, users, full)
     used = tuple(dict.fromkeys(e.user_id for e in entries))
@@ -335,6 +360,7 @@ def generate(seed: int, *, full: bool = False, version: int = GENERATOR) -> Sche
                 kill=kill,
                 jobs=rng.randint(1, 4),
                 chunk_size=rng.choice((MIN_CHUNK, MIN_CHUNK, 8_000_000, None)),
+                store_damage=_store_damage(damage, first=not runs) if version >= 3 else None,
             )
         )
     spoiled_users = frozenset(used) if "*" in users_spoiled else frozenset(users_spoiled)
