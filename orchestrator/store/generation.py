@@ -13,7 +13,8 @@ Theory of operation:
 - Every open that may create or post (``create=True``: ``run``, ``auth login``, ``auth import``)
   raises the counter by one inside a write transaction, commits, and only then writes the new
   value to the file (unless the file already holds as much: another process got there first).
-  Other opens only compare.
+  Other opens only compare. A witness that cannot be written (a full disk) is a warning, not a
+  stop: the database is ahead of it, which the rule accepts.
 - The rule, checked on every open: the database's counter must be at least the file's.
   Because the file is written after the commit, never before, the file can never get ahead of
   the live database on its own: a crash between the commit and the file write leaves the file one
@@ -34,16 +35,19 @@ file, and the server's own backups and point-in-time recovery are the operator's
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.errors import StoreCorruptError, StoreRestoredError
+from orchestrator.errors import FileWriteError, StoreCorruptError, StoreRestoredError
 from orchestrator.files import write_atomic
 
 if TYPE_CHECKING:
     from orchestrator.store.db import Database
+
+log = logging.getLogger(__name__)
 
 GENERATION_FILENAME = "state.generation"
 _META_NAME = "generation"
@@ -163,7 +167,13 @@ def _write_file(home: Path, value: int, *, force: bool = False) -> None:
     # Another process may have raised the counter further meanwhile: never lower the file.
     if not force and (read_file_generation(home) or 0) >= value:
         return
-    write_atomic(home / GENERATION_FILENAME, f"{value}\n".encode("ascii"), mode=0o600)
+    path = home / GENERATION_FILENAME
+    try:
+        write_atomic(path, f"{value}\n".encode("ascii"), mode=0o600)
+    except FileWriteError as exc:
+        # The database is already ahead of the file, which the rule accepts: a full disk here
+        # must not stop the command, it only leaves the guard one step behind until next time.
+        log.warning("%s; the restore guard is behind until the next run writes it", exc)
 
 
 def _bad_file(path: Path, detail: str) -> StoreCorruptError:

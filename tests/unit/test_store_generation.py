@@ -97,24 +97,45 @@ def test_accept_restore_makes_the_copy_the_latest(tmp_path: Path) -> None:
     assert (home / GENERATION_FILENAME).read_text() == "4\n"
 
 
+class _Crash(BaseException):
+    """The process dying right there (nothing catches it)."""
+
+
 def test_a_crash_between_the_commit_and_the_file_write_does_not_lock_the_user_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The database commits generation 2, then writing the file fails (a crash, a full disk):
+    """The database commits generation 2, then the process dies before the file is written:
     the file says 1, the database 2, and the next open goes on and writes 3."""
     home = tmp_path / "home"
     Database.open(home).close()
 
     def crash(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-        raise FileWriteError(f"cannot write {path}: No space left on device")
+        raise _Crash()
 
     monkeypatch.setattr(generation, "write_atomic", crash)
-    with pytest.raises(FileWriteError):
+    with pytest.raises(_Crash):
         Database.open(home)
     monkeypatch.undo()
     assert (home / GENERATION_FILENAME).read_text() == "1\n"
     Database.open(home).close()
     assert (home / GENERATION_FILENAME).read_text() == "3\n"
+
+
+def test_a_full_disk_at_the_file_write_is_a_warning_not_a_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The witness cannot be written (ENOSPC): the open goes on, saying so in the log."""
+    home = tmp_path / "home"
+    Database.open(home).close()
+
+    def full(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+        raise FileWriteError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(generation, "write_atomic", full)
+    with caplog.at_level("WARNING", logger="orchestrator.store.generation"):
+        Database.open(home).close()
+    assert "No space left on device" in caplog.text
+    assert (home / GENERATION_FILENAME).read_text() == "1\n"
 
 
 def test_a_lost_witness_file_is_written_again_and_a_deleted_store_is_refused(
