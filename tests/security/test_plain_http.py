@@ -16,12 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from orchestrator.cli import cli
 from orchestrator.clock import SystemClock
 from orchestrator.errors import PlainHttpError
-from orchestrator.sandbox import Sandbox
+from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.transport import HttpTransport
-from tests.functional.run_support import REPO, make_clip, sandbox_settings, sign_in, write_manifest
+from tests.functional.run_support import (
+    REPO,
+    journal_rows,
+    make_clip,
+    sandbox_settings,
+    sign_in,
+    write_manifest,
+)
 
 USER = "sandbox-user-1"
 
@@ -147,3 +156,52 @@ def test_a_plain_http_upload_url_from_the_server_is_refused_unsent(
     shown = f"{caught.value} {caught.value.hint}"
     assert "192.0.2.7" in shown
     assert "SECRET" not in shown
+
+
+def test_a_run_stops_with_exit_2_when_the_server_hands_out_a_plain_http_upload_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API (on loopback) answers the init with an http:// upload URL on another host: the
+    run stops before the first chunk (exit 2), nothing is published, and the journal holds the
+    entry for a later run rather than as failed."""
+    real_connect = socket.socket.connect
+
+    def loopback_connect(sock: socket.socket, address: Any) -> None:
+        if not (isinstance(address, tuple) and str(address[0]) in ("127.0.0.1", "::1")):
+            raise AssertionError(f"a connection to {address!r} was attempted")
+        real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_connect)
+    clock = SystemClock()
+    # The sandbox advertises itself as 192.0.2.1 (TEST-NET-1) in the upload URLs it returns.
+    with Sandbox(SandboxConfig(processing_polls=0), clock=clock, server_name="192.0.2.1") as sb:
+        settings = sandbox_settings(sb, tmp_path / "home")
+        sign_in(settings, sb, clock, [USER])
+        clip, _ = make_clip(tmp_path, "a.mp4")
+        manifest = write_manifest(tmp_path, [{"user_id": USER, "video_path": clip.name}])
+        api_base = f"http://127.0.0.1:{sb.base_url.rsplit(':', 1)[1]}"
+        old = Path.cwd()
+        os.chdir(tmp_path)
+        try:
+            result = CliRunner().invoke(
+                cli,
+                ["run", str(manifest), "--no-progress"],
+                env={
+                    "ORCHESTRATOR_HOME": str(settings.home),
+                    "ORCHESTRATOR_API_BASE": api_base,
+                    "ORCHESTRATOR_AUTH_URL": api_base + "/v2/auth/authorize/",
+                    "TIKTOK_CLIENT_KEY": sb.client_key,
+                    "TIKTOK_CLIENT_SECRET": sb.client_secret,
+                },
+            )
+        finally:
+            os.chdir(old)
+        (publish,) = sb.publishes()  # the init was accepted; not one byte followed
+        assert publish.bytes_received == 0
+        assert not publish.completed
+    assert result.exit_code == 2, result.output
+    assert "192.0.2.1" in result.stderr
+    assert "plain http://" in result.stderr
+    assert "upload_token" not in result.stderr
+    (row,) = journal_rows(settings.home)
+    assert row["state"] not in ("failed", "initialising"), row
