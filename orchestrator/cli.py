@@ -30,6 +30,7 @@ from orchestrator.errors import (
     StoreKeyError,
     StoreMissingError,
     StorePermissionError,
+    UnsafeConnectionError,
     UsageError,
 )
 
@@ -62,6 +63,10 @@ def exit_code_for(exc: BaseException) -> int:
     ):
         return EXIT_USAGE
     if isinstance(exc, click.UsageError):
+        return EXIT_USAGE
+    # Plain HTTP off the machine, a certificate that does not verify: the run stopped before
+    # sending to that server, and only the user's configuration can fix it.
+    if isinstance(exc, UnsafeConnectionError):
         return EXIT_USAGE
     return EXIT_FAILED
 
