@@ -440,3 +440,36 @@ def test_a_failure_and_an_outage_together_exit_1(served: Served) -> None:
     assert result.exit_code == 1, result.output
     statuses = sorted(entry["status"] for entry in _report_entries(served))
     assert statuses == ["deferred", "failed"], result.output
+
+
+def test_only_user_not_in_the_manifest_exits_2_naming_the_manifests_users(
+    served: Served,
+) -> None:
+    """`--only-user ghost` is a typo, not "0 entries": exit 2 listing who the manifest has."""
+    manifest, _ = one_clip_manifest(served)
+    result = invoke(served, "run", str(manifest), "--only-user", "ghost")
+    assert result.exit_code == 2, result.output
+    assert "ghost" in result.stderr
+    assert USER in result.stderr
+    assert served.sandbox.calls() == 0
+    assert journal_rows(served.home) == []
+
+
+def test_dry_run_goes_ahead_while_a_run_holds_the_lock(served: Served) -> None:
+    """A dry run only reads: it plans while a real run holds the home, instead of exiting 75."""
+    manifest, _ = one_clip_manifest(served)
+    with RunLock(served.home):
+        result = invoke(served, "run", str(manifest), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would post" in result.stdout
+    assert served.sandbox.calls("video_init") == 0
+
+
+def test_dry_run_never_takes_the_run_lock(served: Served) -> None:
+    """A dry run leaves no lock behind and holds none a real run could trip over."""
+    manifest, _ = one_clip_manifest(served)
+    lock = served.home / "run.lock"
+    lock.unlink(missing_ok=True)
+    result = invoke(served, "run", str(manifest), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert not lock.exists()
