@@ -506,8 +506,22 @@ def test_window_filled_by_an_earlier_client_is_a_429_but_not_the_new_clients_vio
     assert direct(api, token).status_code == 200
 
 
-def test_rate_windows_are_per_token_and_endpoint(api: Api) -> None:
-    """One token's full init window does not limit another token or another endpoint."""
+def test_a_token_refresh_does_not_empty_the_users_rate_window(api: Api, sandbox: Sandbox) -> None:
+    """The windows count per user (open_id), not per access-token string: a client that
+    refreshes its token mid-minute still meets the full window, so the sandbox is never laxer
+    than TikTok's per-user-token count, however TikTok keys a refreshed token."""
+    token = api.token()
+    api.creator_info(token)
+    assert [direct(api, token).status_code for _ in range(6)] == [200] * 6
+    refreshed = api.token()
+    assert refreshed != token
+    limited = direct(api, refreshed)
+    assert (limited.status_code, error_code(limited)) == (429, "rate_limit_exceeded")
+    assert any("rate limit exceeded for sandbox-user-1" in v for v in sandbox.violations())
+
+
+def test_rate_windows_are_per_user_and_endpoint(api: Api) -> None:
+    """One user's full init window does not limit another user or another endpoint."""
     token = api.token()
     api.creator_info(token)
     for _ in range(6):
