@@ -185,6 +185,41 @@ class Journal:
         row = self._database.fetch_one("SELECT * FROM journal WHERE identity = ?", (identity,))
         return None if row is None else self._record(row)
 
+    def adoptable(self, content_identity: str, entry_id: str) -> JournalRecord | None:
+        """The record an entry with the new ``entry_id`` takes over: the one kept under the
+        entry's content identity (user, mode, media fingerprint — the legacy form's key), when
+        no other id has taken it. An id already in the journal is looked up first, by the
+        caller: it always wins over content."""
+        record = self.get(content_identity)
+        if record is None or record.entry_id not in (None, entry_id):
+            return None
+        return record
+
+    def by_entry_id(self, entry_id: str) -> JournalRecord | None:
+        """A record kept under another key that ``entry_id`` adopted in an earlier run."""
+        row = self._database.fetch_one(
+            "SELECT * FROM journal WHERE entry_id = ? AND identity <> ? ORDER BY updated_at DESC",
+            (entry_id, entry_id),
+        )
+        return None if row is None else self._record(row)
+
+    def done_without_file(
+        self, *, entry_id: str | None, user_id: str, mode: str, source: str
+    ) -> JournalRecord | None:
+        """The published (or sent) record of an entry whose video file is gone: by its id, or
+        for an entry without one by user, mode and the file's path as the journal shows it
+        (its content, the usual key, cannot be read any more)."""
+        if entry_id is not None:
+            record = self.get(entry_id) or self.by_entry_id(entry_id)
+            return record if record is not None and record.state in DONE_STATES else None
+        row = self._database.fetch_one(
+            "SELECT * FROM journal WHERE user_id = ? AND mode = ? AND kind = 'file'"
+            " AND source = ? AND entry_id IS NULL AND state IN (?, ?)"
+            " ORDER BY updated_at DESC",
+            (user_id, mode, source, *sorted(DONE_STATES)),
+        )
+        return None if row is None else self._record(row)
+
     def history(
         self, *, user_id: str | None = None, since: float | None = None
     ) -> list[JournalRecord]:
