@@ -1013,16 +1013,60 @@ class Uploader:
         if change is None:
             return
         if machine.final_bytes_maybe_sent:
-            # The last chunk may be at TikTok already: only its status can settle it; sending
-            # anything now could complete the upload with bytes of another version.
-            log.warning(
-                "%s: %s after its last chunk may have been sent; asking TikTok, sending nothing",
-                machine.request.name,
-                change,
-            )
-            machine.record(Uploaded())
+            self._changed_after_last_chunk(run, change)
             return
         self._source_changed(run, change)
+
+    def _changed_after_last_chunk(self, run: _Run, change: str) -> None:
+        """The file changed, and the earlier process may have sent the last chunk: sending
+        anything now could complete the upload with bytes of another version, and a new init
+        could be a second post. TikTok's status decides: it has every byte (poll it), it gave
+        up (Failed), or it lacks bytes nobody will send any more (the upload can never
+        complete: fail ``file_changed``, retryable, so a later run posts the file afresh)."""
+        machine = run.machine
+        assert machine.plan is not None
+        assert machine.publish_id is not None
+        label = machine.request.name
+        log.warning("%s: %s after its last chunk may have been sent; asking TikTok", label, change)
+        status: PublishStatus | None = None
+        try:
+            status = self._client.fetch_status(machine.request.open_id, machine.publish_id)
+        except (ApiError, TransportError, AuthError) as error:
+            log.info("%s: the status fetch failed (%s)", label, error)
+        size = machine.plan.video_size
+        if status is not None and status.status == PublishState.FAILED:
+            meaning = classify_fail_reason(status.fail_reason)
+            self._finish(
+                run,
+                Failed(
+                    status.fail_reason or "failed",
+                    f"{change}; TikTok reports FAILED ({status.fail_reason or 'no reason given'})",
+                    meaning.retryable,
+                    meaning.hint,
+                ),
+            )
+            return
+        held = status.uploaded_bytes if status is not None else None
+        if (
+            status is not None
+            and not _holds_everything(status, size)
+            and held is not None
+            and held < size
+        ):
+            self._fail(
+                run,
+                ErrorInfo(
+                    "file_changed",
+                    f"{change} while it was uploading; TikTok holds {held} of {size} bytes, so "
+                    "that upload can never complete and nothing was published",
+                    retryable=True,
+                    hint="the file was modified while uploading — finish writing it, then rerun",
+                ),
+            )
+            return
+        # TikTok has every byte (one version's: the earlier process sent them), or cannot
+        # say: poll it, never init again.
+        machine.record(Uploaded())
 
     def _sent_bytes_change(self, run: _Run) -> str | None:
         machine = run.machine

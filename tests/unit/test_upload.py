@@ -589,6 +589,23 @@ def test_resume_checks_the_sent_chunks_digests_even_when_stat_says_unchanged(
     assert_one_exact_upload(rig)
 
 
+def test_changed_file_with_only_the_last_chunk_left_sends_nothing_and_never_inits(
+    rig: Rig,
+) -> None:
+    """The last chunk may have gone before the file changed: nothing is sent, no new init;
+    TikTok holding fewer bytes means that upload can never complete: file_changed, retryable."""
+    point = _resume_point_with_digests(rig)
+    tampered = dataclasses.replace(point, chunk_digests=(point.chunk_digests[0], "0" * 64))
+    puts, inits = rig.fake.puts, len(rig.fake.publishes)
+    outcome = rig.uploader.resume(rig.request(), tampered, MemoryJournal())
+    assert outcome.state is UploadState.FAILED
+    assert outcome.error is not None
+    assert outcome.error.code == "file_changed"
+    assert outcome.error.retryable
+    assert (rig.fake.puts, len(rig.fake.publishes)) == (puts, inits)
+    assert rig.fake.completed() == []
+
+
 def test_resume_with_matching_digests_goes_on_on_the_same_url(rig: Rig) -> None:
     """Unchanged file, matching digests: one more PUT on the same upload, no init."""
     point = _resume_point_with_digests(rig)
