@@ -8,7 +8,8 @@ answers held past the read timeout, dripped answers, upload URLs expiring, refre
 tokens expiring or revoked mid-run, FAILED statuses; SIGKILLs of the real process at random
 moments; files edited in place between a kill and the rerun and while they upload (every
 completed upload must be a whole version of its file, never a splice); and ids added to the
-entries before a later run (they adopt their journal records: nothing posted again). The real CLI runs it, again and again, until a run has nothing left to do; then
+entries before a later run (they adopt their journal records: nothing posted again). The real
+CLI runs it, again and again, until a run has nothing left to do; then
 :mod:`tests.campaign.harness` checks every invariant (safety, the report, the journal and token
 store, liveness, secrets).
 
