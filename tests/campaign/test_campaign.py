@@ -57,6 +57,11 @@ REGRESSIONS = {
         "a run killed between TikTok's token rotation and its commit: "
         "the next run's reuse was flagged: sandbox",
     ),
+    43: Regression(
+        4,
+        False,
+        "a file edited in place while it uploaded completed as a splice of two versions: upload",
+    ),
     78: Regression(
         2,
         True,
