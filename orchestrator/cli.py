@@ -485,10 +485,10 @@ def validate(ctx: click.Context, manifest: str, online: bool) -> None:
     """Check MANIFEST offline (schema, semantics, media) and list every problem at once."""
     # Imported here: jsonschema and yaml take a noticeable moment to import, which `--help` and
     # the other commands need not pay.
-    from orchestrator.manifest import load_manifest
+    from orchestrator.runner import check_with_journal
 
-    checked = load_manifest(manifest)
-    for note in checked.notes:
+    checked, journal_notes = check_with_journal(_options(ctx).settings(), Path(manifest))
+    for note in (*checked.notes, *journal_notes):
         click.echo(f"note: {note}", err=True)
     if not online:
         click.echo(checked.summary())

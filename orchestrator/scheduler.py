@@ -52,13 +52,14 @@ from orchestrator.errors import (
     TransportError,
     UnsafeConnectionError,
 )
-from orchestrator.manifest import Entry, Manifest, Mode, entry_identity
+from orchestrator.manifest import Entry, Manifest, Mode, content_identity, entry_identity
 from orchestrator.media import FileMedia, PhotoMedia, VideoUrlMedia, media_fingerprint
 from orchestrator.preflight import creator_problems
 from orchestrator.report import EntryResult, ErrorInfo, RunReport
 from orchestrator.retry import RetryBudget
 from orchestrator.secret import Secret
 from orchestrator.store.journal import (
+    DONE_STATES,
     Action,
     Decision,
     EntryMeta,
@@ -328,19 +329,13 @@ class Run:
     def plan(self, entries: Sequence[Entry] | None = None) -> list[PlannedEntry]:
         """Identity and journal decision for each selected entry (no network, no writes)."""
         planned = []
-        # Many entries may share one video (one clip to several accounts): hash each file once.
-        fingerprints: dict[object, str] = {}
-        for entry in self._selected() if entries is None else entries:
-            fingerprint = fingerprints.get(entry.media)
-            if fingerprint is None:
-                try:
-                    fingerprint = media_fingerprint(entry.media)
-                except MediaError as exc:
-                    # The upload reports the file's problem; the identity must still be stable.
-                    fingerprint = f"unreadable:{exc}"
-                fingerprints[entry.media] = fingerprint
+        chosen = self._selected() if entries is None else entries
+        for entry, key in zip(chosen, journal_keys(chosen, self.journal), strict=True):
+            fingerprint = key.fingerprint
+            if key.note is not None:
+                log.info("%s: %s", entry.location, key.note)
             meta = EntryMeta(
-                identity=entry_identity(entry, fingerprint),
+                identity=key.identity,
                 entry_id=entry.id,
                 user_id=entry.user_id,
                 mode=str(entry.mode),
@@ -1065,6 +1060,86 @@ def _kind(entry: Entry) -> str:
     if isinstance(entry.media, VideoUrlMedia):
         return "video_url"
     return "photo"
+
+
+@dataclass(frozen=True)
+class JournalKey:
+    """Which journal record an entry is: its ``identity`` and media ``fingerprint``, and a
+    ``note`` when that is not its own key (it adopted an earlier form's record, or its file is
+    gone and the record says it was posted)."""
+
+    identity: str
+    fingerprint: str
+    note: str | None = None
+
+
+def journal_keys(entries: Sequence[Entry], journal: Journal) -> list[JournalKey]:
+    """The journal identity of each entry (reads only).
+
+    An entry is its ``id`` (or, without one, its content identity: user, mode, media
+    fingerprint). An ``id`` new to the journal whose content identity holds a record adopts
+    that record — the same post given an id later is not posted again — unless another entry
+    of the manifest is that record already (an entry without an id, or an earlier id). A file
+    that is gone is matched to its published record by id, or by user, mode and path.
+    """
+    # Many entries may share one video (one clip to several accounts): hash each file once.
+    fingerprints: dict[object, str] = {}
+    for entry in entries:
+        if entry.media not in fingerprints:
+            try:
+                fingerprints[entry.media] = media_fingerprint(entry.media)
+            except MediaError as exc:
+                # The upload reports the file's problem; the identity must still be stable.
+                fingerprints[entry.media] = f"unreadable:{exc}"
+    # Records that entries without an id are, by their own key: never adopted by an id.
+    taken = {
+        entry_identity(entry, fingerprints[entry.media]) for entry in entries if entry.id is None
+    }
+    keys = []
+    for entry in entries:
+        fingerprint = fingerprints[entry.media]
+        own = entry_identity(entry, fingerprint)
+        record: JournalRecord | None = None
+        note = None
+        if fingerprint.startswith("unreadable:") and isinstance(entry.media, FileMedia):
+            record = journal.done_without_file(
+                entry_id=entry.id,
+                user_id=entry.user_id,
+                mode=str(entry.mode),
+                source=_source_text(entry),
+            )
+            if record is not None:
+                note = f"the video file is gone; already done ({record.state.value} earlier)"
+        elif entry.id is not None and journal.get(entry.id) is None:
+            record = journal.by_entry_id(entry.id)
+            if record is None:
+                content = content_identity(entry.user_id, entry.mode, fingerprint)
+                if content not in taken:
+                    record = journal.adoptable(content, entry.id)
+            if record is not None and record.identity in taken:
+                record = None
+            if record is not None:
+                done = "already done" if record.state in DONE_STATES else record.state.value
+                note = f"{done} (adopted the journal record of {record.identity})"
+        if record is None:
+            keys.append(JournalKey(own, fingerprint))
+            continue
+        taken.add(record.identity)
+        keys.append(JournalKey(record.identity, fingerprint, note))
+    return keys
+
+
+def posted_check(journal: Journal) -> Callable[[str | None, str, Mode, Path], bool]:
+    """Manifest validation's question to the journal about a video file that is gone: is
+    that entry posted already (then the file is not needed)?"""
+
+    def posted(entry_id: str | None, user_id: str, mode: Mode, path: Path) -> bool:
+        record = journal.done_without_file(
+            entry_id=entry_id, user_id=user_id, mode=str(mode), source=_display_path(path)
+        )
+        return record is not None
+
+    return posted
 
 
 def _source_text(entry: Entry) -> str:

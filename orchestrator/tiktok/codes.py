@@ -214,6 +214,8 @@ ORCHESTRATOR_CODES: Final = MappingProxyType(
         "check the creator's profile, and if it did not post give the entry a new id",
         "file_unreadable": "the video could not be opened or changed size since validation; "
         "check the file and run again",
+        "file_changed": "the file was modified while uploading (nothing was published) — finish "
+        "writing it, then run again",
         "upload_error": "the upload could not go on (see the message); run again",
         "transport": "the connection to TikTok failed repeatedly; run again",
         "upload_server_error": "TikTok's upload server kept failing; run again",
