@@ -254,7 +254,18 @@ def check_with_journal(
         if key.note is not None
     ]
     return manifest, notes
-        _check_only_users(manifest, options.only_users)
+
+
+def _check_only_users(manifest: Manifest, only_users: frozenset[str]) -> None:
+    """Refuse ``--only-user`` values the manifest does not have (a typo must not look like a
+    run with nothing to do)."""
+    present = {entry.user_id for entry in manifest.entries}
+    unknown = sorted(only_users - present)
+    if unknown:
+        raise UsageError(
+            f"--only-user {', '.join(unknown)}: not a user_id of any entry in {manifest.path}",
+            hint=f"the manifest's users are: {', '.join(sorted(present)) or '(none)'}",
+        )
 
 
 def _seed_pacing(pacer: SlidingWindowPacer, journal: Journal, now: float) -> None:
