@@ -4,7 +4,9 @@ Every command is a thin shell around a plain function elsewhere in the package; 
 exit codes here and nowhere else (:func:`exit_code_for`).
 
 Exit codes (SPEC §8): 0 nothing failed · 1 an entry failed or is uncertain · 2 invalid manifest,
-configuration or usage (nothing was sent) · 75 another run holds the lock · 130 interrupted.
+configuration or usage (nothing was sent) · 69 nothing failed but TikTok could not be reached or
+kept failing, so entries were deferred · 75 another run holds the lock · 130 interrupted.
+Precedence when several apply: 2, then 130, then 1, then 69, then 0.
 """
 
 from __future__ import annotations
@@ -30,22 +32,37 @@ from orchestrator.errors import (
     StoreKeyError,
     StoreMissingError,
     StorePermissionError,
+    UnsafeConnectionError,
     UsageError,
 )
 
 # The rest is imported inside the commands that use it: the token store, OAuth, requests and
 # rich cost about 0.1 s to import, which `--help`, `validate` and the other commands need not pay.
 if TYPE_CHECKING:
+    from orchestrator.report import RunReport
     from orchestrator.store.tokens import TokenStore
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
 EXIT_LOCKED = 75
 EXIT_INTERRUPTED = 130
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def exit_code_for_report(report: RunReport) -> int:
+    """The exit code of a run that ended with a report (the other half of this decision):
+    130 interrupted, then 1 a failure, then 69 an outage deferred entries, then 0."""
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    if report.has_failures:
+        return EXIT_FAILED
+    if report.has_outage:
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -62,6 +79,10 @@ def exit_code_for(exc: BaseException) -> int:
     ):
         return EXIT_USAGE
     if isinstance(exc, click.UsageError):
+        return EXIT_USAGE
+    # Plain HTTP off the machine, a certificate that does not verify: the run stopped before
+    # sending to that server, and only the user's configuration can fix it.
+    if isinstance(exc, UnsafeConnectionError):
         return EXIT_USAGE
     return EXIT_FAILED
 
@@ -268,9 +289,10 @@ def run(
     Without --report the JSON report goes to the home's reports/ folder. A rerun never posts
     twice: what is done is reported as already_done, an interrupted upload resumes.
 
-    Exit codes: 0 nothing failed (deferred and processing are not failures), 1 an entry
+    Exit codes: 0 nothing failed (planned deferrals and processing are not failures), 1 an entry
     failed or is uncertain (or the report could not be written), 2 invalid manifest or
-    configuration (nothing sent), 75 another run holds the lock, 130 interrupted (the report
+    configuration (nothing sent), 69 TikTok could not be reached or kept failing so entries
+    were deferred (nothing failed), 75 another run holds the lock, 130 interrupted (the report
     says so).
     """
     from orchestrator.logs import configure_logging
@@ -361,10 +383,7 @@ def _run_and_report(
     finally:
         signal.signal(signal.SIGTERM, previous)
     _print_summary(report)
-    if report.interrupted:
-        code = EXIT_INTERRUPTED
-    else:
-        code = EXIT_FAILED if report.has_failures else EXIT_OK
+    code = exit_code_for_report(report)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     try:
         written = write_reports(
@@ -377,7 +396,8 @@ def _run_and_report(
     except ReportsNotWritten as exc:
         # The run is over and journalled whatever happens here: say what was not written.
         # The exit code still tells about the entries (1 and 130 stay); a run that went
-        # well exits 1, because an output the user asked for is missing.
+        # well (or only met an outage, 69) exits 1, because an output the user asked for is
+        # missing.
         written = [path for path in exc.written if isinstance(path, Path)]
         for failure in exc.failures:
             click.echo(f"error: report not written: {failure}", err=True)
@@ -386,12 +406,19 @@ def _run_and_report(
             "is intact (`tiktok-orchestrator history` shows every entry)",
             err=True,
         )
-        if code == EXIT_OK:
+        if code in (EXIT_OK, EXIT_UNAVAILABLE):
             code = EXIT_FAILED
     for path in written:
         click.echo(f"report: {path}")
     if report.interrupted:
         click.echo("interrupted: the report lists what is left; run again to go on", err=True)
+    elif code == EXIT_UNAVAILABLE:
+        click.echo(
+            "error: TikTok could not be reached or kept failing; the entries it left were "
+            f"deferred (exit {EXIT_UNAVAILABLE})\nhint: check the network, "
+            "ORCHESTRATOR_API_BASE and TikTok's status, then run again",
+            err=True,
+        )
     return code
 
 
@@ -458,10 +485,10 @@ def validate(ctx: click.Context, manifest: str, online: bool) -> None:
     """Check MANIFEST offline (schema, semantics, media) and list every problem at once."""
     # Imported here: jsonschema and yaml take a noticeable moment to import, which `--help` and
     # the other commands need not pay.
-    from orchestrator.manifest import load_manifest
+    from orchestrator.runner import check_with_journal
 
-    checked = load_manifest(manifest)
-    for note in checked.notes:
+    checked, journal_notes = check_with_journal(_options(ctx).settings(), Path(manifest))
+    for note in (*checked.notes, *journal_notes):
         click.echo(f"note: {note}", err=True)
     if not online:
         click.echo(checked.summary())

@@ -32,8 +32,11 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     ├── ApiError                    TikTok answered with an error code
     ├── UploadError                 an upload cannot go on (incoherent server progress)
     │   └── IllegalTransitionError  a step the upload's state does not allow (a bug)
-    └── FileWriteError              a report or other output file cannot be written
-        └── ReportsNotWritten       some of a run's reports could not be written
+    ├── FileWriteError              a report or other output file cannot be written
+    │   └── ReportsNotWritten       some of a run's reports could not be written
+    └── UnsafeConnectionError       a connection that would not be safe; the run stops → exit 2
+        ├── PlainHttpError          plain http:// to a host that is not this machine
+        └── CertificateError        the server's TLS certificate does not verify
 """
 
 from __future__ import annotations
@@ -238,3 +241,19 @@ class ReportsNotWritten(FileWriteError):
         super().__init__("; ".join(failures), hint=hint)
         self.failures = list(failures)
         self.written = list(written)
+
+
+class UnsafeConnectionError(OrchestratorError):
+    """Raised by the transport, before any byte of the request is sent, when the connection
+    would not be safe. Never retried: the whole run stops (exit 2), because the fix is the
+    user's (a URL, a CA bundle) and every later request would meet the same problem."""
+
+
+class PlainHttpError(UnsafeConnectionError):
+    """Raised for an ``http://`` URL whose host is not loopback (127.0.0.0/8, ::1,
+    ``localhost``): a token or an upload URL's own token would cross the network in clear."""
+
+
+class CertificateError(UnsafeConnectionError):
+    """Raised when a server's TLS certificate does not verify (unknown CA, wrong host name,
+    expired): a configuration problem (a private CA not trusted) or an interception."""

@@ -239,13 +239,20 @@ def _count(number: int, one: str, many: str) -> str:
 # -- the use case ---------------------------------------------------------------------------------
 
 
-def load_manifest(path: Path | str, *, prober: Prober | None = None) -> Manifest:
+PostedCheck = Callable[[str | None, str, Mode, Path], bool]
+"""(entry id, user_id, mode, video path) → whether the journal holds that entry as posted."""
+
+
+def load_manifest(
+    path: Path | str, *, prober: Prober | None = None, posted: PostedCheck | None = None
+) -> Manifest:
     """Load and validate a manifest; raise ManifestError listing every problem if it is invalid.
 
     ``prober`` decides how video files are measured (default: ffprobe when installed, else the
-    built-in readers). Sends no request: this is offline validation.
+    built-in readers). Sends no request: this is offline validation. With ``posted``, a video
+    file that is gone is a note, not a problem, for an entry the journal holds as posted.
     """
-    checked = check_manifest(path, prober=prober)
+    checked = check_manifest(path, prober=prober, posted=posted)
     if checked.manifest is None:
         count = len(checked.problems)
         raise ManifestError(
@@ -255,7 +262,9 @@ def load_manifest(path: Path | str, *, prober: Prober | None = None) -> Manifest
     return checked.manifest
 
 
-def check_manifest(path: Path | str, *, prober: Prober | None = None) -> ManifestCheck:
+def check_manifest(
+    path: Path | str, *, prober: Prober | None = None, posted: PostedCheck | None = None
+) -> ManifestCheck:
     """Check a manifest and report every problem at once (never raises for a bad manifest)."""
     path = Path(path)
     document = _read_document(path)
@@ -269,6 +278,7 @@ def check_manifest(path: Path | str, *, prober: Prober | None = None) -> Manifes
         document=document,
         base_dir=Path(os.path.abspath(path)).parent,
         prober=prober or Prober.detect(),
+        posted=posted,
     )
     entries = checker.check()
     problems.extend(checker.problems)
@@ -300,6 +310,12 @@ def entry_identity(entry: Entry, fingerprint: str) -> str:
     if entry.id is not None:
         return entry.id
     return _derived_identity(entry.user_id, entry.mode, fingerprint)
+
+
+def content_identity(user_id: str, mode: Mode, fingerprint: str) -> str:
+    """The identity an entry without an ``id`` has: ``sha256:`` over (user_id, mode, media
+    fingerprint). An entry given an id later adopts the journal record kept under it."""
+    return _derived_identity(user_id, mode, fingerprint)
 
 
 def _derived_identity(user_id: str, mode: Mode, fingerprint: str) -> str:
@@ -992,8 +1008,18 @@ class _Post:
 class _Checker:
     """The semantic pass: normalises each entry and collects every problem."""
 
-    def __init__(self, *, document: _Document, base_dir: Path, prober: Prober) -> None:
+    def __init__(
+        self,
+        *,
+        document: _Document,
+        base_dir: Path,
+        prober: Prober,
+        posted: PostedCheck | None = None,
+    ) -> None:
         self.document = document
+        self.posted = posted
+        # Entries whose video file is gone: a problem unless the journal has them posted.
+        self._missing: dict[DocPath, tuple[Path, Problem]] = {}
         self.base_dir = base_dir
         self.files = _FileChecks(prober)
         self.problems: list[Problem] = []
@@ -1110,6 +1136,7 @@ class _Checker:
         if mode is Mode.INBOX and not is_photo and any(name in raw for name in _POST_INFO_FIELDS):
             self._inbox_with_post_info.append(self.document.location(path))
         entry_id = value("id", str)
+        self._missing_file(path, entry_id, user_id, mode)
         if user_id is not None and mode is not None and media is not None:
             self._posts.append(_Post(path, entry_id, user_id, mode, media, size))
         if len(self.problems) != before or user_id is None or media is None:
@@ -1178,7 +1205,14 @@ class _Checker:
         verdict = self.files.verdict(resolved)
         shown = repr(given) if str(resolved) == given else f"{given!r} ({resolved})"
         if isinstance(verdict, MediaError):
-            self.problem((*path, "video_path"), f"{shown} {verdict.message}", verdict.hint)
+            problem = self.document.problem(
+                (*path, "video_path"), f"{shown} {verdict.message}", verdict.hint
+            )
+            if self.posted is not None and not os.path.lexists(resolved):
+                # Decided once the entry's id, user and mode are known (_missing_file).
+                self._missing[path] = (resolved, problem)
+                return FileMedia(resolved), None, None
+            self.problems.append(problem)
             return None, None, None
         for violation in verdict.limit_violations():
             self.problem((*path, "video_path"), f"{shown} {violation.message}", violation.fix)
@@ -1186,6 +1220,28 @@ class _Checker:
             self._noted_files.add(resolved)
             self.notes.extend(f"{shown}: {note}" for note in verdict.unchecked)
         return FileMedia(resolved), verdict, verdict.size
+
+    def _missing_file(
+        self, path: DocPath, entry_id: str | None, user_id: str | None, mode: Mode | None
+    ) -> None:
+        """A gone video file blocks the manifest, unless the journal holds the entry as posted:
+        then it is a note, and the run reports the entry already_done."""
+        missing = self._missing.pop(path, None)
+        if missing is None:
+            return
+        resolved, problem = missing
+        if (
+            self.posted is not None
+            and user_id is not None
+            and mode is not None
+            and self.posted(entry_id, user_id, mode, resolved)
+        ):
+            self.notes.append(
+                f"{problem.location}: {problem.message}, but the journal has this entry "
+                "posted: it is reported already_done"
+            )
+            return
+        self.problems.append(problem)
 
     def _resolve(self, given: str) -> Path:
         found = self._resolved.get(given)

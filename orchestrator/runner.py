@@ -10,7 +10,9 @@ run, claiming entries from the store's queue (``store/queue.py``) under a heartb
 lease, and pacing each user's requests by rate windows kept in the store.
 
 A dry run is wired so that it cannot write: its token source never refreshes (a refresh
-rotates the refresh token, a write), and the scheduler records nothing in the journal.
+rotates the refresh token, a write), and the scheduler records nothing in the journal. It does
+not take the run lock either: it only reads, so it plans while a real run holds the home, and
+a real run is never kept waiting by a dry one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
-from orchestrator.errors import AuthError, NeedsLoginError
+from orchestrator.errors import AuthError, NeedsLoginError, UsageError
 from orchestrator.manifest import Manifest, load_manifest
 from orchestrator.report import RunReport
 from orchestrator.retry import (
@@ -44,10 +46,12 @@ from orchestrator.scheduler import (
     Run,
     RunObserver,
     RunOptions,
+    journal_keys,
+    posted_check,
 )
 from orchestrator.secret import Secret
 from orchestrator.store.backend import is_shared
-from orchestrator.store.db import ensure_private_home
+from orchestrator.store.db import DB_FILENAME, ensure_private_home
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import RunLock
 from orchestrator.store.postgres import PostgresDatabase
@@ -141,14 +145,22 @@ def run_manifest(
     upload_config = tunables.upload_config()
     ensure_private_home(settings.home)
     with contextlib.ExitStack() as stack:
-        if not shared:
+        if not shared and not options.dry_run:
             # The lock first: a second run leaves before validating or opening anything.
-            # (A shared store's workers coordinate through its queue instead.)
+            # (A shared store's workers coordinate through its queue instead; a dry run only
+            # reads, so it neither needs the lock nor may block a real run with it.)
             stack.enter_context(RunLock(settings.home))
-        manifest = manifest or load_manifest(manifest_path)
+        store = stack.enter_context(TokenStore.open(settings, clock=clock))
+        if shared and not options.dry_run:
+            # Workers given the same manifest join the same shared run.
+            run_id = run_id or shared_run_id(manifest_path)
+        run_id = run_id or _new_run_id()
+        journal = Journal(store.database, store.cipher, clock=clock, run_id=run_id)
+        # The journal first: a video that is gone only matters if its entry is not posted yet.
+        manifest = manifest or load_manifest(manifest_path, posted=posted_check(journal))
+        _check_only_users(manifest, options.only_users)
         for note in manifest.notes:
             log.warning("note: %s", note)
-        store = stack.enter_context(TokenStore.open(settings, clock=clock))
         transport = transport_factory()
         stack.callback(transport.close)
         # Every wait of the run sleeps on this clock, so Ctrl-C is honoured within moments.
@@ -163,11 +175,6 @@ def run_manifest(
                 settings, transport, clock, timeouts=tunables.api_timeouts or OAUTH_TIMEOUTS
             )
             tokens = TokenProvider(store, refresher, clock=run_clock)
-        if shared and not options.dry_run:
-            # Workers given the same manifest join the same shared run.
-            run_id = run_id or shared_run_id(manifest.path)
-        run_id = run_id or _new_run_id()
-        journal = Journal(store.database, store.cipher, clock=clock, run_id=run_id)
         pacer: SlidingWindowPacer
         if isinstance(store.database, PostgresDatabase):
             # Counted in the database: the windows hold across workers and reruns.
@@ -225,6 +232,40 @@ def run_manifest(
             )
         return report
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack re-raises
+
+
+def check_with_journal(
+    settings: Settings, manifest_path: Path, *, clock: Clock | None = None
+) -> tuple[Manifest, list[str]]:
+    """Validate a manifest as a run would (reads only): a video file that is gone is a note
+    for an entry the journal holds as posted, and each entry that would adopt a journal
+    record (an ``id`` added to a posted entry) is named. Raises ManifestError as
+    ``load_manifest`` does. Without a state database yet, the manifest alone decides."""
+    clock = clock or SystemClock()
+    if not is_shared(settings) and not (settings.home / DB_FILENAME).exists():
+        return load_manifest(manifest_path), []
+    with TokenStore.open(settings, clock=clock) as store:
+        journal = Journal(store.database, store.cipher, clock=clock, run_id="validate")
+        manifest = load_manifest(manifest_path, posted=posted_check(journal))
+        keys = journal_keys(manifest.entries, journal)
+    notes = [
+        f"{entry.location}: {key.note}"
+        for entry, key in zip(manifest.entries, keys, strict=True)
+        if key.note is not None
+    ]
+    return manifest, notes
+
+
+def _check_only_users(manifest: Manifest, only_users: frozenset[str]) -> None:
+    """Refuse ``--only-user`` values the manifest does not have (a typo must not look like a
+    run with nothing to do)."""
+    present = {entry.user_id for entry in manifest.entries}
+    unknown = sorted(only_users - present)
+    if unknown:
+        raise UsageError(
+            f"--only-user {', '.join(unknown)}: not a user_id of any entry in {manifest.path}",
+            hint=f"the manifest's users are: {', '.join(sorted(present)) or '(none)'}",
+        )
 
 
 def _seed_pacing(pacer: SlidingWindowPacer, journal: Journal, now: float) -> None:

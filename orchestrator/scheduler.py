@@ -49,14 +49,16 @@ from orchestrator.errors import (
     OrchestratorError,
     StoreError,
     TransportError,
+    UnsafeConnectionError,
 )
-from orchestrator.manifest import Entry, Manifest, Mode, entry_identity
+from orchestrator.manifest import Entry, Manifest, Mode, content_identity, entry_identity
 from orchestrator.media import FileMedia, PhotoMedia, VideoUrlMedia, media_fingerprint
 from orchestrator.preflight import creator_problems
 from orchestrator.report import EntryResult, ErrorInfo, RunReport
 from orchestrator.retry import RetryBudget
 from orchestrator.secret import Secret
 from orchestrator.store.journal import (
+    DONE_STATES,
     Action,
     Decision,
     EntryMeta,
@@ -263,12 +265,15 @@ class Run:
     """A shared store's work queue: entries are claimed from it, so workers on several machines
     drain one run exactly once (see :meth:`_drain`). None: this run posts every due entry."""
     _store_failure: ErrorInfo | None = field(default=None, init=False, repr=False)
+    _unsafe: UnsafeConnectionError | None = field(default=None, init=False, repr=False)
 
     def execute(self) -> RunReport:
         """Post what is due; the report of every selected entry, in manifest order.
 
         Ctrl-C (KeyboardInterrupt in the calling thread) at any point ends the run with a
-        report marked ``interrupted``; it is never raised from here.
+        report marked ``interrupted``; it is never raised from here. An
+        UnsafeConnectionError (plain HTTP off the machine, a certificate that does not verify)
+        stops the run like a broken store, then is raised once every worker has stopped.
         """
         started = datetime.fromtimestamp(self.clock.time(), UTC)
         selected = self._selected()
@@ -297,6 +302,8 @@ class Run:
         for entry in selected:
             if entry.index not in results:
                 results[entry.index] = _unstarted_result(entry, _INTERRUPTED)
+        if self._unsafe is not None:
+            raise self._unsafe
         finished = datetime.fromtimestamp(self.clock.time(), UTC)
         return RunReport(
             run_id=self.run_id,
@@ -321,19 +328,13 @@ class Run:
     def plan(self, entries: Sequence[Entry] | None = None) -> list[PlannedEntry]:
         """Identity and journal decision for each selected entry (no network, no writes)."""
         planned = []
-        # Many entries may share one video (one clip to several accounts): hash each file once.
-        fingerprints: dict[object, str] = {}
-        for entry in self._selected() if entries is None else entries:
-            fingerprint = fingerprints.get(entry.media)
-            if fingerprint is None:
-                try:
-                    fingerprint = media_fingerprint(entry.media)
-                except MediaError as exc:
-                    # The upload reports the file's problem; the identity must still be stable.
-                    fingerprint = f"unreadable:{exc}"
-                fingerprints[entry.media] = fingerprint
+        chosen = self._selected() if entries is None else entries
+        for entry, key in zip(chosen, journal_keys(chosen, self.journal), strict=True):
+            fingerprint = key.fingerprint
+            if key.note is not None:
+                log.info("%s: %s", entry.location, key.note)
             meta = EntryMeta(
-                identity=entry_identity(entry, fingerprint),
+                identity=key.identity,
                 entry_id=entry.id,
                 user_id=entry.user_id,
                 mode=str(entry.mode),
@@ -577,6 +578,8 @@ class Run:
             return self._post_one(item, user)
         except RunInterrupted:
             return self._halted(item, _INTERRUPTED)
+        except UnsafeConnectionError as exc:
+            return self._halted(item, self._refuse(exc))
         except StoreError as exc:
             error = self._store_failed(exc)
             return self._result(item.entry, item.meta, "failed", error=error)
@@ -611,9 +614,19 @@ class Run:
             return _INTERRUPTED
         if self._store_failure is not None:
             return self._store_failure
+        if self._unsafe is not None:
+            return self._refuse(self._unsafe)
         if self.budget.exhausted:
             return _BUDGET_SPENT
         return None
+
+    def _refuse(self, exc: UnsafeConnectionError) -> ErrorInfo:
+        """A connection was refused as unsafe before a byte was sent: stop starting work (every
+        later request would meet the same URL or certificate)."""
+        if self._unsafe is None:
+            log.error("%s; stopping the run", exc)
+            self._unsafe = exc
+        return ErrorInfo("unsafe_connection", str(exc), retryable=True, hint=exc.hint)
 
     def _store_failed(self, exc: StoreError) -> ErrorInfo:
         """The state database refused a write: stop starting work (an answer that cannot be
@@ -703,6 +716,8 @@ class Run:
             error = ErrorInfo(exc.code, str(exc), exc.log_id, deferred, exc.hint)
         except StoreError as exc:
             error = self._store_failed(exc)
+        except UnsafeConnectionError:
+            raise  # the run stops (see _post_guarded)
         except TransportError as exc:
             status = "deferred"
             error = ErrorInfo(
@@ -851,6 +866,9 @@ class Run:
                 outcome = self.uploader.resume(request, decision.resume_point, sink, progress)
         except RunInterrupted:
             return self._interrupted(item, fresh, progress.sent)
+        except UnsafeConnectionError as exc:
+            # Refused before its request was sent: the journal reads as if interrupted here.
+            return self._interrupted(item, fresh, progress.sent, self._refuse(exc))
         except StoreError as exc:
             broken = self._store_failed(exc)
             return self._result(entry, meta, "failed", error=broken, bytes_sent=progress.sent)
@@ -891,7 +909,9 @@ class Run:
             post_ids=outcome.post_ids,
         )
 
-    def _interrupted(self, item: PlannedEntry, fresh: bool, sent: int) -> EntryResult:
+    def _interrupted(
+        self, item: PlannedEntry, fresh: bool, sent: int, error: ErrorInfo | None = None
+    ) -> EntryResult:
         """An upload unwound by RunInterrupted: say where it stands; keep the journal honest."""
         record = self.journal.get(item.meta.identity)
         if fresh and record is not None and record.state is EntryState.INITIALISING:
@@ -909,7 +929,12 @@ class Run:
         if record is not None and record.state in (EntryState.UPLOADED, EntryState.PROCESSING):
             status = "processing"  # TikTok has the media; the next run polls it
         return self._result(
-            item.entry, item.meta, status, record=record, error=_INTERRUPTED, bytes_sent=sent
+            item.entry,
+            item.meta,
+            status,
+            record=record,
+            error=error or _INTERRUPTED,
+            bytes_sent=sent,
         )
 
     def _result(
@@ -1028,6 +1053,86 @@ def _kind(entry: Entry) -> str:
     if isinstance(entry.media, VideoUrlMedia):
         return "video_url"
     return "photo"
+
+
+@dataclass(frozen=True)
+class JournalKey:
+    """Which journal record an entry is: its ``identity`` and media ``fingerprint``, and a
+    ``note`` when that is not its own key (it adopted an earlier form's record, or its file is
+    gone and the record says it was posted)."""
+
+    identity: str
+    fingerprint: str
+    note: str | None = None
+
+
+def journal_keys(entries: Sequence[Entry], journal: Journal) -> list[JournalKey]:
+    """The journal identity of each entry (reads only).
+
+    An entry is its ``id`` (or, without one, its content identity: user, mode, media
+    fingerprint). An ``id`` new to the journal whose content identity holds a record adopts
+    that record — the same post given an id later is not posted again — unless another entry
+    of the manifest is that record already (an entry without an id, or an earlier id). A file
+    that is gone is matched to its published record by id, or by user, mode and path.
+    """
+    # Many entries may share one video (one clip to several accounts): hash each file once.
+    fingerprints: dict[object, str] = {}
+    for entry in entries:
+        if entry.media not in fingerprints:
+            try:
+                fingerprints[entry.media] = media_fingerprint(entry.media)
+            except MediaError as exc:
+                # The upload reports the file's problem; the identity must still be stable.
+                fingerprints[entry.media] = f"unreadable:{exc}"
+    # Records that entries without an id are, by their own key: never adopted by an id.
+    taken = {
+        entry_identity(entry, fingerprints[entry.media]) for entry in entries if entry.id is None
+    }
+    keys = []
+    for entry in entries:
+        fingerprint = fingerprints[entry.media]
+        own = entry_identity(entry, fingerprint)
+        record: JournalRecord | None = None
+        note = None
+        if fingerprint.startswith("unreadable:") and isinstance(entry.media, FileMedia):
+            record = journal.done_without_file(
+                entry_id=entry.id,
+                user_id=entry.user_id,
+                mode=str(entry.mode),
+                source=_source_text(entry),
+            )
+            if record is not None:
+                note = f"the video file is gone; already done ({record.state.value} earlier)"
+        elif entry.id is not None and journal.get(entry.id) is None:
+            record = journal.by_entry_id(entry.id)
+            if record is None:
+                content = content_identity(entry.user_id, entry.mode, fingerprint)
+                if content not in taken:
+                    record = journal.adoptable(content, entry.id)
+            if record is not None and record.identity in taken:
+                record = None
+            if record is not None:
+                done = "already done" if record.state in DONE_STATES else record.state.value
+                note = f"{done} (adopted the journal record of {record.identity})"
+        if record is None:
+            keys.append(JournalKey(own, fingerprint))
+            continue
+        taken.add(record.identity)
+        keys.append(JournalKey(record.identity, fingerprint, note))
+    return keys
+
+
+def posted_check(journal: Journal) -> Callable[[str | None, str, Mode, Path], bool]:
+    """Manifest validation's question to the journal about a video file that is gone: is
+    that entry posted already (then the file is not needed)?"""
+
+    def posted(entry_id: str | None, user_id: str, mode: Mode, path: Path) -> bool:
+        record = journal.done_without_file(
+            entry_id=entry_id, user_id=user_id, mode=str(mode), source=_display_path(path)
+        )
+        return record is not None
+
+    return posted
 
 
 def _source_text(entry: Entry) -> str:

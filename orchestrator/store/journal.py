@@ -18,6 +18,10 @@ Theory of operation:
   data = the entry's identity and purpose ``upload_url``).
 - :meth:`Journal.decide` turns a stored row into what this run should do with the entry
   (skip, repeat a failure, poll, resume, start) — the rerun rules of SPEC §5 in one place.
+- A file upload's ``Initialised`` event keeps the file's stat identity, and each
+  ``ChunkConfirmed`` the SHA-256 of the bytes sent (in the events' detail): a rerun in a new
+  process compares the file with both before it sends another byte (:meth:`Journal.decide`
+  hands them to the engine in the :class:`ResumePoint`).
 - Every accepted init is an ``Initialised`` event; TikTok counts each one toward the creator's
   daily caps, so :meth:`Journal.init_times` counts those events, not finished uploads.
 
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from orchestrator.clock import Clock
@@ -41,12 +45,14 @@ from orchestrator.upload import (
     ChunkConfirmed,
     Deferred,
     Failed,
+    FileIdentity,
     Initialised,
     Processing,
     Published,
     ResumePoint,
     Resynced,
     SentToInbox,
+    SourceChanged,
     Uncertain,
     Uploaded,
     UploadEvent,
@@ -179,6 +185,41 @@ class Journal:
         row = self._database.fetch_one("SELECT * FROM journal WHERE identity = ?", (identity,))
         return None if row is None else self._record(row)
 
+    def adoptable(self, content_identity: str, entry_id: str) -> JournalRecord | None:
+        """The record an entry with the new ``entry_id`` takes over: the one kept under the
+        entry's content identity (user, mode, media fingerprint — the legacy form's key), when
+        no other id has taken it. An id already in the journal is looked up first, by the
+        caller: it always wins over content."""
+        record = self.get(content_identity)
+        if record is None or record.entry_id not in (None, entry_id):
+            return None
+        return record
+
+    def by_entry_id(self, entry_id: str) -> JournalRecord | None:
+        """A record kept under another key that ``entry_id`` adopted in an earlier run."""
+        row = self._database.fetch_one(
+            "SELECT * FROM journal WHERE entry_id = ? AND identity <> ? ORDER BY updated_at DESC",
+            (entry_id, entry_id),
+        )
+        return None if row is None else self._record(row)
+
+    def done_without_file(
+        self, *, entry_id: str | None, user_id: str, mode: str, source: str
+    ) -> JournalRecord | None:
+        """The published (or sent) record of an entry whose video file is gone: by its id, or
+        for an entry without one by user, mode and the file's path as the journal shows it
+        (its content, the usual key, cannot be read any more)."""
+        if entry_id is not None:
+            record = self.get(entry_id) or self.by_entry_id(entry_id)
+            return record if record is not None and record.state in DONE_STATES else None
+        row = self._database.fetch_one(
+            "SELECT * FROM journal WHERE user_id = ? AND mode = ? AND kind = 'file'"
+            " AND source = ? AND entry_id IS NULL AND state IN (?, ?)"
+            " ORDER BY updated_at DESC",
+            (user_id, mode, source, *sorted(DONE_STATES)),
+        )
+        return None if row is None else self._record(row)
+
     def history(
         self, *, user_id: str | None = None, since: float | None = None
     ) -> list[JournalRecord]:
@@ -305,6 +346,7 @@ class Journal:
             # Even with an expired URL the engine gets the whole picture: it decides between a
             # new init (the URL died before the last chunk could have gone) and settling by
             # status (the last chunk may have gone: never init again).
+            source, digests = self._sent_file(record)
             return Decision(
                 Action.RESUME,
                 record,
@@ -315,6 +357,8 @@ class Journal:
                     url_expires_at=record.url_expires_at,
                     plan=plan,
                     bytes_confirmed=record.bytes_confirmed,
+                    source=source,
+                    chunk_digests=digests,
                 ),
             )
         # The file under this entry's id is no longer the one being uploaded (it was replaced):
@@ -329,6 +373,35 @@ class Journal:
             record,
             ResumePoint(state=UploadState.UPLOADED, publish_id=record.publish_id),
         )
+
+    def _sent_file(
+        self, record: JournalRecord
+    ) -> tuple[FileIdentity | None, tuple[str | None, ...]]:
+        """The file's stat identity at the current upload's init and the SHA-256 of each chunk
+        confirmed since (None where a resync moved past chunks we never saw confirmed)."""
+        assert record.plan is not None
+        rows = self._database.fetch_all(
+            "SELECT event, detail FROM journal_events WHERE identity = ?"
+            " AND id >= (SELECT COALESCE(MAX(id), 0) FROM journal_events"
+            "            WHERE identity = ? AND event = 'Initialised') ORDER BY id",
+            (record.identity, record.identity),
+        )
+        source: FileIdentity | None = None
+        digests: list[str | None] = []
+        for row in rows:
+            detail = json.loads(row["detail"])
+            if row["event"] == "Initialised":
+                file = detail.get("file")
+                source = None if file is None else FileIdentity(**file)
+                digests = []
+            elif row["event"] == "ChunkConfirmed":
+                index = int(detail["chunk"])
+                digests = [*digests[:index], *[None] * (index - len(digests)), detail.get("sha256")]
+            elif row["event"] == "Resynced":
+                held = record.plan.next_chunk(int(detail["bytes"]))
+                count = held.index if held is not None else record.plan.total_chunk_count
+                digests = digests[:count] + [None] * (count - len(digests))
+        return source, tuple(digests)
 
     # -- writing --
 
@@ -447,9 +520,23 @@ class Journal:
             if plan is not None:
                 detail["chunks"] = plan.total_chunk_count
                 detail["chunk_size"] = plan.chunk_size
+            if event.source is not None:
+                detail["file"] = asdict(event.source)
         elif isinstance(event, ChunkConfirmed):
             sets = {"bytes_confirmed": event.bytes_confirmed}
             detail = {"chunk": event.index, "bytes": event.bytes_confirmed}
+            if event.digest is not None:
+                detail["sha256"] = event.digest
+        elif isinstance(event, SourceChanged):
+            # The upload under way is abandoned before its last byte: like a lost file init,
+            # it is an orphan that never publishes; the engine (or a rerun) inits afresh.
+            sets = {
+                "state": EntryState.INITIALISING,
+                "upload_url": None,
+                "url_expires_at": None,
+                "bytes_confirmed": 0,
+            }
+            detail = {"reason": event.reason}
         elif isinstance(event, Resynced):
             sets = {"bytes_confirmed": event.bytes_confirmed}
             detail = {"bytes": event.bytes_confirmed}

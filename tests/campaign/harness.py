@@ -13,9 +13,10 @@ Then every invariant is checked and each breach becomes one line of :attr:`SeedR
 
 - **safety, at the sandbox**: per entry at most one completed upload that is not FAILED; an entry
   reported done has exactly one, and it is the publish the report and journal name, byte-exact
-  (SHA-256 of the file), in the right mode, for the right user; every completed upload is one of
-  the manifest's files (no corrupted upload completed); zero protocol violations and sandbox
-  errors.
+  (SHA-256 of a version of the file), in the right mode, for the right user; every completed
+  upload is a whole version of one of the manifest's files — one that existed, before or after
+  any of the schedule's in-place edits, never a splice of two (no corrupted upload completed);
+  zero protocol violations and sandbox errors.
 - **the report**: the final run's report lists every manifest entry exactly once, each with a
   terminal status, and validates against the shipped schema; every run that was not killed
   exited 0 or 1 without a traceback.
@@ -60,7 +61,15 @@ from orchestrator.store.db import DB_FILENAME
 from orchestrator.store.generation import GENERATION_FILENAME
 from orchestrator.store.journal import Journal
 from orchestrator.store.tokens import TokenStore
-from tests.campaign.schedule import MAX_CLEAN_RUNS, EntrySpec, RunSpec, Schedule, Trigger
+from tests.campaign.schedule import (
+    EDIT_LENGTH,
+    MAX_CLEAN_RUNS,
+    EditSpec,
+    EntrySpec,
+    RunSpec,
+    Schedule,
+    Trigger,
+)
 from tests.functional.run_support import (
     REPO,
     SAMPLE,
@@ -213,6 +222,11 @@ class _Player:
         self.settings = sandbox_settings(sandbox, self.home)
         self.result = SeedResult(schedule.seed, schedule.describe())
         self.digests: dict[int, str] = {}
+        # Every in-place edit made so far, per entry: (offset, bytes before, bytes after).
+        self.edits: dict[int, list[tuple[int, bytes, bytes]]] = {}
+        self.versions: dict[int, set[str]] = {}
+        self.entries = list(schedule.entries)
+        self.edit_rng = random.Random(f"edit-bytes-{schedule.seed}")
         self.manifest = self.media / "manifest.json"
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -252,10 +266,40 @@ class _Player:
         for entry in self.schedule.entries:
             if entry.kind == "file":
                 self.digests[entry.index] = write_clip(self.media / entry.name, entry.size, rng)
-        write_manifest(
-            self.media,
-            [_entry_document(e, self.schedule.seed) for e in self.schedule.entries],
-        )
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        write_manifest(self.media, [_entry_document(e, self.schedule.seed) for e in self.entries])
+
+    def _add_ids(self) -> None:
+        """The same entries, each given an id if it had none: they must adopt their records."""
+        self.entries = [
+            e if e.entry_id else replace(e, entry_id=f"s{self.schedule.seed}-a{e.index}")
+            for e in self.entries
+        ]
+        self._write_manifest()
+
+    def _edit(self, edit: EditSpec) -> None:
+        """Overwrite ``EDIT_LENGTH`` bytes in place, as an editor saving over the file does."""
+        path = self.media / self.schedule.entries[edit.entry].name
+        new = self.edit_rng.randbytes(EDIT_LENGTH)
+        with path.open("r+b") as file:
+            file.seek(edit.offset)
+            old = file.read(EDIT_LENGTH)
+            file.seek(edit.offset)
+            file.write(new)
+        self.edits.setdefault(edit.entry, []).append((edit.offset, old, new))
+
+    def _all_versions(self) -> dict[int, set[str]]:
+        """Every version each file had: the one now, then undoing its edits one by one."""
+        versions = {index: {digest} for index, digest in self.digests.items()}
+        for index, edits in self.edits.items():
+            data = bytearray((self.media / self.schedule.entries[index].name).read_bytes())
+            versions[index].add(hashlib.sha256(data).hexdigest())
+            for offset, old, _ in reversed(edits):
+                data[offset : offset + len(old)] = old
+                versions[index].add(hashlib.sha256(data).hexdigest())
+        return versions
 
     # -- runs --
 
@@ -267,7 +311,7 @@ class _Player:
             self.result.runs.append(record)
             if record.killed:
                 continue
-            if record.exit_code not in (0, 1):
+            if record.exit_code not in (0, 1, 69):  # 69: faults left entries deferred
                 self.violations.append(f"run {number} exited {record.exit_code}")
             if "Traceback" in record.stderr:
                 self.violations.append(f"run {number} showed a traceback")
@@ -320,6 +364,12 @@ class _Player:
             sandbox.schedule(fault)
         for user, reason in spec.fail_publishes:
             sandbox.fail_next_publish(user, reason)
+        if spec.add_ids:
+            self._add_ids()
+        for edit in spec.edits:
+            if edit.when is None:
+                self._edit(edit)  # between the last run (maybe killed mid-upload) and this one
+        edits = [edit for edit in spec.edits if edit.when is not None]
         base = sandbox.call_counts()
         # A new process knows nothing of the requests the last one sent (its rate windows).
         sandbox.new_client()
@@ -330,6 +380,12 @@ class _Player:
         pause = threading.Event()
         while child.process.poll() is None:
             counts = sandbox.call_counts()
+            for edit in list(edits):
+                assert edit.when is not None
+                if _reached(edit.when, counts, base):
+                    edits.remove(edit)
+                    pause.wait(edit.when.after)
+                    self._edit(edit)
             for event in list(pending):
                 if _reached(event.when, counts, base):
                     pending.remove(event)
@@ -493,7 +549,8 @@ class _Player:
             self.violations.append(f"protocol violation: {violation}")
         for error in sandbox.server_errors():
             self.violations.append(f"sandbox error: {error}")
-        known = set(self.digests.values())
+        versions = self._all_versions()
+        known = set().union(*versions.values()) if versions else set()
         for publish in publishes:
             if (
                 publish.source == "FILE_UPLOAD"
@@ -501,13 +558,13 @@ class _Player:
                 and publish.sha256 not in known
             ):
                 self.violations.append(
-                    f"{publish.publish_id} completed with bytes that are no manifest file"
+                    f"{publish.publish_id} completed with bytes that are no version of a "
+                    "manifest file (a splice of two versions, or corrupted)"
                 )
         seed = self.schedule.seed
         for entry in self.schedule.entries:
             if entry.kind == "file":
-                digest = self.digests[entry.index]
-                mine = [p for p in publishes if p.completed and p.sha256 == digest]
+                mine = [p for p in publishes if p.completed and p.sha256 in versions[entry.index]]
             elif entry.kind == "video_url":
                 url = video_url(entry, seed)
                 mine = [p for p in publishes if p.source_info.get("video_url") == url]
