@@ -20,7 +20,8 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     │   ├── StorePermissionError    the home or a file in it is readable by others
     │   ├── StoreKeyError           the token key is missing, malformed or wrong
     │   ├── StoreCorruptError       the database file is damaged or from a newer version
-    │   └── RunLockedError          another run holds the home's lock        → exit 75
+    │   ├── RunLockedError          another run holds the home's lock        → exit 75
+    │   └── ClaimLostError          a shared run's worker lost its claim on an entry
     ├── AuthError                   a user's tokens cannot be used
     │   ├── NeedsLoginError         no usable refresh token: run `auth login`
     │   └── OAuthError              the OAuth server refused (carries its `error` value)
@@ -98,6 +99,12 @@ class StoreCorruptError(StoreError):
 
 class RunLockedError(StoreError):
     """Raised when another run holds the home's lock; nothing was sent."""
+
+
+class ClaimLostError(StoreError):
+    """Raised when a worker of a shared run writes the journal for an entry (or creator) it no
+    longer holds: its lease ran out and another worker may have taken it over. The write is
+    refused; the worker stops that entry at once (no further request to TikTok for it)."""
 
 
 class AuthError(OrchestratorError):

@@ -194,7 +194,6 @@ def run_manifest(
                     store.database,
                     run_id=run_id,
                     worker=worker_name(),
-                    clock=clock,
                     lease=tunables.lease,
                 )
             )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,8 @@ from orchestrator.store.db import MIGRATIONS, Migration
 
 if TYPE_CHECKING:
     import psycopg
+
+log = logging.getLogger(__name__)
 
 DIALECT = "postgresql"
 CONNECT_TIMEOUT = 10
@@ -227,18 +230,53 @@ class PostgresDatabase:
         ``durable=False`` commits without waiting for the server's disk (see the module
         docstring). Rows are locked as they are written, or read with :attr:`lock_suffix`.
         """
-        connection = self.connection()
-        if connection.raw.info.transaction_status != 0:  # 0: idle
-            raise RuntimeError("a transaction is already open on this thread; they do not nest")
-        with self.translate_errors(), connection.raw.transaction():
+        with self.translate_errors(), contextlib.ExitStack() as stack:
+            connection = self._begin(stack)
             if not durable:
                 connection.raw.execute("SET LOCAL synchronous_commit = off")
             yield connection
 
+    def _begin(self, stack: contextlib.ExitStack[Any]) -> Connection:
+        """Open a transaction on this thread's connection, on a new one if the server (an
+        ``idle_session_timeout``, a restart, a NAT) dropped it while it sat idle: nothing has
+        been sent in this transaction yet, so beginning again is safe."""
+        import psycopg
+
+        connection = self.connection()
+        if connection.raw.info.transaction_status != 0:  # 0: idle
+            raise RuntimeError("a transaction is already open on this thread; they do not nest")
+        try:
+            stack.enter_context(connection.raw.transaction())
+        except psycopg.OperationalError:
+            if not connection.raw.broken:
+                raise
+            connection = self._reconnect(connection)
+            stack.enter_context(connection.raw.transaction())
+        return connection
+
+    def _reconnect(self, dropped: Connection) -> Connection:
+        """This thread's connection again, after ``dropped`` was found closed by the server."""
+        log.info("the connection to %s was closed by the server; connecting again", self.location)
+        dropped.raw.close()
+        with self._lock:
+            if dropped.raw in self._connections:
+                self._connections.remove(dropped.raw)
+        self._local.connection = None
+        return self.connection()
+
     def fetch_all(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """Run a read query on this thread's connection (outside any explicit transaction)."""
+        import psycopg
+
         with self.translate_errors():
-            return list(self.connection().execute(sql, parameters).fetchall())
+            connection = self.connection()
+            try:
+                return list(connection.execute(sql, parameters).fetchall())
+            except psycopg.OperationalError:
+                # A read is safe to repeat: on a connection the server dropped, ask again.
+                if not connection.raw.broken:
+                    raise
+                return list(self._reconnect(connection).execute(sql, parameters).fetchall())
 
     def fetch_one(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
         """The first row of a read query, or ``None``."""
