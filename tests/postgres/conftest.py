@@ -10,6 +10,7 @@ absence is a failure: CI installs it, and a silent skip would hide the feature g
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
 import os
@@ -23,6 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from orchestrator.clock import SystemClock
+from orchestrator.config import load_settings
+from orchestrator.sandbox import SandboxConfig
+from tests.functional.run_support import USERS, Served, serve, sign_in
 
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _SERVER_USER = "postgres"
@@ -146,3 +152,22 @@ def pg_server() -> Iterator[PgServer]:
 def pg_url(pg_server: PgServer) -> str:
     """The URL of a fresh, empty database on the session's server."""
     return pg_server.create_database()
+
+
+@pytest.fixture
+def shared(tmp_path: Path, pg_url: str) -> Iterator[tuple[Served, str]]:
+    """A served sandbox whose users are signed in to a fresh PostgreSQL store; the workers'
+    environment points at that store with one token key."""
+    config = SandboxConfig(processing_polls=0, daily_post_cap=100, pending_inbox_cap=100)
+    with serve(tmp_path, config) as served:
+        key = base64.b64encode(os.urandom(32)).decode()
+        settings = load_settings(
+            environ={"ORCHESTRATOR_TOKEN_KEY": key},
+            home=served.home,
+            store=pg_url,
+            api_base=served.sandbox.base_url,
+            auth_url=served.sandbox.auth_url,
+        )
+        sign_in(settings, served.sandbox, SystemClock(), USERS)
+        served.env.update({"ORCHESTRATOR_STORE": pg_url, "ORCHESTRATOR_TOKEN_KEY": key})
+        yield served, pg_url
