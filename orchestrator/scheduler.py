@@ -49,6 +49,7 @@ from orchestrator.errors import (
     NeedsLoginError,
     OAuthError,
     OrchestratorError,
+    StoreConnectionLost,
     StoreError,
     TransportError,
 )
@@ -90,6 +91,9 @@ _WAIT_SLICE = 0.2
 """Seconds the main thread waits on a worker at a time, so Ctrl-C reaches it promptly."""
 QUEUE_POLL = 0.5
 """Seconds a worker of a shared run waits before looking for claimable work again."""
+MAX_CONNECTION_CUTS = 3
+"""Connection cuts under journal writes a worker of a shared run recovers from per user before
+it treats the store as unusable."""
 QUEUE_IDLE_LIMIT = 600.0
 """Seconds a worker of a shared run waits with nothing to claim (other workers hold the rest)
 before it leaves; a dead worker's claims become claimable within one lease, long before."""
@@ -524,6 +528,7 @@ class Run:
     ) -> None:
         """Claim and do the user's entries one by one while this worker holds the user."""
         user = _UserState()
+        cuts = 0
         while self._halt_reason() is None:
             try:
                 claim = queue.claim(user_id)
@@ -544,12 +549,24 @@ class Run:
                 result = self._settled_without_network(item) or self._post_guarded(item, user)
             except ClaimLostError as exc:
                 # Another worker has the entry now (this one was paused or cut off past its
-                # lease): it finishes it, and so does its user's next entries.
+                # lease): it finishes it, and the user's next entries with it.
                 log.warning("%s: %s", planned.entry.location, exc)
                 with lock:
                     self._lost[planned.entry.index] = self._claim_lost(planned, claim)
                 return
             except StoreError as exc:
+                if isinstance(exc, StoreConnectionLost) and cuts < MAX_CONNECTION_CUTS:
+                    cuts += 1
+                    # The write may not have been committed: give the entry back and decide
+                    # it again from the journal, as a worker taking it over would.
+                    log.warning(
+                        "%s: the connection to the store was cut during a journal write (%s); "
+                        "deciding the entry again from the journal",
+                        planned.entry.location,
+                        exc,
+                    )
+                    queue.release(claim)
+                    continue
                 result = self._result(
                     planned.entry, planned.meta, "failed", error=self._store_failed(exc)
                 )
@@ -615,9 +632,9 @@ class Run:
             return self._post_one(item, user)
         except RunInterrupted:
             return self._halted(item, _INTERRUPTED)
-        except ClaimLostError:
-            raise  # the shared drain stops the entry: another worker has it
         except StoreError as exc:
+            if _for_the_drain(item, exc):
+                raise
             error = self._store_failed(exc)
             return self._result(item.entry, item.meta, "failed", error=error)
         except Exception as exc:  # one entry's bug must not lose the whole run's report
@@ -891,9 +908,9 @@ class Run:
                 outcome = self.uploader.resume(request, decision.resume_point, sink, progress)
         except RunInterrupted:
             return self._interrupted(item, fresh, progress.sent)
-        except ClaimLostError:
-            raise
         except StoreError as exc:
+            if _for_the_drain(item, exc):
+                raise
             broken = self._store_failed(exc)
             return self._result(entry, meta, "failed", error=broken, bytes_sent=progress.sent)
         except OrchestratorError as exc:
@@ -1017,6 +1034,13 @@ _STATUS_OF = {
     UploadState.DEFERRED: "deferred",
     UploadState.UNCERTAIN: "uncertain",
 }
+
+
+def _for_the_drain(item: PlannedEntry, exc: StoreError) -> bool:
+    """Whether a store error on a claimed entry is the shared drain's to handle: a claim lost
+    to another worker, or a connection cut under a journal write (the entry is given back and
+    decided again from the journal), rather than a store that cannot be written."""
+    return item.fence is not None and isinstance(exc, ClaimLostError | StoreConnectionLost)
 
 
 def _wait_all(futures: Sequence[Future[None]]) -> None:

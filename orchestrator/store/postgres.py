@@ -19,6 +19,11 @@ Theory of operation:
 - Connections are in autocommit mode; :meth:`PostgresDatabase.transaction` opens an explicit
   transaction. ``durable=False`` is ``SET LOCAL synchronous_commit = off``: the commit returns
   before the WAL reaches the disk, the same trade as SQLite's deferred sync.
+- A connection the server closed while it sat idle (``idle_session_timeout``, a restart, a
+  pooler or NAT dropping it) is replaced on next use: a read is asked again, a transaction is
+  begun again on a new connection (nothing of it had been sent). A connection lost *inside* a
+  transaction is an error (the caller cannot know what was committed). No state lives in a
+  session, so PgBouncer in transaction mode works.
 - Serialising a read-then-write (the token refresh) is the caller's ``SELECT … FOR UPDATE``
   (:attr:`PostgresDatabase.lock_suffix`); SQLite gets that from ``BEGIN IMMEDIATE``.
 """
@@ -34,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.config import ENV_STORE
-from orchestrator.errors import ConfigError, StoreCorruptError, StoreError
+from orchestrator.errors import ConfigError, StoreConnectionLost, StoreCorruptError, StoreError
 from orchestrator.secret import Secret
 from orchestrator.store.db import MIGRATIONS, Migration
 
@@ -91,6 +96,19 @@ def _without(message: str, url: Secret) -> str:
     """``message`` with the URL (and so its password) cut out."""
     text = message.strip().splitlines()[0] if message.strip() else "malformed"
     return text.replace(url.reveal(), "<the URL>")
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """Whether a psycopg error says the connection itself went away (closed by the server, a
+    pooler or the network) rather than a statement failing on a live connection."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    # No SQLSTATE: the socket failed. 57P0x: the server ended the session (administrator
+    # command, crash, idle_session_timeout). 08xxx: connection exceptions.
+    return state is None or state.startswith(("57P0", "08"))
 
 
 class Row:
@@ -298,7 +316,8 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             # psycopg's messages name the host and user, never the password.
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(
+            error = StoreConnectionLost if _connection_lost(exc) else StoreError
+            raise error(
                 f"{self.location}: {detail}",
                 hint="check that the server is up and ORCHESTRATOR_STORE / --store is right",
             ) from None

@@ -24,7 +24,15 @@ from orchestrator.sandbox import Fault
 from orchestrator.secret import Secret
 from orchestrator.store.postgres import PostgresDatabase
 from orchestrator.store.queue import read_items
-from tests.functional.run_support import USERS, Child, Served, completed_by_digest, wait_until
+from orchestrator.tiktok.chunks import MIN_CHUNK
+from tests.functional.run_support import (
+    TWO_CHUNKS,
+    USERS,
+    Child,
+    Served,
+    completed_by_digest,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +41,12 @@ INIT_HELD = 5.0
 """Seconds the sandbox holds the paused worker's (accepted) init answer: longer than the lease."""
 
 
-def _args(manifest: Path, report: str) -> list[str]:
+def _args(manifest: Path, report: str, *, chunk_size: int | None = None) -> list[str]:
+    chunks = [] if chunk_size is None else ["--chunk-size", str(chunk_size)]
     return [
         "run",
         str(manifest),
+        *chunks,
         "--jobs",
         "2",
         "--lease",
@@ -144,3 +154,41 @@ def test_idle_sessions_closed_by_the_server_do_not_let_two_workers_post(
     with PostgresDatabase.open(Secret(pg_url)) as database:
         items = read_items(database, shared_run_id(manifest))
     assert [(item.state, item.claims) for item in items] == [("done", 1)] * len(digests)
+
+
+def test_a_connection_cut_inside_a_journal_write_is_recovered_from_the_journal(
+    shared: tuple[Served, str],
+) -> None:
+    """The server ends a worker's connection while its journal write (after a chunk) waits
+    inside a transaction: the worker reconnects, gives the entry back, decides it again from the
+    journal and finishes the upload itself — one completed upload, its report says published,
+    exit 0, the run not stopped."""
+    served, pg_url = shared
+    path, digest = served.clip("cut.mp4", TWO_CHUNKS)
+    manifest = served.manifest([{"id": "cut", "user_id": USERS[0], "video_path": path.name}])
+    # The second chunk's answer is held, so the lock below is in place before its journal write.
+    served.sandbox.schedule(Fault("upload", call=2, kind="delay", seconds=1.0))
+    with PostgresDatabase.open(Secret(pg_url)) as database:
+        worker = served.spawn(*_args(manifest, "cut.json", chunk_size=MIN_CHUNK), name="cut")
+        wait_until("the second chunk", lambda: served.sandbox.calls("upload") >= 2, timeout=30)
+        with database.transaction() as connection:
+            # Every journal write adds an event: this makes the next one wait inside its
+            # transaction, where the server then ends its connection.
+            connection.execute("LOCK TABLE journal_events IN EXCLUSIVE MODE")
+            with PostgresDatabase.open(Secret(pg_url)) as watcher:
+
+                def waiting() -> list[Any]:
+                    return watcher.fetch_all(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND query LIKE '%journal_events%'"
+                    )
+
+                wait_until("a journal write waiting on the lock", lambda: bool(waiting()), 30)
+                [(pid,)] = [tuple(row) for row in waiting()]
+                watcher.fetch_all("SELECT pg_terminate_backend(?)", (pid,))
+    assert worker.wait(timeout=60) == 0, worker.stderr[-3000:]
+    assert "connection to the store was cut" in worker.stderr
+    assert completed_by_digest(served.sandbox) == Counter([digest])
+    assert served.sandbox.violations() == []
+    [entry] = _report(served, "cut.json")["entries"]
+    assert entry["status"] == "published"
