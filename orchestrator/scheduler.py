@@ -551,6 +551,9 @@ class Run:
                 # Another worker has the entry now (this one was paused or cut off past its
                 # lease): it finishes it, and the user's next entries with it.
                 log.warning("%s: %s", planned.entry.location, exc)
+                # Only if the entry's own claim is still this worker's (the user's hold was
+                # lost): free it at once for the worker that holds the user now.
+                queue.release(claim)
                 with lock:
                     self._lost[planned.entry.index] = self._claim_lost(planned, claim)
                 return

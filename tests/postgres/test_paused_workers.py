@@ -19,16 +19,21 @@ from typing import Any
 
 import pytest
 
-from orchestrator.runner import shared_run_id
+from orchestrator import runner
+from orchestrator.config import load_settings
+from orchestrator.manifest import Entry
+from orchestrator.runner import Tunables, run_manifest, shared_run_id
 from orchestrator.sandbox import Fault
+from orchestrator.scheduler import RunOptions
 from orchestrator.secret import Secret
 from orchestrator.store.postgres import PostgresDatabase
-from orchestrator.store.queue import read_items
+from orchestrator.store.queue import WorkQueue, read_items
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from tests.functional.run_support import (
     TWO_CHUNKS,
     USERS,
     Child,
+    Hooks,
     Served,
     completed_by_digest,
     wait_until,
@@ -192,3 +197,57 @@ def test_a_connection_cut_inside_a_journal_write_is_recovered_from_the_journal(
     assert served.sandbox.violations() == []
     [entry] = _report(served, "cut.json")["entries"]
     assert entry["status"] == "published"
+
+
+def test_a_heartbeat_that_finds_the_user_taken_over_stops_the_chunk_being_sent(
+    shared: tuple[Served, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mid-way through the last chunk, another worker takes the creator over (and finishes the
+    entry): this worker's next heartbeat renews fewer rows than it holds, and the chunk stops
+    at its next block — the upload never completes, nothing more is sent or journalled, and the
+    worker's report shows the entry as the other worker ended it, with no bytes of its own."""
+    served, pg_url = shared
+    path, _digest = served.clip("stolen.mp4", TWO_CHUNKS)
+    manifest = served.manifest([{"id": "stolen", "user_id": USERS[0], "video_path": path.name}])
+    queues: list[WorkQueue] = []
+
+    class Recorded(WorkQueue):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            queues.append(self)
+
+    monkeypatch.setattr(runner, "WorkQueue", Recorded)
+    settings = load_settings(environ=served.env, home=served.home)
+    hooks = Hooks()
+    stolen: list[int] = []
+
+    def take_over(_entry: Entry, sent: int) -> None:
+        if sent <= MIN_CHUNK or stolen:
+            return
+        with PostgresDatabase.open(Secret(pg_url)) as thief, thief.transaction() as connection:
+            connection.execute(
+                "UPDATE creator_holds SET worker = 'thief', counter = counter + 1,"
+                " lease_until = extract(epoch FROM clock_timestamp()) + 3600"
+            )
+            connection.execute(
+                "UPDATE work_queue SET worker = 'thief', claims = claims + 1, state = 'done',"
+                " result = 'published'"
+            )
+        stolen.append(queues[0].renew())
+
+    hooks.on_progress = take_over
+    report = run_manifest(
+        settings,
+        manifest,
+        RunOptions(jobs=1),
+        tunables=Tunables(chunk_size=MIN_CHUNK),
+        observer=hooks,
+    )
+    assert stolen == [0]  # the heartbeat renewed none of the hold and claim it had
+    assert completed_by_digest(served.sandbox) == Counter()
+    [entry] = report.entries
+    assert (entry.status, entry.bytes, entry.attempts) == ("published", 0, 0)
+    with PostgresDatabase.open(Secret(pg_url)) as database:
+        row = database.fetch_one("SELECT state, bytes_confirmed FROM journal")
+    assert (row["state"], row["bytes_confirmed"]) == ("uploading", MIN_CHUNK)
+    assert "taken over" in caplog.text
