@@ -29,6 +29,8 @@ from orchestrator.errors import (
 )
 from orchestrator.secret import Secret
 from orchestrator.store.tokens import (
+    ImportedGrant,
+    SkippedGrant,
     StoredUser,
     TokenProvider,
     TokenState,
@@ -164,6 +166,8 @@ class ImportedToken:
 
     grant: TokenGrant
     display_name: str | None
+    obtained_at: float | None = None
+    """When the file says the tokens were obtained (per entry or per file), if it says."""
 
 
 _MILLISECONDS_THRESHOLD = 1e11  # 5138 AD in seconds; 1973 in milliseconds
@@ -236,6 +240,7 @@ def _entry_token(
     where: str,
     obtained_at: float,
     problems: list[str],
+    file_obtained_at: float | None = None,
 ) -> ImportedToken | None:
     if not isinstance(entry, dict):
         problems.append(f"{where}: must be an object of token fields")
@@ -257,9 +262,11 @@ def _entry_token(
             problems.append(f"{where}: {name!r} must be a non-empty string")
         else:
             tokens[name] = Secret(value.strip())
+    stated_obtained_at = file_obtained_at
     if "obtained_at" in entry:
         entry_obtained = _parse_instant(entry["obtained_at"], "obtained_at", problems, where)
         obtained_at = entry_obtained if entry_obtained is not None else obtained_at
+        stated_obtained_at = entry_obtained
     access_expires_at = _expiry(
         entry, "expires_at", "expires_in", obtained_at=obtained_at, problems=problems, where=where
     )
@@ -295,6 +302,7 @@ def _entry_token(
             scopes=scopes,
         ),
         display_name=display_name or None,
+        obtained_at=stated_obtained_at,
     )
 
 
@@ -327,9 +335,10 @@ def read_token_file(path: Path, *, now: float) -> list[ImportedToken]:
 
     problems: list[str] = []
     obtained_at = now
+    file_obtained_at: float | None = None
     if isinstance(document, dict) and "obtained_at" in document:
-        parsed = _parse_instant(document["obtained_at"], "obtained_at", problems, "file")
-        obtained_at = parsed if parsed is not None else now
+        file_obtained_at = _parse_instant(document["obtained_at"], "obtained_at", problems, "file")
+        obtained_at = file_obtained_at if file_obtained_at is not None else now
 
     entries: list[tuple[str, str | None, object]] = []  # (where, open_id key, entry)
     if isinstance(document, dict) and isinstance(document.get("tokens"), list):
@@ -346,7 +355,12 @@ def read_token_file(path: Path, *, now: float) -> list[ImportedToken]:
     imported: list[ImportedToken] = []
     for where, open_id, entry in entries:
         token = _entry_token(
-            entry, open_id=open_id, where=where, obtained_at=obtained_at, problems=problems
+            entry,
+            open_id=open_id,
+            where=where,
+            obtained_at=obtained_at,
+            problems=problems,
+            file_obtained_at=file_obtained_at,
         )
         if token is not None:
             imported.append(token)
@@ -365,10 +379,41 @@ def read_token_file(path: Path, *, now: float) -> list[ImportedToken]:
     return imported
 
 
-def import_tokens(store: TokenStore, path: Path, *, clock: Clock) -> list[StoredUser]:
-    """Import every user in a token file, in one transaction: all of them or none."""
+@dataclass(frozen=True)
+class ImportResult:
+    """What ``auth import`` did: the users stored, and those left as they were (and why)."""
+
+    imported: list[StoredUser]
+    skipped: list[SkippedGrant]
+
+
+def import_tokens(
+    store: TokenStore, path: Path, *, clock: Clock, force: bool = False
+) -> ImportResult:
+    """Import every user in a token file, in one transaction; a user whose stored tokens are
+    newer than the file's is skipped (unless ``force``): TikTok rotates refresh tokens, so an
+    older grant would replace the only refresh token that still works.
+
+    The file's tokens were obtained at its ``obtained_at``, else when the file was last written
+    (its modification time): a file exported before the last refresh is older than the store.
+    """
     imported = read_token_file(path, now=clock.time())
-    return store.save_grants([(item.grant, item.display_name) for item in imported])
+    try:
+        written_at = path.stat().st_mtime
+    except OSError:
+        written_at = clock.time()
+    saved, skipped = store.import_grants(
+        [
+            ImportedGrant(
+                item.grant,
+                item.display_name,
+                item.obtained_at if item.obtained_at is not None else written_at,
+            )
+            for item in imported
+        ],
+        force=force,
+    )
+    return ImportResult(saved, skipped)
 
 
 # -- list ----------------------------------------------------------------------------------------

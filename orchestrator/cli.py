@@ -4,7 +4,9 @@ Every command is a thin shell around a plain function elsewhere in the package; 
 exit codes here and nowhere else (:func:`exit_code_for`).
 
 Exit codes (SPEC §8): 0 nothing failed · 1 an entry failed or is uncertain · 2 invalid manifest,
-configuration or usage (nothing was sent) · 75 another run holds the lock · 130 interrupted.
+configuration or usage (nothing was sent) · 69 nothing failed but TikTok could not be reached or
+kept failing, so entries were deferred · 75 another run holds the lock · 130 interrupted.
+Precedence when several apply: 2, then 130, then 1, then 69, then 0.
 """
 
 from __future__ import annotations
@@ -28,23 +30,39 @@ from orchestrator.errors import (
     OrchestratorError,
     RunLockedError,
     StoreKeyError,
+    StoreMissingError,
     StorePermissionError,
+    UnsafeConnectionError,
     UsageError,
 )
 
 # The rest is imported inside the commands that use it: the token store, OAuth, requests and
 # rich cost about 0.1 s to import, which `--help`, `validate` and the other commands need not pay.
 if TYPE_CHECKING:
+    from orchestrator.report import RunReport
     from orchestrator.store.tokens import TokenStore
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
 EXIT_LOCKED = 75
 EXIT_INTERRUPTED = 130
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def exit_code_for_report(report: RunReport) -> int:
+    """The exit code of a run that ended with a report (the other half of this decision):
+    130 interrupted, then 1 a failure, then 69 an outage deferred entries, then 0."""
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    if report.has_failures:
+        return EXIT_FAILED
+    if report.has_outage:
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -55,9 +73,16 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_LOCKED
     # A missing or wrong token key and a store others can read are configuration problems:
     # nothing was sent, and the fix is the user's.
-    if isinstance(exc, UsageError | ManifestError | StoreKeyError | StorePermissionError):
+    # A read-only command on a home with no state database: a wrong --home, or nobody signed in.
+    if isinstance(
+        exc, UsageError | ManifestError | StoreKeyError | StorePermissionError | StoreMissingError
+    ):
         return EXIT_USAGE
     if isinstance(exc, click.UsageError):
+        return EXIT_USAGE
+    # Plain HTTP off the machine, a certificate that does not verify: the run stopped before
+    # sending to that server, and only the user's configuration can fix it.
+    if isinstance(exc, UnsafeConnectionError):
         return EXIT_USAGE
     return EXIT_FAILED
 
@@ -264,9 +289,10 @@ def run(
     Without --report the JSON report goes to the home's reports/ folder. A rerun never posts
     twice: what is done is reported as already_done, an interrupted upload resumes.
 
-    Exit codes: 0 nothing failed (deferred and processing are not failures), 1 an entry
+    Exit codes: 0 nothing failed (planned deferrals and processing are not failures), 1 an entry
     failed or is uncertain (or the report could not be written), 2 invalid manifest or
-    configuration (nothing sent), 75 another run holds the lock, 130 interrupted (the report
+    configuration (nothing sent), 69 TikTok could not be reached or kept failing so entries
+    were deferred (nothing failed), 75 another run holds the lock, 130 interrupted (the report
     says so).
     """
     from orchestrator.logs import configure_logging
@@ -357,10 +383,7 @@ def _run_and_report(
     finally:
         signal.signal(signal.SIGTERM, previous)
     _print_summary(report)
-    if report.interrupted:
-        code = EXIT_INTERRUPTED
-    else:
-        code = EXIT_FAILED if report.has_failures else EXIT_OK
+    code = exit_code_for_report(report)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     try:
         written = write_reports(
@@ -373,7 +396,8 @@ def _run_and_report(
     except ReportsNotWritten as exc:
         # The run is over and journalled whatever happens here: say what was not written.
         # The exit code still tells about the entries (1 and 130 stay); a run that went
-        # well exits 1, because an output the user asked for is missing.
+        # well (or only met an outage, 69) exits 1, because an output the user asked for is
+        # missing.
         written = [path for path in exc.written if isinstance(path, Path)]
         for failure in exc.failures:
             click.echo(f"error: report not written: {failure}", err=True)
@@ -382,12 +406,19 @@ def _run_and_report(
             "is intact (`tiktok-orchestrator history` shows every entry)",
             err=True,
         )
-        if code == EXIT_OK:
+        if code in (EXIT_OK, EXIT_UNAVAILABLE):
             code = EXIT_FAILED
     for path in written:
         click.echo(f"report: {path}")
     if report.interrupted:
         click.echo("interrupted: the report lists what is left; run again to go on", err=True)
+    elif code == EXIT_UNAVAILABLE:
+        click.echo(
+            "error: TikTok could not be reached or kept failing; the entries it left were "
+            f"deferred (exit {EXIT_UNAVAILABLE})\nhint: check the network, "
+            "ORCHESTRATOR_API_BASE and TikTok's status, then run again",
+            err=True,
+        )
     return code
 
 
@@ -511,10 +542,11 @@ def _expiry_text(timestamp: float, now: float) -> str:
     return f"{when} ({_relative(now - timestamp)} ago)"
 
 
-def _open_store(settings: Settings, clock: Clock) -> TokenStore:
+def _open_store(settings: Settings, clock: Clock, *, create: bool = True) -> TokenStore:
+    """The token store; ``create=False`` for commands that must not make a home or a store."""
     from orchestrator.store.tokens import TokenStore
 
-    return TokenStore.open(settings, clock=clock)
+    return TokenStore.open(settings, clock=clock, create=create)
 
 
 @auth.command("login")
@@ -590,9 +622,14 @@ def auth_login(ctx: click.Context, no_browser: bool, scopes: str, timeout: float
 
 @auth.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace stored tokens even when they are newer than the file's.",
+)
 @click.pass_context
 @handles_errors
-def auth_import(ctx: click.Context, file: str) -> None:
+def auth_import(ctx: click.Context, file: str, force: bool) -> None:
     """Import tokens from user_tokens.json or a list of TikTok token responses.
 
     \b
@@ -601,21 +638,40 @@ def auth_import(ctx: click.Context, file: str) -> None:
                   "scope", "display_name"?}}
     Or a list of token responses; "expires_in" counts from "obtained_at" if given, else now.
     The whole file is checked first: with any problem, nothing is imported.
+
+    A user whose stored tokens are newer than the file's (refreshed since the file was
+    written: the file's refresh token no longer works) is skipped, and the command exits 1
+    naming them; --force replaces them anyway. The other users are imported.
     """
     from orchestrator import auth as auth_use_cases
 
     settings = _options(ctx).settings()
     clock = SystemClock()
     with _open_store(settings, clock) as store:
-        users = auth_use_cases.import_tokens(store, Path(file), clock=clock)
+        result = auth_use_cases.import_tokens(store, Path(file), clock=clock, force=force)
     now = clock.time()
-    for user in users:
+    for user in result.imported:
         state = user.state(now)
         click.echo(f"imported {user.open_id}: {state.value.replace('_', ' ')}")
         reason = user.login_reason(now)
         if reason:
             click.echo(f"warning: {user.open_id} must sign in again: {reason}", err=True)
-    click.echo(f"{len(users)} user(s) imported.")
+    for skipped in result.skipped:
+        click.echo(f"skipped {skipped.open_id}: the store holds newer tokens: {skipped.reason}")
+    click.echo(f"{len(result.imported)} user(s) imported.")
+    if result.skipped:
+        names = ", ".join(skipped.open_id for skipped in result.skipped)
+        click.echo(
+            f"error: {len(result.skipped)} user(s) not imported, their stored tokens are newer "
+            f"than the file's: {names}",
+            err=True,
+        )
+        click.echo(
+            "hint: nothing to do if the store's tokens work (`auth list`); to replace them "
+            "anyway, run `auth import --force FILE`",
+            err=True,
+        )
+        ctx.exit(EXIT_FAILED)
 
 
 @auth.command("list")
@@ -632,8 +688,11 @@ def auth_list(ctx: click.Context) -> None:
 
     settings = _options(ctx).settings()
     clock = SystemClock()
-    with _open_store(settings, clock) as store:
-        rows = auth_use_cases.list_users(store, clock=clock, margin=DEFAULT_REFRESH_MARGIN)
+    try:
+        with _open_store(settings, clock, create=False) as store:
+            rows = auth_use_cases.list_users(store, clock=clock, margin=DEFAULT_REFRESH_MARGIN)
+    except StoreMissingError:
+        rows = []  # a home nobody signed in on: say so, and create nothing
     if not rows:
         click.echo("No users stored. Add one with `auth login` or `auth import FILE`.")
         return
@@ -691,7 +750,14 @@ def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: boo
     settings = _options(ctx).settings()
     settings.require_client()
     clock = SystemClock()
-    with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
+    try:
+        store = _open_store(settings, clock, create=False)
+    except StoreMissingError:
+        if not refresh_all:
+            raise
+        click.echo("No users stored; nothing to refresh.")
+        return
+    with store, contextlib.closing(HttpTransport()) as transport:
         provider = TokenProvider(
             store, OAuthClient.from_settings(settings, transport, clock), clock=clock
         )
@@ -731,7 +797,10 @@ def auth_revoke(ctx: click.Context, open_id: str) -> None:
 
     settings = _options(ctx).settings()
     clock = SystemClock()
-    with _open_store(settings, clock) as store, contextlib.closing(HttpTransport()) as transport:
+    with (
+        _open_store(settings, clock, create=False) as store,
+        contextlib.closing(HttpTransport()) as transport,
+    ):
         oauth = OAuthClient.from_settings(settings, transport, clock)
         provider = TokenProvider(store, oauth, clock=clock)
         auth_use_cases.revoke_user(store, provider, oauth, open_id)
@@ -748,7 +817,7 @@ def auth_remove(ctx: click.Context, open_id: str) -> None:
 
     settings = _options(ctx).settings()
     clock = SystemClock()
-    with _open_store(settings, clock) as store:
+    with _open_store(settings, clock, create=False) as store:
         auth_use_cases.remove_user(store, open_id)
     click.echo(
         f"removed {open_id} from the token store (TikTok was not told; "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,11 @@ ENV_TOKEN_KEY = "ORCHESTRATOR_TOKEN_KEY"  # noqa: S105 - a variable name, not a 
 ENV_API_BASE = "ORCHESTRATOR_API_BASE"
 ENV_AUTH_URL = "ORCHESTRATOR_AUTH_URL"
 ENV_STORE = "ORCHESTRATOR_STORE"
+ENV_PROXIES = {"https": "HTTPS_PROXY", "http": "HTTP_PROXY"}
+ENV_NO_PROXY = "NO_PROXY"
+ENV_CA_BUNDLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+"""Where a private CA's PEM bundle may be named, first found wins (requests' and OpenSSL's
+names; ``.netrc`` is never read, so no credential is attached from it)."""
 STORE_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -112,10 +118,31 @@ def decode_token_key(key: Secret) -> bytes:
     return raw
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` is this machine: ``localhost``, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_http_url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        # Tokens ride on these requests: in clear text, anyone on the path could take them.
+        raise ConfigError(
+            f"{name} is a plain http:// URL to {parts.hostname}, which is not this machine: "
+            "tokens would be sent in clear text",
+            hint=f"use https:// in {name}; http:// is allowed only to 127.0.0.1, ::1 or "
+            "localhost (a local sandbox)",
+        )
     return value.rstrip("/") if name == ENV_API_BASE else value
 
 
@@ -181,3 +208,75 @@ def load_settings(
     if settings.token_key is not None:
         decode_token_key(settings.token_key)
     return settings
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """How HTTP leaves the machine: proxies per URL scheme, hosts that bypass them, and the CA
+    bundle that verifies servers (``None``: the bundle that ships with requests)."""
+
+    proxies: Mapping[str, Secret] = field(default_factory=dict, repr=False)
+    """Proxy URL per scheme (``https``, ``http``); secret, as it may carry a password."""
+    no_proxy: tuple[str, ...] = ()
+    ca_bundle: Path | None = None
+
+    def proxy_for(self, scheme: str, host: str | None, port: int | None) -> Secret | None:
+        """The proxy for a request, or ``None`` to connect directly. Loopback never goes
+        through a proxy (a local sandbox, the OAuth callback)."""
+        proxy = self.proxies.get(scheme)
+        if proxy is None or is_loopback_host(host) or host is None:
+            return None
+        return None if _bypasses(self.no_proxy, host.lower().strip("[]"), port) else proxy
+
+
+def _bypasses(no_proxy: tuple[str, ...], host: str, port: int | None) -> bool:
+    """Whether ``NO_PROXY`` names ``host``: ``*``, the host, a parent domain (``example.com``
+    or ``.example.com``), ``host:port``, or an IP network (``10.0.0.0/8``)."""
+    for rule in no_proxy:
+        if rule == "*":
+            return True
+        name, _, rule_port = rule.rpartition(":") if rule.count(":") == 1 else (rule, "", "")
+        if rule_port and (not rule_port.isdigit() or int(rule_port) != port):
+            continue
+        name = name.lstrip(".").lower()
+        if host == name or host.endswith("." + name):
+            return True
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def load_network(environ: Mapping[str, str] | None = None) -> NetworkSettings:
+    """Proxies and CA bundle from the environment (upper- or lower-case names, as curl reads
+    them). ``.netrc`` is not read: requests would attach its credentials to requests."""
+    env = os.environ if environ is None else environ
+
+    def read(name: str) -> str:
+        return (env.get(name) or env.get(name.lower()) or "").strip()
+
+    proxies: dict[str, Secret] = {}
+    for scheme, name in ENV_PROXIES.items():
+        value = read(name)
+        if not value:
+            continue
+        if urlsplit(value if "://" in value else f"http://{value}").hostname is None:
+            raise ConfigError(
+                f"{name} is not a proxy URL", hint=f"e.g. {name}=http://proxy.example:3128"
+            )
+        proxies[scheme] = Secret(value if "://" in value else f"http://{value}")
+    no_proxy = tuple(rule.strip() for rule in read(ENV_NO_PROXY).split(",") if rule.strip())
+    ca_bundle = None
+    for name in ENV_CA_BUNDLES:
+        value = env.get(name, "").strip()
+        if value:
+            ca_bundle = Path(value).expanduser()
+            if not ca_bundle.is_file():
+                raise ConfigError(
+                    f"{name} names {ca_bundle}, which is not a file",
+                    hint=f"point {name} at the PEM file of your CA's certificates",
+                )
+            break
+    return NetworkSettings(proxies=proxies, no_proxy=no_proxy, ca_bundle=ca_bundle)

@@ -20,6 +20,7 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     │   ├── StorePermissionError    the home or a file in it is readable by others
     │   ├── StoreKeyError           the token key is missing, malformed or wrong
     │   ├── StoreCorruptError       the database file is damaged or from a newer version
+    │   ├── StoreMissingError       a read-only command found no state database  → exit 2
     │   ├── RunLockedError          another run holds the home's lock        → exit 75
     │   ├── ClaimLostError          a shared run's worker lost its claim on an entry
     │   └── StoreConnectionLost     the shared store's connection dropped mid-statement
@@ -32,8 +33,11 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     ├── ApiError                    TikTok answered with an error code
     ├── UploadError                 an upload cannot go on (incoherent server progress)
     │   └── IllegalTransitionError  a step the upload's state does not allow (a bug)
-    └── FileWriteError              a report or other output file cannot be written
-        └── ReportsNotWritten       some of a run's reports could not be written
+    ├── FileWriteError              a report or other output file cannot be written
+    │   └── ReportsNotWritten       some of a run's reports could not be written
+    └── UnsafeConnectionError       a connection that would not be safe; the run stops → exit 2
+        ├── PlainHttpError          plain http:// to a host that is not this machine
+        └── CertificateError        the server's TLS certificate does not verify
 """
 
 from __future__ import annotations
@@ -98,6 +102,11 @@ class StoreCorruptError(StoreError):
     """Raised when the database file is damaged or was written by a newer orchestrator."""
 
 
+class StoreMissingError(StoreError):
+    """Raised when a command that only reads (``auth list``, ``history``, ``status``...) finds no
+    state database in the home: nothing was created, nothing was sent."""
+
+
 class RunLockedError(StoreError):
     """Raised when another run holds the home's lock; nothing was sent."""
 
@@ -116,6 +125,15 @@ class StoreConnectionLost(StoreError):
 
 class AuthError(OrchestratorError):
     """Raised when a user's tokens cannot be used."""
+
+    @property
+    def transient(self) -> bool:
+        """The token endpoint could not be reached or had trouble (a later try may work), as
+        opposed to refusing the refresh token (``NeedsLoginError``) or the app's credentials."""
+        cause = self.__cause__
+        if isinstance(cause, TransportError):
+            return True
+        return isinstance(cause, OAuthError) and cause.retryable
 
 
 class NeedsLoginError(AuthError):
@@ -231,3 +249,19 @@ class ReportsNotWritten(FileWriteError):
         super().__init__("; ".join(failures), hint=hint)
         self.failures = list(failures)
         self.written = list(written)
+
+
+class UnsafeConnectionError(OrchestratorError):
+    """Raised by the transport, before any byte of the request is sent, when the connection
+    would not be safe. Never retried: the whole run stops (exit 2), because the fix is the
+    user's (a URL, a CA bundle) and every later request would meet the same problem."""
+
+
+class PlainHttpError(UnsafeConnectionError):
+    """Raised for an ``http://`` URL whose host is not loopback (127.0.0.0/8, ::1,
+    ``localhost``): a token or an upload URL's own token would cross the network in clear."""
+
+
+class CertificateError(UnsafeConnectionError):
+    """Raised when a server's TLS certificate does not verify (unknown CA, wrong host name,
+    expired): a configuration problem (a private CA not trusted) or an interception."""

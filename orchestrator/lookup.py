@@ -42,7 +42,7 @@ def read_history(
     """
     if not is_shared(settings) and not (settings.home / DB_FILENAME).exists():
         return []
-    with TokenStore.open(settings, clock=clock) as store:
+    with TokenStore.open(settings, clock=clock, create=False) as store:
         journal = Journal(store.database, store.cipher, clock=clock, run_id="history")
         return journal.history(user_id=user_id, since=since)
 
@@ -63,7 +63,7 @@ def read_run(settings: Settings, run_id: str, *, clock: Clock) -> list[RunEntry]
     """
     if not is_shared(settings) and not (settings.home / DB_FILENAME).exists():
         return []
-    with TokenStore.open(settings, clock=clock) as store:
+    with TokenStore.open(settings, clock=clock, create=False) as store:
         journal = Journal(store.database, store.cipher, clock=clock, run_id="report")
         queued = read_items(store.database, run_id)
         seen = {item.identity for item in queued}
@@ -106,7 +106,7 @@ def fetch_post_status(
     Raises ApiError (e.g. ``invalid_publish_id``), NeedsLoginError, TransportError.
     """
     with (
-        TokenStore.open(settings, clock=clock) as store,
+        TokenStore.open(settings, clock=clock, create=False) as store,
         contextlib.closing(transport_factory()) as transport,
     ):
         refresher: TokenRefresher = (

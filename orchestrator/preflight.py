@@ -93,7 +93,7 @@ def check_online(
     for entry in manifest.entries:
         by_user.setdefault(entry.user_id, []).append(entry)
     with (
-        TokenStore.open(settings, clock=clock) as store,
+        TokenStore.open(settings, clock=clock, create=False) as store,
         contextlib.closing(transport_factory()) as transport,
     ):
         tokens = TokenProvider(

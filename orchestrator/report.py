@@ -33,6 +33,21 @@ STATUSES: Final = (
 SUCCESS_STATUSES: Final = frozenset({"published", "sent_to_inbox", "already_done"})
 FAILURE_STATUSES: Final = frozenset({"failed", "uncertain"})
 SKIPPED_STATUSES: Final = frozenset({"processing", "deferred", "planned"})
+OUTAGE_CODES: Final = frozenset(
+    {"unavailable", "retry_budget_spent", "transport", "internal_error", "rate_limit_exceeded"}
+)
+"""Why a deferred entry was not posted when the cause is TikTok (unreachable, or failing until
+its retries or the run's retry budget ran out), not a plan or a cap: SPEC §8 exit 69. A 5xx
+answer without a TikTok code (``http_502`` from a gateway, say) counts too."""
+
+
+def is_outage(error: ErrorInfo | None) -> bool:
+    """Whether ``error`` (of a deferred entry) says TikTok could not be reached or kept failing."""
+    if error is None:
+        return False
+    return error.code in OUTAGE_CODES or (
+        error.code.startswith("http_5") and error.code[5:].isdigit()
+    )
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,11 @@ class RunReport:
     @property
     def has_failures(self) -> bool:
         return any(entry.status in FAILURE_STATUSES for entry in self.entries)
+
+    @property
+    def has_outage(self) -> bool:
+        """An entry was deferred because TikTok could not be reached or kept failing."""
+        return any(entry.status == "deferred" and is_outage(entry.error) for entry in self.entries)
 
 
 def _iso(moment: datetime) -> str:

@@ -6,8 +6,10 @@
   and seconds of waiting instead of five attempts times every request for hours.
 - :class:`Retrier` applies a policy with tenacity; the clock (its ``sleep``) and the random
   source are injected so tests cross backoffs without waiting.
-- :class:`SlidingWindowPacer` keeps each user token under TikTok's per-minute limits (§8) before
-  TikTok has to say 429, and waits for the window when TikTok says it anyway.
+- :class:`SlidingWindowPacer` keeps each user under TikTok's per-minute limits (§8) before
+  TikTok has to say 429, and waits for the window when TikTok says it anyway. Its windows are
+  keyed by the user's open_id, never by an access token: a refresh (a new token string) must
+  not empty them, and a new process seeds them from the journal.
 
 What is retryable is decided by the caller's predicate (see :func:`is_retryable`); this module
 never inspects an HTTP answer. It never prints; a retry is logged (without secrets: our errors
@@ -16,11 +18,12 @@ carry none).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random as _random
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, TypeVar
@@ -232,9 +235,16 @@ TIKTOK_LIMITS: Final = MappingProxyType(
 class SlidingWindowPacer:
     """Spaces requests per (user, endpoint kind) so no sliding window holds more than its limit.
 
+    ``user`` is the creator's open_id (never a token: a refresh must not reset the count).
     :meth:`acquire` reserves the earliest moment the window has room, then sleeps until it (via
     the clock, so tests do not wait). Reservations are made under a lock and handed out in order,
     so concurrent callers never overbook a window and never spin. Kinds without a limit pass.
+
+    TikTok counts a request when it *arrives*, which is after we send it: a first request that
+    takes longer to arrive (a new connection, a TLS handshake) than the seventh would land the
+    seventh inside its window by that difference. :meth:`pacing` wraps the request and, when its
+    answer is in, moves the request's stamp to that moment (no arrival is later), so the window
+    is counted from arrivals' upper bounds and no latency can overbook it.
     """
 
     def __init__(self, limits: Mapping[str, PaceLimit] = TIKTOK_LIMITS, *, clock: Clock) -> None:
@@ -243,6 +253,31 @@ class SlidingWindowPacer:
         self._lock = threading.Lock()
         self._stamps: dict[tuple[str, str], deque[float]] = {}
         self._blocked_until: dict[tuple[str, str], float] = {}
+        self._reserved = threading.local()
+
+    @contextlib.contextmanager
+    def pacing(self, user: str, kind: str) -> Iterator[None]:
+        """Wait for room (:meth:`acquire`), run the request inside, then count it from the
+        moment its answer (or failure) came back."""
+        self._reserved.slot = None
+        self.acquire(user, kind)
+        slot: float | None = self._reserved.slot
+        try:
+            yield
+        finally:
+            if slot is not None:
+                self._answered(user, kind, slot)
+
+    def _answered(self, user: str, kind: str, slot: float) -> None:
+        key = (user, kind)
+        with self._lock:
+            stamps = self._stamps.get(key)
+            if stamps is None or slot not in stamps:
+                return  # pushed out by later reservations: it no longer decides anything
+            now = self._clock.monotonic()
+            moved = [now if stamp == slot else stamp for stamp in stamps]
+            stamps.clear()
+            stamps.extend(sorted(moved))
 
     def acquire(self, user: str, kind: str) -> float:
         """Wait until a ``kind`` request for ``user`` fits its window and count it; returns the
@@ -261,6 +296,7 @@ class SlidingWindowPacer:
             if len(stamps) == limit.requests:
                 slot = max(slot, stamps[0] + limit.window)
             stamps.append(slot)
+        self._reserved.slot = slot
         wait = slot - now
         if wait > 0:
             log.info("pacing: %s for %s waits %.1f s for the rate window", kind, user, wait)

@@ -10,7 +10,9 @@ run, claiming entries from the store's queue (``store/queue.py``) under a heartb
 lease, and pacing each user's requests by rate windows kept in the store.
 
 A dry run is wired so that it cannot write: its token source never refreshes (a refresh
-rotates the refresh token, a write), and the scheduler records nothing in the journal.
+rotates the refresh token, a write), and the scheduler records nothing in the journal. It does
+not take the run lock either: it only reads, so it plans while a real run holds the home, and
+a real run is never kept waiting by a dry one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import Settings
-from orchestrator.errors import AuthError, NeedsLoginError
+from orchestrator.errors import AuthError, NeedsLoginError, UsageError
 from orchestrator.manifest import Manifest, load_manifest
 from orchestrator.report import RunReport
 from orchestrator.retry import (
@@ -141,11 +143,13 @@ def run_manifest(
     upload_config = tunables.upload_config()
     ensure_private_home(settings.home)
     with contextlib.ExitStack() as stack:
-        if not shared:
+        if not shared and not options.dry_run:
             # The lock first: a second run leaves before validating or opening anything.
-            # (A shared store's workers coordinate through its queue instead.)
+            # (A shared store's workers coordinate through its queue instead; a dry run only
+            # reads, so it neither needs the lock nor may block a real run with it.)
             stack.enter_context(RunLock(settings.home))
         manifest = manifest or load_manifest(manifest_path)
+        _check_only_users(manifest, options.only_users)
         for note in manifest.notes:
             log.warning("note: %s", note)
         store = stack.enter_context(TokenStore.open(settings, clock=clock))
@@ -224,6 +228,18 @@ def run_manifest(
             )
         return report
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack re-raises
+
+
+def _check_only_users(manifest: Manifest, only_users: frozenset[str]) -> None:
+    """Refuse ``--only-user`` values the manifest does not have (a typo must not look like a
+    run with nothing to do)."""
+    present = {entry.user_id for entry in manifest.entries}
+    unknown = sorted(only_users - present)
+    if unknown:
+        raise UsageError(
+            f"--only-user {', '.join(unknown)}: not a user_id of any entry in {manifest.path}",
+            hint=f"the manifest's users are: {', '.join(sorted(present)) or '(none)'}",
+        )
 
 
 def _seed_pacing(pacer: SlidingWindowPacer, journal: Journal, now: float) -> None:

@@ -52,6 +52,7 @@ from orchestrator.errors import (
     StoreConnectionLost,
     StoreError,
     TransportError,
+    UnsafeConnectionError,
 )
 from orchestrator.manifest import Entry, Manifest, Mode, entry_identity
 from orchestrator.media import FileMedia, PhotoMedia, VideoUrlMedia, media_fingerprint
@@ -271,6 +272,7 @@ class Run:
     """A shared store's work queue: entries are claimed from it, so workers on several machines
     drain one run exactly once (see :meth:`_drain`). None: this run posts every due entry."""
     _store_failure: ErrorInfo | None = field(default=None, init=False, repr=False)
+    _unsafe: UnsafeConnectionError | None = field(default=None, init=False, repr=False)
     _lost: dict[int, EntryResult] = field(default_factory=dict, init=False, repr=False)
     """Shared run: entries another worker took over from this one, by manifest index."""
 
@@ -278,7 +280,9 @@ class Run:
         """Post what is due; the report of every selected entry, in manifest order.
 
         Ctrl-C (KeyboardInterrupt in the calling thread) at any point ends the run with a
-        report marked ``interrupted``; it is never raised from here.
+        report marked ``interrupted``; it is never raised from here. An
+        UnsafeConnectionError (plain HTTP off the machine, a certificate that does not verify)
+        stops the run like a broken store, then is raised once every worker has stopped.
         """
         started = datetime.fromtimestamp(self.clock.time(), UTC)
         selected = self._selected()
@@ -307,6 +311,8 @@ class Run:
         for entry in selected:
             if entry.index not in results:
                 results[entry.index] = _unstarted_result(entry, _INTERRUPTED)
+        if self._unsafe is not None:
+            raise self._unsafe
         finished = datetime.fromtimestamp(self.clock.time(), UTC)
         return RunReport(
             run_id=self.run_id,
@@ -635,6 +641,8 @@ class Run:
             return self._post_one(item, user)
         except RunInterrupted:
             return self._halted(item, _INTERRUPTED)
+        except UnsafeConnectionError as exc:
+            return self._halted(item, self._refuse(exc))
         except StoreError as exc:
             if _for_the_drain(item, exc):
                 raise
@@ -671,9 +679,19 @@ class Run:
             return _INTERRUPTED
         if self._store_failure is not None:
             return self._store_failure
+        if self._unsafe is not None:
+            return self._refuse(self._unsafe)
         if self.budget.exhausted:
             return _BUDGET_SPENT
         return None
+
+    def _refuse(self, exc: UnsafeConnectionError) -> ErrorInfo:
+        """A connection was refused as unsafe before a byte was sent: stop starting work (every
+        later request would meet the same URL or certificate)."""
+        if self._unsafe is None:
+            log.error("%s; stopping the run", exc)
+            self._unsafe = exc
+        return ErrorInfo("unsafe_connection", str(exc), retryable=True, hint=exc.hint)
 
     def _store_failed(self, exc: StoreError) -> ErrorInfo:
         """The state database refused a write: stop starting work (an answer that cannot be
@@ -763,6 +781,8 @@ class Run:
             error = ErrorInfo(exc.code, str(exc), exc.log_id, deferred, exc.hint)
         except StoreError as exc:
             error = self._store_failed(exc)
+        except UnsafeConnectionError:
+            raise  # the run stops (see _post_guarded)
         except TransportError as exc:
             status = "deferred"
             error = ErrorInfo(
@@ -911,6 +931,9 @@ class Run:
                 outcome = self.uploader.resume(request, decision.resume_point, sink, progress)
         except RunInterrupted:
             return self._interrupted(item, fresh, progress.sent)
+        except UnsafeConnectionError as exc:
+            # Refused before its request was sent: the journal reads as if interrupted here.
+            return self._interrupted(item, fresh, progress.sent, self._refuse(exc))
         except StoreError as exc:
             if _for_the_drain(item, exc):
                 raise
@@ -951,7 +974,9 @@ class Run:
             post_ids=outcome.post_ids,
         )
 
-    def _interrupted(self, item: PlannedEntry, fresh: bool, sent: int) -> EntryResult:
+    def _interrupted(
+        self, item: PlannedEntry, fresh: bool, sent: int, error: ErrorInfo | None = None
+    ) -> EntryResult:
         """An upload unwound by RunInterrupted: say where it stands; keep the journal honest."""
         record = self.journal.get(item.meta.identity)
         if fresh and record is not None and record.state is EntryState.INITIALISING:
@@ -970,7 +995,12 @@ class Run:
         if record is not None and record.state in (EntryState.UPLOADED, EntryState.PROCESSING):
             status = "processing"  # TikTok has the media; the next run polls it
         return self._result(
-            item.entry, item.meta, status, record=record, error=_INTERRUPTED, bytes_sent=sent
+            item.entry,
+            item.meta,
+            status,
+            record=record,
+            error=error or _INTERRUPTED,
+            bytes_sent=sent,
         )
 
     def _result(

@@ -16,6 +16,14 @@ connection's socket down when the deadline passes: per-operation socket timeouts
 stop a server that reads or answers one byte at a time. One watchdog thread per transport serves
 every request (a timer thread per request cost about 0.3 ms each, benchmarks/README.md).
 
+Security: a plain ``http://`` URL to a host that is not this machine is refused before any
+connection (:class:`PlainHttpError`: a bearer token, or an upload URL's own token, would cross
+the network in clear), and a certificate that does not verify is a :class:`CertificateError`,
+never a retried outage. Proxies (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``) and a private CA
+(``REQUESTS_CA_BUNDLE``/``SSL_CERT_FILE``) come from :func:`orchestrator.config.load_network`;
+the sessions keep ``trust_env`` off so requests never reads ``.netrc`` (whose credentials it
+would attach), and loopback never goes through a proxy.
+
 URLs can carry secrets (an ``upload_url`` authorises by its query string), so every URL that
 could reach a message goes through :func:`redact_url`, and translated exceptions are raised
 ``from None``: the original ``requests`` exception text contains the full URL.
@@ -31,6 +39,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -44,7 +53,15 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 
-from orchestrator.errors import ConnectError, RequestTimeout, TransportError, UploadError
+from orchestrator.config import NetworkSettings, is_loopback_host, load_network
+from orchestrator.errors import (
+    CertificateError,
+    ConnectError,
+    PlainHttpError,
+    RequestTimeout,
+    TransportError,
+    UploadError,
+)
 
 USER_AGENT = "tiktok-orchestrator/0.1"
 _RESPONSE_READ_BLOCK = 64 * 1024
@@ -417,10 +434,14 @@ class HttpTransport:
         monotonic: Callable[[], float] = time.monotonic,
         pool_size: int = POOL_SIZE,
         send_block: int = SEND_BLOCK,
+        network: NetworkSettings | None = None,
     ) -> None:
+        """``network`` defaults to the environment's proxies and CA bundle (ConfigError if
+        one of them is invalid)."""
         if send_block < 1:
             raise ValueError("send_block must be positive")
         _guard_library_logs()
+        self._network = network if network is not None else load_network()
         self._timeouts = timeouts or Timeouts()
         self._monotonic = monotonic
         self._pool_size = pool_size
@@ -438,7 +459,15 @@ class HttpTransport:
                 adapter = _UploadAdapter(send_block=self._send_block, pool_maxsize=self._pool_size)
                 session.mount(key + "/", adapter)
                 session.headers["User-Agent"] = USER_AGENT
+                # Off, so requests reads neither .netrc nor the environment itself; what the
+                # environment says about proxies and CAs comes from config.load_network.
                 session.trust_env = False
+                parts = urlsplit(url)
+                proxy = self._network.proxy_for(parts.scheme, parts.hostname, parts.port)
+                if proxy is not None:
+                    session.proxies = {parts.scheme: proxy.reveal()}
+                if self._network.ca_bundle is not None:
+                    session.verify = str(self._network.ca_bundle)
                 self._sessions[key] = session
             return session
 
@@ -460,6 +489,7 @@ class HttpTransport:
         limits = timeouts or self._timeouts
         started = self._monotonic()
         shown = f"{method} {redact_url(url)}"
+        _refuse_plain_http(url, shown)
         exchange = _Exchange() if limits.total is not None else None
         if exchange is not None and limits.total is not None:
             self._watchdog.watch(exchange, limits.total)
@@ -483,7 +513,7 @@ class HttpTransport:
                 raise RequestTimeout(
                     f"{shown}: no complete answer within {limits.total:g} s"
                 ) from None
-            raise _translate(exc, shown) from None
+            raise _translate(exc, shown, url) from None
         except urllib3.exceptions.HTTPError as exc:
             # What requests does not wrap (a broken body read, for one).
             if exchange is not None and exchange.expired:
@@ -521,8 +551,40 @@ class HttpTransport:
         self._watchdog.close()
 
 
-def _translate(exc: BaseException, shown: str) -> TransportError:
+def _refuse_plain_http(url: str, shown: str) -> None:
+    """PlainHttpError for ``http://`` to a host that is not loopback, before any connection."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname):
+        raise PlainHttpError(
+            f"{shown}: refusing to send over plain http:// to {parts.hostname}, which is not "
+            "this machine (the request's token would cross the network in clear text)",
+            hint="use https:// (ORCHESTRATOR_API_BASE, ORCHESTRATOR_AUTH_URL); http:// is "
+            "allowed only to 127.0.0.1, ::1 or localhost. An upload URL like this one comes "
+            "from the API server: check that ORCHESTRATOR_API_BASE points at TikTok",
+        )
+
+
+def _certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error inside a requests/urllib3 failure, if that is it."""
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+    return None
+
+
+def _translate(exc: BaseException, shown: str, url: str) -> TransportError | CertificateError:
     """Our error for a ``requests``/socket failure; its text never includes the URL's query."""
+    refused = _certificate_failure(exc)
+    if refused is not None:
+        host = urlsplit(url).hostname
+        reason = refused.verify_message or refused.reason or "certificate verify failed"
+        return CertificateError(
+            f"{shown}: the TLS certificate of {host} does not verify ({reason}); "
+            "nothing was sent to it",
+            hint="if the server uses a private CA (or a proxy inspects TLS), set "
+            "REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) to the CA's PEM file; otherwise check "
+            "ORCHESTRATOR_API_BASE and what sits between this machine and the server",
+        )
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return RequestTimeout(f"{shown}: connect timed out", maybe_delivered=False)
     if isinstance(exc, requests.exceptions.Timeout | TimeoutError):

@@ -20,6 +20,7 @@ time. Module map: ``config`` (values), ``rules`` (pure checks), ``state`` (memor
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Sequence
 from types import TracebackType
@@ -64,11 +65,18 @@ class Sandbox:
         clock: Clock | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
+        """``tls``: serve HTTPS with this server context (tests of certificates and proxies).
+        ``server_name``: the host name in :attr:`base_url` and upload URLs instead of the
+        bound address (a name only a test's proxy knows leads to this loopback port)."""
         self.config = config or SandboxConfig()
         self.clock: Clock = clock or SystemClock()
         self._host = host
         self._port = port
+        self._tls = tls
+        self._server_name = server_name
         self._state = SandboxState(self.config, self.clock)
         self._faults = FaultSchedule()
         self._server: SandboxHTTPServer | None = None
@@ -82,7 +90,13 @@ class Sandbox:
             raise RuntimeError("the sandbox is already running")
         server = SandboxHTTPServer((self._host, self._port), SandboxApp(self._state, self._faults))
         host, port = server.server_address[:2]
-        self._state.base_url = f"http://{host!s}:{port}"
+        if self._tls is not None:
+            # The handshake happens on the handler thread's first read, not in accept().
+            server.socket = self._tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
+        scheme = "http" if self._tls is None else "https"
+        self._state.base_url = f"{scheme}://{self._server_name or host!s}:{port}"
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,

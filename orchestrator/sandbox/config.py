@@ -113,7 +113,7 @@ class SandboxConfig:
     - ``upload_url_ttl``: how long an ``upload_url`` accepts chunks (TikTok: one hour).
     - ``processing_polls``: status fetches that answer PROCESSING_* after the media is in,
       before the terminal status.
-    - ``rate_limits``: enforce the per-token sliding one-minute windows of §8.
+    - ``rate_limits``: enforce the sliding one-minute windows of §8, per user (open_id).
     - ``daily_post_cap``: direct posts per creator per 24 h; ``pending_inbox_cap``: inbox shares
       not yet posted per creator per 24 h.
     - ``unaudited``: an unaudited app — private accounts only, ``SELF_ONLY`` posts only, at most

@@ -132,18 +132,10 @@ def progress_range(received: int, total: int) -> tuple[tuple[str, str], ...]:
     return (("Content-Range", f"bytes 0-{received - 1}/{total}"),)
 
 
-def upload_reply(status: int, received: int, total: int, message: str, log_id: str) -> Reply:
-    """A chunk PUT answer: the status, progress, and a posting-style body (undocumented)."""
-    code = "ok" if status in (201, 206) else _UPLOAD_CODES.get(status, "invalid_params")
-    body = _json({"data": {}, "error": {"code": code, "message": message, "log_id": log_id}})
-    return Reply(status, body, JSON_TYPE, progress_range(received, total))
+def upload_reply(status: int, received: int, total: int) -> Reply:
+    """A chunk PUT answer: the status and the progress in ``Content-Range``, and no body.
 
-
-_UPLOAD_CODES = {
-    400: "invalid_params",
-    403: "upload_url_expired",
-    404: "upload_not_found",
-    411: "invalid_params",
-    413: "invalid_params",
-    416: "range_not_satisfiable",
-}
+    tiktok-api.md §5 documents a PUT's status codes and ``Content-Range`` only; a body (an
+    envelope with codes of our own making) would let a client come to depend on it.
+    """
+    return Reply(status, b"", None, progress_range(received, total))

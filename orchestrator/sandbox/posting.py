@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.sandbox.config import (
-    PRIVACY_LEVELS,
     PUBLIC_TO_EVERYONE,
     SCOPE_USER_INFO_BASIC,
     SCOPE_USER_INFO_PROFILE,
@@ -339,22 +338,16 @@ class PostingEndpoints:
                 )
 
     def _check_privacy(self, endpoint: str, user: SandboxUser, info: dict[str, Any]) -> str:
+        # tiktok-api.md §4/§6: required and one of the creator's options; TikTok answers a
+        # missing or unknown level with the same mismatch as one the creator does not offer.
         level = info.get("privacy_level")
-        if not isinstance(level, str) or level not in PRIVACY_LEVELS:
-            raise self._refuse(
-                endpoint,
-                400,
-                "invalid_params",
-                "privacy_level is invalid.",
-                f"privacy_level {level!r} missing or unknown",
-            )
-        if level not in user.privacy_level_options:
+        if not isinstance(level, str) or level not in user.privacy_level_options:
             raise self._refuse(
                 endpoint,
                 403,
                 "privacy_level_option_mismatch",
                 "privacy_level is not one of the creator's privacy_level_options.",
-                f"privacy_level {level} not in {user.open_id}'s options "
+                f"privacy_level {level!r} missing or not in {user.open_id}'s options "
                 f"{list(user.privacy_level_options)}",
             )
         if self._config.unaudited and level != SELF_ONLY:
@@ -653,14 +646,15 @@ class PostingEndpoints:
             )
         for url in images:
             self._check_url(endpoint, url, "photo_images")
-        index = source_info.get("photo_cover_index", 0)
+        # tiktok-api.md §6: required (no default), a 0-based index into photo_images.
+        index = source_info.get("photo_cover_index")
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(images):
             raise self._refuse(
                 endpoint,
                 400,
                 "invalid_params",
                 "photo_cover_index is invalid.",
-                f"photo_cover_index {index!r} outside 0..{len(images) - 1}",
+                f"photo_cover_index {index!r} missing or outside 0..{len(images) - 1}",
             )
 
     # -- status ---------------------------------------------------------------------------

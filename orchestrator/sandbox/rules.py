@@ -27,9 +27,9 @@ MAX_PHOTO_IMAGES = 35
 
 VIDEO_CONTENT_TYPES = ("video/mp4", "video/quicktime", "video/webm")
 
+# The one message TikTok is observed to give for a refused chunk plan (tiktok-api.md §4). Every
+# plan problem answers with it; what exactly is wrong goes to the violations list only.
 MSG_CHUNK_SIZE = "The chunk size is invalid"
-MSG_CHUNK_COUNT = "The total chunk count is invalid"
-MSG_VIDEO_SIZE = "The video size is invalid"
 MSG_PKCE = "Code verifier or code challenge is invalid."
 
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
@@ -71,28 +71,29 @@ def check_chunk_plan(
     """What is wrong with a FILE_UPLOAD plan under §5 and §10, or None when TikTok accepts it."""
     if not _is_int(video_size) or not _is_int(chunk_size) or not _is_int(total_chunk_count):
         return PlanProblem(
-            MSG_VIDEO_SIZE, "video_size, chunk_size and total_chunk_count must be ints"
+            MSG_CHUNK_SIZE, "video_size, chunk_size and total_chunk_count must be ints"
         )
     assert isinstance(video_size, int)
     assert isinstance(chunk_size, int)
     assert isinstance(total_chunk_count, int)
     if video_size <= 0 or video_size > MAX_VIDEO_SIZE:
         return PlanProblem(
-            MSG_VIDEO_SIZE, f"video_size {video_size:,} is outside 1..{MAX_VIDEO_SIZE:,}"
+            MSG_CHUNK_SIZE, f"video_size {video_size:,} is outside 1..{MAX_VIDEO_SIZE:,}"
         )
     if chunk_size <= 0:
         return PlanProblem(MSG_CHUNK_SIZE, f"chunk_size {chunk_size:,} is not positive")
     if not 1 <= total_chunk_count <= MAX_CHUNK_COUNT:
         return PlanProblem(
-            MSG_CHUNK_COUNT,
+            MSG_CHUNK_SIZE,
             f"total_chunk_count {total_chunk_count} is outside 1..{MAX_CHUNK_COUNT}",
         )
+    if total_chunk_count == 1 and video_size > MAX_WHOLE_UPLOAD:
+        # §5 rule 3: a video over 64 MB must be split (K >= 2).
+        return PlanProblem(
+            MSG_CHUNK_SIZE,
+            f"one chunk of {video_size:,} bytes exceeds {MAX_WHOLE_UPLOAD:,}: split it",
+        )
     if total_chunk_count == 1 and chunk_size == video_size:
-        if video_size > MAX_WHOLE_UPLOAD:
-            return PlanProblem(
-                MSG_CHUNK_SIZE,
-                f"a whole upload of {video_size:,} bytes exceeds {MAX_WHOLE_UPLOAD:,}: split it",
-            )
         return None
     if chunk_size > video_size:
         return PlanProblem(
@@ -108,16 +109,12 @@ def check_chunk_plan(
         ceil_count = -(-video_size // chunk_size)
         kind = "a ceil plan" if total_chunk_count == ceil_count else "a wrong count"
         return PlanProblem(
-            MSG_CHUNK_COUNT,
+            MSG_CHUNK_SIZE,
             f"total_chunk_count {total_chunk_count} is {kind}: floor({video_size:,} / "
             f"{chunk_size:,}) = {floor_count}",
         )
-    if total_chunk_count == 1:
-        # chunk_size != video_size with one chunk: a "whole" upload must say chunk_size = size.
-        return PlanProblem(
-            MSG_CHUNK_SIZE,
-            f"one chunk needs chunk_size == video_size ({video_size:,}), got {chunk_size:,}",
-        )
+    # K = 1 with chunk_size < video_size is fine: the last (only) chunk holds the rest, which
+    # the rule below bounds like any last chunk (§5 rule 2); §5 has no stricter rule for it.
     last = video_size - (total_chunk_count - 1) * chunk_size
     if last >= 2 * chunk_size or last > MAX_LAST_CHUNK:
         return PlanProblem(MSG_CHUNK_SIZE, f"the last chunk of {last:,} bytes is too large")

@@ -104,7 +104,7 @@ class SandboxApp:
         if endpoint == "authorize":
             return html_page(fault.status, error_page("Something went wrong", fault.text()))
         if endpoint == "upload":
-            reply = upload_reply(fault.status, 0, 0, fault.text(), log_id)
+            reply = upload_reply(fault.status, 0, 0)
             return Reply(fault.status, reply.body, reply.content_type)
         return posting_error(fault.status, fault.code(), fault.text(), log_id)
 

@@ -1,7 +1,7 @@
 """Everything the simulated TikTok remembers, behind one lock, on the injected clock.
 
 Users (from the config), authorization codes, access and refresh tokens, publishes and their
-uploads, the per-token sliding rate windows, call counters, scheduled publish failures and the
+uploads, the per-user sliding rate windows, call counters, scheduled publish failures and the
 protocol violations seen. Endpoint modules (``oauth``, ``posting``, ``upload``) hold the rules
 and mutate this state under :attr:`SandboxState.lock`; this module holds the data and the
 helpers every endpoint shares (authentication, scopes, rate windows, caps, inspection).
@@ -400,7 +400,12 @@ class SandboxState:
             self._caps_told.discard((open_id, mode, self.client_generation))
 
     def take_rate(self, endpoint: str, token: AccessToken) -> Reply | None:
-        """Count this request in the token's window; 429 when the window is full.
+        """Count this request in the user's window; 429 when the window is full.
+
+        tiktok-api.md §8 counts "per user token". The windows here are keyed by the user
+        (open_id), not by the access-token string: a refresh issues a new string, and resetting
+        the window then would make the sandbox laxer than a TikTok that counts the user's grant
+        across refreshes. Per user is at least as strict under either reading.
 
         TikTok counts every client using the token. Blame is narrower: a 429 is a violation when
         this client's own requests fill the window, or when it sends again within a window of
@@ -412,10 +417,10 @@ class SandboxState:
         with self.lock:
             now = self.clock.monotonic()
             client = self.client_generation
-            window = self._windows.setdefault((token.value, endpoint), deque())
+            window = self._windows.setdefault((token.open_id, endpoint), deque())
             while window and window[0][0] <= now - RATE_WINDOW_SECONDS:
                 window.popleft()
-            last_429 = self._limited.get((token.value, endpoint, client))
+            last_429 = self._limited.get((token.open_id, endpoint, client))
             ignored = last_429 is not None and now < last_429 + RATE_WINDOW_SECONDS
             if ignored:
                 self.violation(
@@ -427,9 +432,9 @@ class SandboxState:
                 if own >= limit:
                     self.violation(
                         endpoint,
-                        f"rate limit exceeded for {token.open_id} ({limit} per minute per token)",
+                        f"rate limit exceeded for {token.open_id} ({limit} per minute per user)",
                     )
-                self._limited[(token.value, endpoint, client)] = now
+                self._limited[(token.open_id, endpoint, client)] = now
                 return posting_error(
                     429,
                     "rate_limit_exceeded",

@@ -46,12 +46,12 @@ class UploadEndpoint:
     def __init__(self, state: SandboxState) -> None:
         self._state = state
 
-    def _reply(self, status: int, publish: Publish | None, message: str) -> Reply:
+    def _reply(self, status: int, publish: Publish | None, why: str) -> Reply:
+        """The answer (no body, tiktok-api.md §5); ``why`` goes to the debug log only."""
+        logger.debug("upload answers %d: %s", status, why)
         if publish is None or publish.plan is None:
-            return upload_reply(status, 0, 0, message, self._state.log_id())
-        return upload_reply(
-            status, publish.bytes_received, publish.plan.video_size, message, self._state.log_id()
-        )
+            return upload_reply(status, 0, 0)
+        return upload_reply(status, publish.bytes_received, publish.plan.video_size)
 
     def _find(self, request: Request) -> Publish | None:
         """The publish an upload URL belongs to (its token checked), under the state lock."""

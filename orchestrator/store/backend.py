@@ -8,7 +8,10 @@ or ``ORCHESTRATOR_STORE``). It must not read the environment or print.
 from __future__ import annotations
 
 from orchestrator.config import Settings
+from orchestrator.errors import ConfigError
 from orchestrator.store.db import DEFAULT_BUSY_TIMEOUT, Database, StoreDatabase
+
+POSTGRES_EXTRA_INSTALL = "pip install 'tiktok-orchestrator[postgres]'"
 
 
 def is_shared(settings: Settings) -> bool:
@@ -17,11 +20,19 @@ def is_shared(settings: Settings) -> bool:
 
 
 def open_database(
-    settings: Settings, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    settings: Settings, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, create: bool = True
 ) -> StoreDatabase:
-    """Open (creating and migrating if needed) the store the settings name."""
+    """Open (migrating, and creating if needed and ``create``) the store the settings name."""
     if settings.store_url is None:
-        return Database.open(settings.home, busy_timeout=busy_timeout)
+        return Database.open(settings.home, busy_timeout=busy_timeout, create=create)
+    try:
+        import psycopg  # noqa: F401  (the postgres extra: checked here to say how to get it)
+    except ImportError:
+        raise ConfigError(
+            "--store / ORCHESTRATOR_STORE names a PostgreSQL server, but the PostgreSQL driver "
+            "(psycopg) is not installed",
+            hint=f"install the postgres extra: {POSTGRES_EXTRA_INSTALL}",
+        ) from None
     from orchestrator.store.postgres import PostgresDatabase
 
     return PostgresDatabase.open(settings.store_url)

@@ -10,6 +10,14 @@ re-init that would lose tokens and the journal (and with it, the guarantee never
 
 Theory of operation:
 
+- Only a missing ``state.db`` is created, and atomically: the schema is written to a private
+  temporary file that is then linked into place (``os.link`` fails if the name exists, so of two
+  processes creating a home at once one wins and the other opens the winner's file). A file that
+  exists is never initialised: SQLite opens a 0-byte file as an empty database, so an existing
+  file with no schema (``user_version`` 0: truncated, or another program's database) or whose
+  tables do not match the migrations is refused as damaged, with how to restore it. Read-only
+  commands open with ``create=False`` and create nothing (no home, no file, no key).
+
 - The home folder is private (0700) and every file in it 0600; a home or file that group or
   others can access is refused with the ``chmod`` that fixes it (tokens are encrypted, but the
   journal and the key file are not meant for other users either).
@@ -37,7 +45,9 @@ Theory of operation:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import secrets
 import sqlite3
 import stat
 import threading
@@ -46,7 +56,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.errors import StoreCorruptError, StoreError, StorePermissionError
+from orchestrator.errors import (
+    StoreCorruptError,
+    StoreError,
+    StoreMissingError,
+    StorePermissionError,
+)
 
 DB_FILENAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 90.0
@@ -328,20 +343,37 @@ class Database:
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         migrations: Sequence[Migration] = MIGRATIONS,
+        create: bool = True,
     ) -> Database:
-        """Open (creating if needed) ``home/state.db``: private, WAL, checked, migrated."""
-        ensure_private_home(home)
+        """Open ``home/state.db``: private, WAL, checked, migrated.
+
+        A missing file is created (with ``create``; without it, ``StoreMissingError`` and
+        nothing is made, not even the home). A file that exists is never initialised again: one
+        without our schema is refused as damaged.
+        """
         path = home / DB_FILENAME
+        if not create and not path.exists():
+            raise StoreMissingError(
+                f"there is no state database at {path} yet (no user has signed in on this "
+                "home); nothing was created",
+                hint="check --home / ORCHESTRATOR_HOME; sign a user in with `auth login` or "
+                "`auth import FILE`",
+            )
+        ensure_private_home(home)
         if path.exists() and not path.is_file():
             raise StoreError(f"{path} is not a regular file", hint=f"move {path} aside")
-        create_private_file(path)
+        if not path.exists():
+            _create_database(path, migrations)
         for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             if companion.exists():
                 require_private(companion)
+        _check_header(path)
         database = cls(path, busy_timeout=busy_timeout)
         try:
             database._check_integrity()
+            database._check_initialised()
             database._migrate(migrations)
+            database._check_schema(migrations)
         except BaseException:
             database.close()
             raise
@@ -457,6 +489,8 @@ class Database:
                 _rollback_quietly(connection)
                 if isinstance(exc, sqlite3.DatabaseError) and _translatable(exc):
                     raise self._translate(exc) from exc
+                if isinstance(exc, UnicodeDecodeError):
+                    raise self._corrupt("its schema text is not valid UTF-8") from None
                 raise
             try:
                 with self.translate_errors():
@@ -487,6 +521,9 @@ class Database:
             if not _translatable(exc):
                 raise
             raise self._translate(exc) from exc
+        except UnicodeDecodeError:
+            # sqlite3 decodes SQLite's messages as UTF-8; one quoting damaged schema text is not.
+            raise self._corrupt("its schema text is not valid UTF-8") from None
 
     def _translate(self, exc: sqlite3.DatabaseError) -> StoreError:
         code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
@@ -501,14 +538,7 @@ class Database:
         return StoreError(f"{self.path}: {exc}")
 
     def _corrupt(self, detail: str) -> StoreCorruptError:
-        return StoreCorruptError(
-            f"the state database {self.path} is damaged ({detail}); nothing was changed",
-            hint=(
-                f"restore it from a backup, or move it aside (mv {self.path} "
-                f"{self.path}.damaged) and sign users in again with `auth login` or "
-                "`auth import`; the upload journal is lost with it"
-            ),
-        )
+        return damaged_store_error(self.path, detail)
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -519,6 +549,31 @@ class Database:
         problems = [str(row[0]) for row in rows if str(row[0]) != "ok"]
         if problems:
             raise self._corrupt("; ".join(problems[:3]))
+
+    def _check_initialised(self) -> None:
+        # SQLite reads a 0-byte file as an empty database: an existing file without our schema
+        # was truncated or is not ours, and initialising it would post every entry again.
+        if self.schema_version() != 0:
+            return
+        tables = self.fetch_all("SELECT name FROM sqlite_master")
+        size = self.path.stat().st_size
+        what = (
+            f"it is empty ({size} bytes)"
+            if not tables
+            else "it holds no tiktok-orchestrator schema (another program's database?)"
+        )
+        raise self._corrupt(what)
+
+    def _check_schema(self, migrations: Sequence[Migration]) -> None:
+        """Refuse a file whose tables or indexes differ from what the migrations make (a flipped
+        byte in the schema text can leave SQLite reading a table with a renamed column)."""
+        expected = _schema_of_migrations(tuple(migrations))
+        with self.translate_errors():
+            connection = self.connection()
+            actual = _schema_of(connection)
+        for name, columns in expected.items():
+            if actual.get(name) != columns:
+                raise self._corrupt(f"its {name} does not match the schema version it claims")
 
     def schema_version(self) -> int:
         """The number of migrations applied to the file."""
@@ -544,6 +599,104 @@ class Database:
                     connection.execute(statement)
             # PRAGMA takes no parameters; `known` is an int we computed.
             connection.execute(f"PRAGMA user_version = {known}")
+
+
+def damaged_store_error(path: Path, detail: str) -> StoreCorruptError:
+    """The error for a damaged ``state.db``: what is wrong, where, and how to restore it.
+
+    Never "delete it": a new, empty store has no journal, and the next run would post every
+    entry again.
+    """
+    return StoreCorruptError(
+        f"the state database {path} is damaged ({detail}); nothing was changed or sent",
+        hint=(
+            f"restore {path} from a backup (with its token.key), or recover what SQLite can "
+            f"still read: `sqlite3 {path} .recover | sqlite3 {path}.recovered`, then "
+            f"`mv {path} {path}.damaged && mv {path}.recovered {path}`; do not start over with "
+            "an empty store: without the journal every entry would be posted again"
+        ),
+    )
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that does not start as an SQLite database, before SQLite opens it: SQLite
+    takes a 0-byte (or short) file for a new database and would write a header into it."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if header == _SQLITE_HEADER:
+        return
+    if len(header) < len(_SQLITE_HEADER):
+        size = path.stat().st_size
+        raise damaged_store_error(path, f"it is cut short: {size} byte{'s' * (size != 1)}")
+    raise damaged_store_error(path, "it is not an SQLite database")
+
+
+def _create_database(path: Path, migrations: Sequence[Migration]) -> None:
+    """Create ``path`` with the full schema, atomically: written to a private temporary file,
+    then linked into place only if ``path`` still does not exist (another process may have
+    created it meanwhile: then its file is the one, and ours is dropped)."""
+    temporary = path.with_name(f".{path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
+    create_private_file(temporary)
+    try:
+        connection = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for migration in migrations:
+                for statement in migration.statements:
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {len(migrations)}")
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot create the state database {path}: {exc}") from None
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the state database {path}: {exc.strerror or exc}",
+            hint="free some disk space, or set ORCHESTRATOR_HOME (or --home) to a folder you "
+            "can write",
+        ) from None
+    finally:
+        for leftover in (temporary, Path(f"{temporary}-journal")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+_Schema = dict[str, tuple[tuple[Any, ...], ...]]
+
+
+def _schema_of(connection: sqlite3.Connection) -> _Schema:
+    """Each table's columns (name, type, not null, default, key) and each index's columns."""
+    schema: _Schema = {}
+    for kind, name in connection.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') "
+        "AND name NOT LIKE 'sqlite_%'"
+    ).fetchall():
+        pragma = "table_info" if kind == "table" else "index_info"
+        rows = connection.execute(f'PRAGMA {pragma}("{name}")').fetchall()
+        schema[f"{kind} {name}"] = tuple(tuple(row) for row in rows)
+    return schema
+
+
+@functools.cache
+def _schema_of_migrations(migrations: tuple[Migration, ...]) -> _Schema:
+    """What applying ``migrations`` to an empty database makes (built once, in memory)."""
+    connection = sqlite3.connect(":memory:")
+    try:
+        for migration in migrations:
+            for statement in migration.statements:
+                connection.execute(statement)
+        return _schema_of(connection)
+    finally:
+        connection.close()
 
 
 def _rollback_quietly(connection: sqlite3.Connection) -> None:

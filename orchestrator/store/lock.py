@@ -72,8 +72,16 @@ class RunLock:
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": self._command,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as exc:
+            # Closing the descriptor releases the lock: this run does not go on.
+            os.close(fd)
+            raise StoreError(
+                f"cannot write the run lock {self.path}: {exc.strerror or exc}; nothing was sent",
+                hint=f"free some disk space on the file system of {self.path.parent}",
+            ) from None
         self._fd = fd
 
     def release(self) -> None:

@@ -36,7 +36,9 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from orchestrator.config import ENV_STORE
 from orchestrator.errors import ConfigError, StoreConnectionLost, StoreCorruptError, StoreError
@@ -78,24 +80,100 @@ def advisory_key(text: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+_URL_HINT = (
+    "postgresql://USER:PASSWORD@HOST:PORT/DATABASE, with @ / : ? # % and spaces in the user "
+    "name or password percent-encoded (e.g. @ as %40, / as %2F, % as %25)"
+)
+_USERINFO_FORBIDDEN = frozenset("/?#@[] ")
+_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+@dataclass(frozen=True)
+class StoreAddress:
+    """Where a PostgreSQL URL points: what messages may show (never the user or password)."""
+
+    host: str
+    port: int
+    dbname: str
+
+    def __str__(self) -> str:
+        return f"PostgreSQL {self.host}:{self.port}/{self.dbname}"
+
+
+def _malformed(problem: str) -> ConfigError:
+    # The problem is stated in our words only: no part of the URL, no library's exception text
+    # (urllib's and libpq's both quote the offending text, which may be the password).
+    return ConfigError(
+        f"{ENV_STORE} (or --store) is not a valid PostgreSQL URL: {problem}", hint=_URL_HINT
+    )
+
+
+def _check_escapes(text: str, what: str) -> None:
+    """Every ``%`` starts a two-digit escape, and the escapes decode to UTF-8."""
+    if _PERCENT_ESCAPE.search(text):
+        raise _malformed(f"the {what} has a % that is not followed by two hex digits")
+    try:
+        unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise _malformed(f"the {what} has percent-escapes that are not UTF-8") from None
+
+
+def parse_store_url(url: Secret) -> StoreAddress:
+    """Check a ``postgresql://`` URL before psycopg sees it; where it points.
+
+    The user information ends at the URL's *last* ``@``, so a password with a raw ``@`` or
+    ``/`` is refused as such rather than split into a "host" that would be shown. Raises
+    :class:`ConfigError` whose message holds no part of the URL.
+    """
+    text = url.reveal()
+    scheme, separator, rest = text.partition("://")
+    if not separator or scheme.lower() not in ("postgresql", "postgres"):
+        raise _malformed("it must start with postgresql:// or postgres://")
+    userinfo, at, location = rest.rpartition("@")
+    if at:
+        if any(char in _USERINFO_FORBIDDEN or ord(char) < 0x21 for char in userinfo):
+            raise _malformed(
+                "the user name or password holds a character that must be percent-encoded"
+            )
+        _check_escapes(userinfo, "user name or password")
+    location = location.split("#", 1)[0]
+    location, _, _query = location.partition("?")
+    authority, _, dbname = location.partition("/")
+    if any(ord(char) < 0x21 for char in authority + dbname):
+        raise _malformed("the host or database name holds a space or control character")
+    _check_escapes(dbname, "database name")
+    host, port_text = _split_host_port(authority)
+    port = 5432
+    if port_text:
+        if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise _malformed("the port must be a number from 1 to 65535")
+        port = int(port_text)
+    return StoreAddress(
+        host=unquote(host) or "localhost",
+        port=port,
+        dbname=unquote(dbname) or "(default database)",
+    )
+
+
+def _split_host_port(authority: str) -> tuple[str, str]:
+    """``host`` and ``port`` text of ``host[:port]``, ``[v6][:port]`` or a list ``h1,h2:p``."""
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            raise _malformed("an IPv6 host in [brackets] is missing its closing ]")
+        host, after = authority[1:end], authority[end + 1 :]
+        if after and not after.startswith(":"):
+            raise _malformed("only :PORT may follow an IPv6 host in [brackets]")
+        return host, after[1:]
+    if "[" in authority or "]" in authority:
+        raise _malformed("brackets belong only around an IPv6 host")
+    host, _, port = authority.rpartition(":") if ":" in authority else (authority, "", "")
+    return host, port
+
+
 def describe_url(url: Secret) -> str:
     """The server and database of a connection URL, without user or password."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(url.reveal())
-    except Exception:  # a malformed URL: say so without showing it
-        return "PostgreSQL (malformed URL)"
-    host = parts.get("host") or "localhost"
-    port = parts.get("port") or 5432
-    dbname = parts.get("dbname") or "(default database)"
-    return f"PostgreSQL {host}:{port}/{dbname}"
-
-
-def _without(message: str, url: Secret) -> str:
-    """``message`` with the URL (and so its password) cut out."""
-    text = message.strip().splitlines()[0] if message.strip() else "malformed"
-    return text.replace(url.reveal(), "<the URL>")
+    return str(parse_store_url(url))
 
 
 def _connection_lost(exc: Exception) -> bool:
@@ -200,14 +278,10 @@ class PostgresDatabase:
                     connect_timeout=CONNECT_TIMEOUT,
                     application_name="tiktok-orchestrator",
                 )
-        except psycopg.ProgrammingError as exc:
-            # A malformed URL: psycopg's message quotes it, password included.
-            raise ConfigError(
-                f"{ENV_STORE} (or --store) is not a valid PostgreSQL URL: "
-                f"{_without(str(exc), self.url)}",
-                hint="postgresql://USER:PASSWORD@HOST:PORT/DATABASE (percent-encode special "
-                "characters in the password)",
-            ) from None
+        except psycopg.ProgrammingError:
+            # What parse_store_url let through but libpq refused (an unknown ?option=, say):
+            # libpq's message quotes the URL, password included, so it is not shown.
+            raise _malformed("libpq refused its syntax (check the ?options)") from None
         return raw
 
     def connection(self) -> Connection:

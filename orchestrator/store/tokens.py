@@ -32,7 +32,13 @@ from typing import Any, Protocol, TypeVar
 
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
-from orchestrator.errors import AuthError, NeedsLoginError, OAuthError, TransportError
+from orchestrator.errors import (
+    AuthError,
+    NeedsLoginError,
+    OAuthError,
+    StoreCorruptError,
+    TransportError,
+)
 from orchestrator.secret import Secret
 from orchestrator.store.backend import is_shared, open_database
 from orchestrator.store.crypto import TokenCipher, open_cipher
@@ -110,6 +116,24 @@ class StoredCredentials:
     user: StoredUser
     access_token: Secret = field(repr=False)
     refresh_token: Secret = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ImportedGrant:
+    """Tokens read from a file for ``auth import``, with when they were obtained (the file's
+    ``obtained_at``, else the file's modification time)."""
+
+    grant: TokenGrant
+    display_name: str | None
+    obtained_at: float
+
+
+@dataclass(frozen=True)
+class SkippedGrant:
+    """A user ``auth import`` left as it was, and why."""
+
+    open_id: str
+    reason: str
 
 
 class TokenRefresher(Protocol):
@@ -238,10 +262,12 @@ class TokenStore:
         *,
         clock: Clock,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        create: bool = True,
     ) -> TokenStore:
         """Open the store (``settings.home``'s file, or the shared PostgreSQL one): database
-        checked and migrated, key verified."""
-        database = open_database(settings, busy_timeout=busy_timeout)
+        checked and migrated, key verified. Without ``create`` (read-only commands) a home
+        with no state database raises ``StoreMissingError`` and nothing is created."""
+        database = open_database(settings, busy_timeout=busy_timeout, create=create)
         try:
             cipher = open_cipher(
                 database,
@@ -290,6 +316,57 @@ class TokenStore:
                 _write_grant(connection, self.cipher, grant, display_name=display_name, now=now)
             rows = [_select(connection, grant.open_id) for grant, _ in grants]
         return [_user_from_row(row) for row in rows if row is not None]
+
+    def import_grants(
+        self, grants: Sequence[ImportedGrant], *, force: bool = False
+    ) -> tuple[list[StoredUser], list[SkippedGrant]]:
+        """Store imported tokens in one transaction, except (unless ``force``) where the store
+        holds a newer grant for the user: TikTok rotates refresh tokens, so replacing a newer
+        one with an older one loses the only refresh token that still works."""
+        now = self._clock.time()
+        skipped: list[SkippedGrant] = []
+        saved: list[str] = []
+        with self.database.transaction() as connection:
+            for item in grants:
+                open_id = item.grant.open_id
+                row = _select(connection, open_id, lock_suffix=self.database.lock_suffix)
+                reason = None if row is None or force else self._newer_in_store(row, item)
+                if reason is not None:
+                    skipped.append(SkippedGrant(open_id, reason))
+                    continue
+                _write_grant(
+                    connection, self.cipher, item.grant, display_name=item.display_name, now=now
+                )
+                saved.append(open_id)
+            rows = [_select(connection, open_id) for open_id in saved]
+        return [_user_from_row(row) for row in rows if row is not None], skipped
+
+    def _newer_in_store(self, row: Any, item: ImportedGrant) -> str | None:
+        """Why the stored grant is newer than ``item`` (so importing it would lose the live
+        refresh token), or None."""
+        stored = _user_from_row(row)
+        if stored.login_reason(self._clock.time()) is not None:
+            return None  # nothing live to lose
+        try:
+            current = _credentials_from_row(row, self.cipher)
+        except StoreCorruptError:
+            return None  # a damaged row: importing is the repair
+        if current.refresh_token == item.grant.refresh_token:
+            return None  # the same grant again
+        if item.obtained_at < stored.updated_at:
+            return (
+                f"the store's tokens were written {_when(stored.updated_at)}, after the file's "
+                f"were obtained ({_when(item.obtained_at)}); a refresh has rotated them since"
+            )
+        if (
+            item.grant.access_expires_at < stored.access_expires_at
+            and item.grant.refresh_expires_at <= stored.refresh_expires_at
+        ):
+            return (
+                f"the file's tokens expire before the stored ones (access token "
+                f"{_when(item.grant.access_expires_at)} < {_when(stored.access_expires_at)})"
+            )
+        return None
 
     def mark_needs_login(self, open_id: str, reason: str) -> None:
         """Record that ``open_id`` must sign in again, and why."""

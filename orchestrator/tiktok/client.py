@@ -436,11 +436,12 @@ class TikTokClient:
         return self._retry.call(attempt, retryable=retryable)
 
     def _send_once(self, open_id: str, call: ApiCall, token: Secret) -> Mapping[str, Any]:
-        self._pacer.acquire(open_id, call.endpoint)
         url, headers, body = request_parts(self._api_base, call, token)
-        response = self._transport.request(
-            "POST", url, headers=headers, body=body, timeouts=self._timeouts
-        )
+        # Paced per open_id, counted from when the answer came (see SlidingWindowPacer).
+        with self._pacer.pacing(open_id, call.endpoint):
+            response = self._transport.request(
+                "POST", url, headers=headers, body=body, timeouts=self._timeouts
+            )
         try:
             return read_envelope(call, response)
         except ApiError as error:

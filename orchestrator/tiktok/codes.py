@@ -210,6 +210,9 @@ ORCHESTRATOR_CODES: Final = MappingProxyType(
         "retry_budget_spent": "TikTok kept failing and the run's retry budget ran out; the rest "
         "was deferred; check TikTok's status and the network, then run again",
         "deferred": "TikTok asked to post later (a cap); the next run tries again",
+        "unsafe_connection": "the run stopped (exit 2) before sending to a server reached over "
+        "plain http:// off this machine or whose TLS certificate does not verify; use https://, "
+        "or trust a private CA with REQUESTS_CA_BUNDLE / SSL_CERT_FILE, then run again",
         "uncertain": "an init for a URL or photo source lost its answer and may have posted; "
         "check the creator's profile, and if it did not post give the entry a new id",
         "file_unreadable": "the video could not be opened or changed size since validation; "

@@ -262,3 +262,51 @@ def test_newer_schema_is_refused(home: Path, tmp_path: Path) -> None:
     result = invoke(home, "auth", "list")
     assert result.exit_code == 1
     assert "newer tiktok-orchestrator" in result.output
+
+
+def _stored_refresh_token(home: Path, open_id: str) -> str:
+    from orchestrator.config import load_settings
+    from orchestrator.store.tokens import TokenStore
+
+    with TokenStore.open(load_settings(home=str(home)), clock=SystemClock()) as store:
+        credentials = store.credentials(open_id)
+        assert credentials is not None
+        return credentials.refresh_token.reveal()
+
+
+def test_import_does_not_replace_tokens_rotated_since_the_file(home: Path, tmp_path: Path) -> None:
+    """import; refresh; import the same file again: the rotated (live) refresh token is kept,
+    the user is named as skipped with the reason, exit 1; --force replaces it."""
+    from orchestrator.config import load_settings
+    from orchestrator.secret import Secret
+    from orchestrator.store.tokens import TokenStore
+    from orchestrator.tiktok.oauth import TokenGrant
+
+    path = import_file(tmp_path, {"user-a": token_entry(), "user-b": token_entry()})
+    written = time.time() - 600
+    os.utime(path, (written, written))
+    assert invoke(home, "auth", "import", path).exit_code == 0
+    again = invoke(home, "auth", "import", path)  # the same grant twice changes nothing
+    assert again.exit_code == 0, again.output
+    now = time.time()
+    with TokenStore.open(load_settings(home=str(home)), clock=SystemClock()) as store:
+        # What `auth refresh` stores: TikTok rotated the refresh token.
+        store.save_grant(
+            TokenGrant(
+                open_id="user-a",
+                access_token=Secret("act.ROTATED"),
+                access_expires_at=now + 86400,
+                refresh_token=Secret("rft.ROTATED"),
+                refresh_expires_at=now + 365 * DAY,
+                scopes=frozenset({"user.info.basic", "video.publish"}),
+            )
+        )
+    stale = invoke(home, "auth", "import", path)
+    assert stale.exit_code == 1
+    assert "skipped user-a: the store holds newer tokens" in stale.output
+    assert "imported user-b" in stale.output
+    assert "--force" in stale.output
+    assert _stored_refresh_token(home, "user-a") == "rft.ROTATED"
+    forced = invoke(home, "auth", "import", "--force", path)
+    assert forced.exit_code == 0
+    assert _stored_refresh_token(home, "user-a") == "rft.CLI-REFRESH"

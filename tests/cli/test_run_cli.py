@@ -345,3 +345,131 @@ def test_run_sandbox_demo_publishes_the_example_manifest(tmp_path: Path) -> None
     (report,) = (tmp_path / "reports").glob("sandbox-run-*.json")
     jsonschema.validate(json.loads(report.read_text()), report_schema())
     assert time.monotonic() - started < 15
+
+
+class _FastClock:
+    """The real clock whose sleeps only move it forward: retry backoff passes at once."""
+
+    def __init__(self) -> None:
+        self._real = SystemClock()
+        self._ahead = 0.0
+
+    def time(self) -> float:
+        return self._real.time() + self._ahead
+
+    def monotonic(self) -> float:
+        return self._real.monotonic() + self._ahead
+
+    def sleep(self, seconds: float) -> None:
+        self._ahead += max(seconds, 0.0)
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's clock skips its waits, so an outage's retries take no wall-clock time."""
+    monkeypatch.setattr("orchestrator.runner.SystemClock", _FastClock)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _report_entries(served: Served, name: str = "r.json") -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = json.loads((served.folder / name).read_text())["entries"]
+    return entries
+
+
+@pytest.mark.usefixtures("fast_backoff")
+def test_exit_69_when_the_api_address_is_a_closed_port(served: Served) -> None:
+    """TikTok cannot be reached: every entry is deferred `unavailable` and the run exits 69,
+    so cron and systemd see that nothing was posted."""
+    manifest, _ = one_clip_manifest(served)
+    api = f"http://127.0.0.1:{_closed_port()}"
+    result = invoke(
+        served, "run", str(manifest), "--report", "r.json", env={"ORCHESTRATOR_API_BASE": api}
+    )
+    assert result.exit_code == 69, result.output
+    (entry,) = _report_entries(served)
+    assert entry["status"] == "deferred"
+    assert entry["error"]["code"] == "unavailable"
+    assert "could not be reached" in result.stderr
+
+
+@pytest.mark.usefixtures("fast_backoff")
+def test_exit_69_when_tiktok_answers_503_to_everything(served: Served) -> None:
+    """Every endpoint answers 503: nothing failed, everything was deferred → exit 69."""
+    manifest, _ = one_clip_manifest(served)
+    for endpoint in ("creator_info", "video_init", "upload", "status", "token"):
+        served.sandbox.schedule(Fault(endpoint, call=None, status=503))
+    result = invoke(served, "run", str(manifest), "--report", "r.json")
+    assert result.exit_code == 69, result.output
+    (entry,) = _report_entries(served)
+    assert (entry["status"], entry["error"]["code"]) == ("deferred", "internal_error")
+    assert served.sandbox.calls("video_init") == 0
+
+
+def test_a_deferral_by_schedule_only_exits_0(served: Served) -> None:
+    """An entry whose publish_at is in the future is deferred by plan, not by an outage: 0."""
+    manifest, _ = one_clip_manifest(served, publish_at="2999-01-01T00:00:00Z")
+    result = invoke(served, "run", str(manifest), "--report", "r.json")
+    assert result.exit_code == 0, result.output
+    (entry,) = _report_entries(served)
+    assert (entry["status"], entry["error"]["code"]) == ("deferred", "scheduled")
+
+
+@pytest.mark.usefixtures("fast_backoff")
+def test_a_failure_and_an_outage_together_exit_1(served: Served) -> None:
+    """One user's entry fails, another user's TikTok is unreachable: failure wins, exit 1."""
+    path, _ = served.clip("a.mp4")
+    manifest = served.manifest(
+        [
+            {"user_id": USER, "video_path": path.name},
+            {"user_id": "sandbox-user-2", "video_path": path.name},
+        ]
+    )
+    served.sandbox.fail_next_publish(USER, "file_format_check_failed")
+    # --jobs 1 serves the users in manifest order: the second user's creator_info calls
+    # (the first try and its four retries) find no TikTok.
+    for call in range(2, 7):
+        served.sandbox.schedule(Fault("creator_info", call=call, kind="reset"))
+    result = invoke(served, "run", str(manifest), "--report", "r.json", "--jobs", "1")
+    assert result.exit_code == 1, result.output
+    statuses = sorted(entry["status"] for entry in _report_entries(served))
+    assert statuses == ["deferred", "failed"], result.output
+
+
+def test_only_user_not_in_the_manifest_exits_2_naming_the_manifests_users(
+    served: Served,
+) -> None:
+    """`--only-user ghost` is a typo, not "0 entries": exit 2 listing who the manifest has."""
+    manifest, _ = one_clip_manifest(served)
+    result = invoke(served, "run", str(manifest), "--only-user", "ghost")
+    assert result.exit_code == 2, result.output
+    assert "ghost" in result.stderr
+    assert USER in result.stderr
+    assert served.sandbox.calls() == 0
+    assert journal_rows(served.home) == []
+
+
+def test_dry_run_goes_ahead_while_a_run_holds_the_lock(served: Served) -> None:
+    """A dry run only reads: it plans while a real run holds the home, instead of exiting 75."""
+    manifest, _ = one_clip_manifest(served)
+    with RunLock(served.home):
+        result = invoke(served, "run", str(manifest), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would post" in result.stdout
+    assert served.sandbox.calls("video_init") == 0
+
+
+def test_dry_run_never_takes_the_run_lock(served: Served) -> None:
+    """A dry run leaves no lock behind and holds none a real run could trip over."""
+    manifest, _ = one_clip_manifest(served)
+    lock = served.home / "run.lock"
+    lock.unlink(missing_ok=True)
+    result = invoke(served, "run", str(manifest), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert not lock.exists()

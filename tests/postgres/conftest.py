@@ -6,6 +6,10 @@ TCP port), with fsync off (the tests kill workers, not the machine), and stopped
 ends. PostgreSQL refuses to run as root, so under root (CI) it runs as the ``postgres`` system
 user. Where PostgreSQL is absent the tests skip saying so — except in CI (``CI=true``), where the
 absence is a failure: CI installs it, and a silent skip would hide the feature going untested.
+
+Every test here also needs the ``postgres`` extra (psycopg), also those that need no server (a
+malformed URL's message): without it they skip with that reason, and fail in CI the same way,
+so ``pip install -e '.[test]'`` then ``python -m pytest`` passes on a fresh machine.
 """
 
 from __future__ import annotations
@@ -68,15 +72,28 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"PostgreSQL not available: {reason}")
 
 
+def _psycopg_missing() -> bool:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _needs_the_postgres_extra() -> None:
+    """Skip (fail in CI) every PostgreSQL test when the psycopg driver is not installed."""
+    if _psycopg_missing():
+        _unavailable("the psycopg driver is not installed (pip install -e '.[postgres]')")
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """Start a private PostgreSQL server for the session (skip, or fail in CI, without one)."""
     initdb, pg_ctl = _find_bin("initdb"), _find_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         _unavailable("initdb/pg_ctl not found (install Debian's `postgresql` package)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
+    if _psycopg_missing():
         _unavailable("the psycopg driver is not installed (pip install -e '.[postgres]')")
     assert initdb is not None
     assert pg_ctl is not None

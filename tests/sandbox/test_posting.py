@@ -138,8 +138,22 @@ def test_privacy_level_must_be_an_option(api: Api, sandbox: Sandbox) -> None:
     api.creator_info(token)
     response = direct(api, token, privacy_level="FOLLOWER_OF_CREATOR")
     assert (response.status_code, error_code(response)) == (403, "privacy_level_option_mismatch")
-    missing = api.init_video(token, SMALL, SMALL, 1, post_info={"title": "x"})
-    assert (missing.status_code, error_code(missing)) == (400, "invalid_params")
+    assert sandbox.publishes() == []
+
+
+@pytest.mark.parametrize(
+    "post_info",
+    [{"title": "x"}, {"title": "x", "privacy_level": "FRIENDS"}, {"privacy_level": 3}],
+)
+def test_a_missing_or_unoffered_privacy_level_is_an_option_mismatch(
+    api: Api, sandbox: Sandbox, post_info: dict[str, Any]
+) -> None:
+    """tiktok-api.md §4: privacy_level is required and one of the creator's options; missing,
+    unknown or not offered is 403 privacy_level_option_mismatch, as TikTok answers."""
+    token = api.token()
+    api.creator_info(token)
+    response = api.init_video(token, SMALL, SMALL, 1, post_info=post_info)
+    assert (response.status_code, error_code(response)) == (403, "privacy_level_option_mismatch")
     assert sandbox.publishes() == []
 
 
@@ -301,6 +315,20 @@ def test_photo_media_upload_goes_to_inbox(api: Api) -> None:
         ({"media_type": "VIDEO"}, 400, "invalid_params"),
         ({"post_mode": "LATER"}, 400, "invalid_params"),
         ({"post_info__privacy_level": "FOLLOWER_OF_CREATOR"}, 403, "privacy_level_option_mismatch"),
+        ({"post_info__privacy_level": "FRIENDS"}, 403, "privacy_level_option_mismatch"),
+        ({"post_info": {"title": "pics"}}, 403, "privacy_level_option_mismatch"),
+        # tiktok-api.md §6: the cover index is part of source_info and required, not defaulted.
+        ({"source_info__photo_cover_index": None}, 400, "invalid_params"),
+        (
+            {
+                "source_info": {
+                    "source": "PULL_FROM_URL",
+                    "photo_images": ["https://media.example.com/a.jpg"],
+                }
+            },
+            400,
+            "invalid_params",
+        ),
     ],
 )
 def test_photo_rules(api: Api, changes: dict[str, Any], status: int, code: str) -> None:
@@ -309,6 +337,14 @@ def test_photo_rules(api: Api, changes: dict[str, Any], status: int, code: str) 
     api.creator_info(token)
     response = photo(api, token, **changes)
     assert (response.status_code, error_code(response)) == (status, code)
+
+
+def test_a_photo_upload_to_the_inbox_needs_no_privacy_level(api: Api) -> None:
+    """MEDIA_UPLOAD (inbox) photo posts carry no privacy_level; the creator picks it in the app."""
+    token = api.token()
+    api.creator_info(token)
+    response = photo(api, token, "MEDIA_UPLOAD", post_info={"title": "pics"})
+    assert response.status_code == 200, response.text
 
 
 def test_photo_limits_are_inclusive(api: Api) -> None:
@@ -470,8 +506,22 @@ def test_window_filled_by_an_earlier_client_is_a_429_but_not_the_new_clients_vio
     assert direct(api, token).status_code == 200
 
 
-def test_rate_windows_are_per_token_and_endpoint(api: Api) -> None:
-    """One token's full init window does not limit another token or another endpoint."""
+def test_a_token_refresh_does_not_empty_the_users_rate_window(api: Api, sandbox: Sandbox) -> None:
+    """The windows count per user (open_id), not per access-token string: a client that
+    refreshes its token mid-minute still meets the full window, so the sandbox is never laxer
+    than TikTok's per-user-token count, however TikTok keys a refreshed token."""
+    token = api.token()
+    api.creator_info(token)
+    assert [direct(api, token).status_code for _ in range(6)] == [200] * 6
+    refreshed = api.token()
+    assert refreshed != token
+    limited = direct(api, refreshed)
+    assert (limited.status_code, error_code(limited)) == (429, "rate_limit_exceeded")
+    assert any("rate limit exceeded for sandbox-user-1" in v for v in sandbox.violations())
+
+
+def test_rate_windows_are_per_user_and_endpoint(api: Api) -> None:
+    """One user's full init window does not limit another user or another endpoint."""
     token = api.token()
     api.creator_info(token)
     for _ in range(6):

@@ -43,6 +43,26 @@ def test_doc_example_plan_is_accepted_and_completed(api: Api, sandbox: Sandbox) 
     assert sandbox.violations() == []
 
 
+def test_chunk_put_answers_have_status_and_content_range_but_no_body(
+    api: Api, sandbox: Sandbox
+) -> None:
+    """tiktok-api.md §5 documents a chunk PUT's status codes and Content-Range only: the
+    sandbox answers 206, 201 and its refusals with an empty body, so no client comes to
+    depend on an invented envelope."""
+    _, url = _init(api)
+    accepted = put_chunk(url, 0, CHUNK - 1, SIZE)
+    mismatch = put_chunk(url, 0, CHUNK - 1, SIZE)  # already held: 416 with progress
+    done = put_chunk(url, CHUNK, SIZE - 1, SIZE)
+    sandbox.schedule(Fault("upload", call=None, status=503))
+    busy = put_chunk(url, CHUNK, SIZE - 1, SIZE)
+    assert [r.status for r in (accepted, mismatch, done, busy)] == [206, 416, 201, 503]
+    assert [r.body for r in (accepted, mismatch, done, busy)] == [b""] * 4
+    assert [r.headers.get("content-length") for r in (accepted, done, busy)] == ["0"] * 3
+    assert "content-type" not in accepted.headers
+    assert mismatch.content_range == f"bytes 0-{CHUNK - 1}/{SIZE}"
+    assert done.content_range == f"bytes 0-{SIZE - 1}/{SIZE}"
+
+
 def test_206_carries_progress(api: Api) -> None:
     """A 206 says how many bytes the server holds."""
     _, url = _init(api)
@@ -54,17 +74,18 @@ def test_206_carries_progress(api: Api) -> None:
 @pytest.mark.parametrize(
     ("size", "chunk", "count", "message"),
     [
-        (50_000_123, 10_000_000, 6, "The total chunk count is invalid"),  # ceil, not floor
-        (50_000_123, 10_000_000, 4, "The total chunk count is invalid"),
+        (50_000_123, 10_000_000, 6, "The chunk size is invalid"),  # ceil, not floor
+        (50_000_123, 10_000_000, 4, "The chunk size is invalid"),
         (20_000_000, 5_000_000, 4, "The chunk size is invalid"),  # "5 MB" as 10^6 is too small
         (200_000_000, 64_000_001, 3, "The chunk size is invalid"),  # over 64,000,000
         (66_259_900, 66_259_900, 1, "The chunk size is invalid"),  # whole, seen refused live
         (64_000_001, 64_000_001, 1, "The chunk size is invalid"),  # whole just over the bound
-        (20_000_000, 15_000_000, 1, "The chunk size is invalid"),  # one chunk ≠ whole video
         (20_000_000, 30_000_000, 1, "The chunk size is invalid"),  # chunk larger than video
-        (6_000_000_000, 64_000_000, 93, "The video size is invalid"),  # over 4 GB
-        (20_000_000, 10_000_000, 0, "The total chunk count is invalid"),
-        (4_000_000_000, 5_242_880, 1001, "The total chunk count is invalid"),  # K > 1000
+        (70_000_000, 40_000_000, 1, "The chunk size is invalid"),  # over 64 MB: K >= 2 (§5.3)
+        (4_000_000, 2_000_000, 2, "The chunk size is invalid"),  # under 5 MB goes whole
+        (6_000_000_000, 64_000_000, 93, "The chunk size is invalid"),  # over 4 GB
+        (20_000_000, 10_000_000, 0, "The chunk size is invalid"),
+        (4_000_000_000, 5_242_880, 1001, "The chunk size is invalid"),  # K > 1000
     ],
 )
 def test_invalid_plans_are_refused(
@@ -98,6 +119,10 @@ def test_ceil_plan_violation_names_the_rule(api: Api, sandbox: Sandbox) -> None:
         (2 * MIN_CHUNK, MIN_CHUNK, 2),  # chunk at the 5 MiB bound
         (128_000_000, 64_000_000, 2),  # chunk at the 64 MB bound
         (191_999_999, 64_000_000, 2),  # last chunk 127,999,999 < 2·chunk and ≤ 128,000,000
+        # K = floor(12e6 / 8e6) = 1, the last (only) chunk holds the rest: 12,000,000 <
+        # 2·chunk and ≤ 128 MB. §5 has no "one chunk means chunk_size == video_size" rule.
+        (12_000_000, 8_000_000, 1),
+        (20_000_000, 15_000_000, 1),
         (4 * 1024**3, 64_000_000, 67),  # 4 GiB
     ],
 )

@@ -70,7 +70,7 @@ def test_seed_format_imports_every_user(
     store: TokenStore, clock: ManualClock, tmp_path: Path
 ) -> None:
     """The seed format imports each user with relative and absolute expiries resolved."""
-    users = auth.import_tokens(store, write(tmp_path, SEED), clock=clock)
+    users = auth.import_tokens(store, write(tmp_path, SEED), clock=clock).imported
     assert [u.open_id for u in users] == ["user-a", "user-b"]
     a, b = users
     assert a.display_name == "Ann"
@@ -102,7 +102,7 @@ def test_token_response_list_counts_from_the_files_obtained_at(
             }
         ],
     }
-    [user] = auth.import_tokens(store, write(tmp_path, document), clock=clock)
+    [user] = auth.import_tokens(store, write(tmp_path, document), clock=clock).imported
     obtained = 1_798_761_600.0  # 2027-01-01T00:00:00Z
     assert user.access_expires_at == obtained + 86400
     assert user.refresh_expires_at == obtained + 31536000
@@ -120,7 +120,7 @@ def test_bare_list_of_token_responses_counts_from_now(
         "refresh_expires_in": 200,
         "scope": "video.upload",
     }
-    [user] = auth.import_tokens(store, write(tmp_path, [response]), clock=clock)
+    [user] = auth.import_tokens(store, write(tmp_path, [response]), clock=clock).imported
     assert user.access_expires_at == clock.time() + 100
 
 

@@ -247,3 +247,19 @@ def test_unlimited_kinds_pass() -> None:
     """An endpoint without a limit is never paced."""
     pacer = SlidingWindowPacer(clock=ManualClock())
     assert all(pacer.acquire("a", "user_info") == 0.0 for _ in range(100))
+
+
+def test_pacing_counts_a_request_from_when_its_answer_came() -> None:
+    """An init that took 3 s to arrive and answer pushes the 7th to a minute after its answer,
+    not after its send: TikTok counts arrivals, so send times alone could overbook."""
+    clock = ManualClock()
+    pacer = SlidingWindowPacer(clock=clock)
+    start = clock.monotonic()
+    with pacer.pacing("alice", "video_init"):
+        clock.advance(3.0)  # a new connection: the request arrives, and is answered, late
+    for _ in range(5):
+        with pacer.pacing("alice", "video_init"):
+            pass
+    with pacer.pacing("alice", "video_init"):
+        sent = clock.monotonic()
+    assert sent - start == pytest.approx(63.0)

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import StoreCorruptError, StoreError, StorePermissionError
+from orchestrator.errors import (
+    StoreCorruptError,
+    StoreError,
+    StoreMissingError,
+    StorePermissionError,
+)
 from orchestrator.store.db import DB_FILENAME, MIGRATIONS, Database, Migration
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="mode bits are POSIX")
@@ -307,3 +312,77 @@ def test_home_that_is_a_file_is_refused(tmp_path: Path) -> None:
     target.write_text("x")
     with pytest.raises(StoreError, match="not a folder"):
         Database.open(target)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00"], ids=["0-byte", "1-byte"])
+def test_truncated_state_db_is_refused_never_reinitialised(home: Path, content: bytes) -> None:
+    """A 0- or 1-byte state.db (truncated) is refused with how to restore it, and left as it
+    was: a new empty store would have no journal and post every entry again."""
+    home.mkdir(mode=0o700)
+    path = home / DB_FILENAME
+    path.write_bytes(content)
+    os.chmod(path, 0o600)
+    with pytest.raises(StoreCorruptError) as caught:
+        Database.open(home)
+    assert str(path) in str(caught.value)
+    hint = caught.value.hint or ""
+    assert "backup" in hint
+    assert ".recover" in hint
+    assert path.read_bytes() == content
+
+
+def test_another_programs_database_is_refused(home: Path) -> None:
+    """An SQLite file with tables but none of ours (user_version 0) is not initialised."""
+    home.mkdir(mode=0o700)
+    path = home / DB_FILENAME
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE notes (body TEXT)")
+    connection.commit()
+    connection.close()
+    os.chmod(path, 0o600)
+    with pytest.raises(StoreCorruptError, match="holds no tiktok-orchestrator schema"):
+        Database.open(home)
+    check = sqlite3.connect(path)
+    tables = [row[0] for row in check.execute("SELECT name FROM sqlite_master")]
+    check.close()
+    assert tables == ["notes"]
+
+
+def test_a_renamed_column_in_the_schema_text_is_refused(home: Path) -> None:
+    """A flipped byte that leaves the schema readable but a column renamed is damage, found at
+    open (not as "no such column" halfway through a run)."""
+    Database.open(home).close()
+    path = home / DB_FILENAME
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"needs_login        TEXT")
+    raw[at] = ord("m")  # "needs_login" -> "meeds_login"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(StoreCorruptError, match="users does not match"):
+        Database.open(home)
+
+
+def test_a_missing_store_is_not_created_when_create_is_false(home: Path) -> None:
+    """Read-only callers open with create=False: no home, no state.db, a StoreMissingError."""
+    with pytest.raises(StoreMissingError, match="no state database"):
+        Database.open(home, create=False)
+    assert not home.exists()
+
+
+def test_a_store_created_meanwhile_by_another_opener_wins(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creation is atomic: when another process creates state.db (and writes to it) while this
+    one prepares its new file, the other's file is kept and opened, and nothing is left over."""
+    real_link = os.link
+
+    def other_process_first(source: str | Path, target: str | Path) -> None:
+        monkeypatch.setattr("orchestrator.store.db.os.link", real_link)
+        with Database.open(home) as other, other.transaction() as connection:
+            connection.execute("INSERT INTO store_meta (name, value) VALUES ('marker', x'01')")
+        real_link(source, target)
+
+    home.mkdir(mode=0o700)
+    monkeypatch.setattr("orchestrator.store.db.os.link", other_process_first)
+    with Database.open(home) as db:
+        assert db.fetch_one("SELECT value FROM store_meta WHERE name = 'marker'") is not None
+    assert sorted(p.name for p in home.iterdir() if p.name.startswith(".")) == []
