@@ -293,6 +293,9 @@ class PostgresDatabase:
             if self._closed:
                 raise RuntimeError(f"the state database {self.location} is closed")
         raw = self.connect()
+        # No server-side prepared statements: behind PgBouncer in transaction mode the next
+        # transaction may run on another server session, which does not know them.
+        raw.prepare_threshold = None
         with self._lock:
             self._connections.append(raw)
         connection = Connection(raw)

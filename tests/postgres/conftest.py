@@ -171,20 +171,27 @@ def pg_url(pg_server: PgServer) -> str:
     return pg_server.create_database()
 
 
-@pytest.fixture
-def shared(tmp_path: Path, pg_url: str) -> Iterator[tuple[Served, str]]:
-    """A served sandbox whose users are signed in to a fresh PostgreSQL store; the workers'
-    environment points at that store with one token key."""
+@contextlib.contextmanager
+def shared_store(tmp_path: Path, url: str) -> Iterator[tuple[Served, str]]:
+    """A served sandbox whose users are signed in to the PostgreSQL store at ``url``; the
+    workers' environment points at that store with one token key."""
     config = SandboxConfig(processing_polls=0, daily_post_cap=100, pending_inbox_cap=100)
     with serve(tmp_path, config) as served:
         key = base64.b64encode(os.urandom(32)).decode()
         settings = load_settings(
             environ={"ORCHESTRATOR_TOKEN_KEY": key},
             home=served.home,
-            store=pg_url,
+            store=url,
             api_base=served.sandbox.base_url,
             auth_url=served.sandbox.auth_url,
         )
         sign_in(settings, served.sandbox, SystemClock(), USERS)
-        served.env.update({"ORCHESTRATOR_STORE": pg_url, "ORCHESTRATOR_TOKEN_KEY": key})
-        yield served, pg_url
+        served.env.update({"ORCHESTRATOR_STORE": url, "ORCHESTRATOR_TOKEN_KEY": key})
+        yield served, url
+
+
+@pytest.fixture
+def shared(tmp_path: Path, pg_url: str) -> Iterator[tuple[Served, str]]:
+    """A sandbox and a fresh PostgreSQL store shared by the workers (see shared_store)."""
+    with shared_store(tmp_path, pg_url) as opened:
+        yield opened
