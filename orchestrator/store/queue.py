@@ -401,14 +401,15 @@ class WorkQueue:
         lost = (set(holds) - {row["user_id"] for row in users}) | (
             set(claims) - {row["identity"] for row in entries}
         )
-        if lost:
+        with self._lock:
+            new = lost - self._lost
+            self._lost |= lost
+        if new:
             log.warning(
                 "the leases of %s ran out before this worker renewed them (it was paused or "
                 "cut off): another worker may have taken them over; stopping their work",
-                ", ".join(sorted(lost)),
+                ", ".join(sorted(new)),
             )
-            with self._lock:
-                self._lost |= lost
         return len(users) + len(entries)
 
 
