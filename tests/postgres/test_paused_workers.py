@@ -151,6 +151,7 @@ def test_idle_sessions_closed_by_the_server_do_not_let_two_workers_post(
     workers = [served.spawn(*_args(manifest, f"w{n}.json"), name=f"w{n}") for n in (1, 2)]
     codes = [worker.wait(timeout=120) for worker in workers]
     assert codes == [0, 0], [worker.stderr[-3000:] for worker in workers]
+    assert any("closed by the server" in worker.stderr for worker in workers)  # it did happen
     assert completed_by_digest(served.sandbox) == Counter(digests)
     assert served.sandbox.violations() == []
     for n in (1, 2):
