@@ -254,8 +254,9 @@ def cli(
     default=60,
     show_default=True,
     metavar="SECONDS",
-    help="With a PostgreSQL --store: how long a dead worker's claimed entry waits before "
-    "another worker takes it over.",
+    help="With a PostgreSQL --store: seconds, on the database server's clock, after a worker's "
+    "last heartbeat before another worker may take over its entries and creators (a dead or "
+    "paused worker's).",
 )
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("-q", "--quiet", count=True, help="Less log output.")

@@ -201,7 +201,6 @@ def run_manifest(
                     store.database,
                     run_id=run_id,
                     worker=worker_name(),
-                    clock=clock,
                     lease=tunables.lease,
                 )
             )

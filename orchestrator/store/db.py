@@ -209,11 +209,28 @@ _JOURNAL_V2 = (
     "CREATE INDEX journal_events_event_at ON journal_events (event, at)",
 )
 
+_CREATOR_HOLDS_V1 = (
+    # Which worker of a shared store works on each creator (store/queue.py): a row per user,
+    # taken and renewed by the worker's heartbeat under a lease on the database's clock, with a
+    # counter that grows with every take (the fencing token a worker's writes are checked
+    # against). Rows, not session advisory locks: they survive poolers in transaction mode,
+    # idle-session limits and NAT timeouts, and a paused worker's creators come free.
+    """
+    CREATE TABLE creator_holds (
+        user_id     TEXT PRIMARY KEY,
+        worker      TEXT,
+        lease_until REAL,
+        counter     INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
     Migration("journal fingerprints and cap index", _JOURNAL_V2),
     Migration("work queue and shared rate windows", _WORK_QUEUE_V1),
+    Migration("creator holds for shared runs", _CREATOR_HOLDS_V1),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
 

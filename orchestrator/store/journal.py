@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from orchestrator.clock import Clock
 from orchestrator.errors import StoreError
@@ -75,6 +75,14 @@ class EntryState(enum.StrEnum):
 
 
 DONE_STATES: Final = frozenset({EntryState.PUBLISHED, EntryState.SENT_TO_INBOX})
+
+
+class Fence(Protocol):
+    """Checked inside every journal write transaction for an entry (a shared run's claim,
+    store/queue.py): raises ``ClaimLostError`` if the writer no longer holds the entry, so the
+    write is rolled back and the writer stops."""
+
+    def check(self, connection: StoreConnection) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -405,7 +413,7 @@ class Journal:
 
     # -- writing --
 
-    def begin(self, meta: EntryMeta) -> None:
+    def begin(self, meta: EntryMeta, *, fence: Fence | None = None) -> None:
         """A fresh attempt starts: the row says ``initialising`` before any init is sent.
 
         Synced for URL and photo sources (a lost row would turn a maybe-posted init into a
@@ -413,6 +421,7 @@ class Journal:
         """
         now = self._clock.time()
         with self._database.transaction(durable=meta.kind != "file") as connection:
+            _check(fence, connection)
             connection.execute(
                 _NEW_ROW
                 + """
@@ -433,11 +442,14 @@ class Journal:
             )
             self._event(connection, meta.identity, "begin", {"source": meta.source}, now)
 
-    def settle(self, meta: EntryMeta, event: Failed | Deferred) -> None:
+    def settle(
+        self, meta: EntryMeta, event: Failed | Deferred, *, fence: Fence | None = None
+    ) -> None:
         """Record a failure or deferral decided before any request (creator_info checks, caps,
         a dead token, publish_at), creating the row if needed, keeping any earlier progress."""
         now = self._clock.time()
         with self._database.transaction() as connection:
+            _check(fence, connection)
             connection.execute(
                 _NEW_ROW + " ON CONFLICT (identity) DO NOTHING",
                 _new_row(meta, attempts=0, now=now),
@@ -456,13 +468,16 @@ class Journal:
             )
             self._apply(connection, meta.identity, meta.user_id, event, now)
 
-    def sink(self, identity: str, user_id: str) -> EntryJournal:
+    def sink(self, identity: str, user_id: str, fence: Fence | None = None) -> EntryJournal:
         """The upload engine's JournalSink for one entry."""
-        return EntryJournal(self, identity, user_id)
+        return EntryJournal(self, identity, user_id, fence)
 
-    def record(self, identity: str, user_id: str, event: UploadEvent) -> None:
+    def record(
+        self, identity: str, user_id: str, event: UploadEvent, *, fence: Fence | None = None
+    ) -> None:
         now = self._clock.time()
         with self._database.transaction(durable=self._must_sync(identity, event)) as connection:
+            _check(fence, connection)
             self._apply(connection, identity, user_id, event, now)
 
     def _must_sync(self, identity: str, event: UploadEvent) -> bool:
@@ -680,6 +695,12 @@ class EntryJournal:
     journal: Journal
     identity: str
     user_id: str
+    fence: Fence | None = None
 
     def record(self, event: UploadEvent) -> None:
-        self.journal.record(self.identity, self.user_id, event)
+        self.journal.record(self.identity, self.user_id, event, fence=self.fence)
+
+
+def _check(fence: Fence | None, connection: StoreConnection) -> None:
+    if fence is not None:
+        fence.check(connection)

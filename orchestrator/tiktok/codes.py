@@ -204,6 +204,9 @@ ORCHESTRATOR_CODES: Final = MappingProxyType(
         "(--inbox-cap, default 5); they must post or delete drafts in the app",
         "scheduled": "publish_at is in the future; the first run after it posts the entry",
         "interrupted": "the run was stopped (Ctrl-C, SIGTERM); run again to go on from the journal",
+        "claim_lost": "a worker of a shared run lost its claim on the entry (paused or cut off "
+        "past --lease) and another worker took it over; that worker finishes it (`report "
+        "--run-id` shows the outcome)",
         "retry_budget_spent": "TikTok kept failing and the run's retry budget ran out; the rest "
         "was deferred; check TikTok's status and the network, then run again",
         "deferred": "TikTok asked to post later (a cap); the next run tries again",
