@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import wraps
@@ -938,7 +938,7 @@ _COLUMN_GAP = "   "
 
 
 def _table_lines(
-    headers: tuple[str, ...], rows: list[tuple[str, ...]], *, width: int
+    headers: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, width: int
 ) -> Iterator[str]:
     """A plain table (a header, a rule, one line per row, columns aligned), line by line.
 
