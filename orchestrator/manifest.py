@@ -642,16 +642,17 @@ class _FastYaml:
             loader.dispose()
 
     def _build(self, loader: Any) -> Any:
-        # The stack holds containers being filled: [list] or [dict, pending key or _NO_KEY].
+        # Each open container collects its values in a list (a mapping's keys and values
+        # alternate), made into the list or dict when it closes: one append per value.
         get_event = loader.get_event
         if type(get_event()) is not yaml.StreamStartEvent:
             return _FALLBACK
         if type(get_event()) is not yaml.DocumentStartEvent:
             return _FALLBACK  # an empty stream: the full path says so
         plain = self._plain
-        stack: list[list[Any]] = []
+        resolvable = self._resolvable
+        open_items: list[list[Any]] = [[]]  # the document itself holds the root
         values = 0
-        root: Any = _FALLBACK
         while True:
             event = get_event()
             kind = type(event)
@@ -659,45 +660,43 @@ class _FastYaml:
                 if event.anchor is not None or event.tag is not None:
                     return _FALLBACK
                 text = event.value
-                if event.implicit[0] and text[:1] in self._resolvable:
+                if event.implicit[0] and text[:1] in resolvable:
                     value = plain.get(text, _FALLBACK)
                     if value is _FALLBACK:
                         value = plain[text] = self._construct_plain(loader, text)
+                    open_items[-1].append(value)
                 else:
-                    value = text  # quoted or block text: always a string
+                    open_items[-1].append(text)  # quoted, block or plain text: a string
             elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 if event.anchor is not None or event.tag is not None:
                     return _FALLBACK
-                if len(stack) >= MAX_DOCUMENT_DEPTH - 1:
+                if len(open_items) >= MAX_DOCUMENT_DEPTH:
                     return _FALLBACK
-                values += 1
-                stack.append([{}, _NO_KEY] if kind is yaml.MappingStartEvent else [[]])
-                continue
-            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-                value = stack.pop()[0]
+                open_items.append([])
+            elif kind is yaml.SequenceEndEvent:
+                items = open_items.pop()
+                values += len(items) + 1
+                open_items[-1].append(items)
+            elif kind is yaml.MappingEndEvent:
+                items = open_items.pop()
+                keys = items[0::2]
+                # Keys are text only (never a merge `<<`, a number or a container) and unique.
+                if not all(type(key) is str for key in keys):
+                    return _FALLBACK
+                mapping = dict(zip(keys, items[1::2], strict=True))
+                if len(mapping) != len(keys):
+                    return _FALLBACK
+                values += len(items) + 1
+                open_items[-1].append(mapping)
             elif kind is yaml.DocumentEndEvent:
                 break
             else:
                 return _FALLBACK  # an alias
-            values += 1
             if values > MAX_DOCUMENT_VALUES:
                 return _FALLBACK
-            if not stack:
-                root = value
-                continue
-            top = stack[-1]
-            if len(top) == 1:
-                top[0].append(value)
-            elif top[1] is _NO_KEY:
-                # A key: text only, never repeated, never a merge (`<<`) nor a container.
-                if type(value) is not str or value in top[0] or kind is not yaml.ScalarEvent:
-                    return _FALLBACK
-                top[1] = value
-            else:
-                top[0][top[1]] = value
-                top[1] = _NO_KEY
         if type(get_event()) is not yaml.StreamEndEvent:
             return _FALLBACK  # another document: the full path refuses it
+        (root,) = open_items[0]
         return root
 
     @staticmethod
@@ -707,8 +706,6 @@ class _FastYaml:
             raise yaml.YAMLError("not plain data")  # the full path reports or merges it
         return loader.construct_object(yaml.ScalarNode(tag, text))
 
-
-_NO_KEY: Final = object()
 
 
 def _parse_yaml_with_lines(text: str, document: _Document) -> _Document:
