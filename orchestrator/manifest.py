@@ -707,7 +707,6 @@ class _FastYaml:
         return loader.construct_object(yaml.ScalarNode(tag, text))
 
 
-
 def _parse_yaml_with_lines(text: str, document: _Document) -> _Document:
     loader = _ManifestLoader(text)
     try:
