@@ -4,7 +4,9 @@ Validation runs in three passes and collects every problem of every pass before 
 
 1. parse — JSON or YAML (``yaml.safe_load`` semantics: plain data only, object-building tags
    refused), with line and column for syntax errors, duplicate keys reported rather than silently
-   overwritten, and a line number remembered for every value;
+   overwritten, and the line of any value found when a problem needs placing (a valid YAML
+   manifest is built from libyaml's events; the node tree with its lines is composed only for
+   a document with a problem);
 2. schema — the shipped JSON Schema (draft 2020-12, ``schemas/manifest.schema.json``), each error
    turned into ``location: what is wrong (line N); fix: how to fix it``;
 3. semantics — what a schema cannot say: exactly one media source, the file exists and is a
@@ -36,7 +38,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import jsonschema
 import jsonschema.validators
@@ -606,6 +608,122 @@ _ManifestLoader.add_constructor(_TIMESTAMP_TAG, _YamlBase.construct_yaml_str)
 
 
 def _parse_yaml(text: str, document: _Document) -> _Document:
+    """Parse YAML: the fast path when it can vouch for the document, else the full one.
+
+    Line numbers are only needed to place problems, so a document the fast path accepts gets
+    its line map composed later, if and when a problem asks for one.
+    """
+    fast = _FastYaml(text).build()
+    if fast is _FALLBACK:
+        return _parse_yaml_with_lines(text, document)
+    document.data = fast
+    document.line_finder = lambda: _yaml_lines_of(text)
+    return document
+
+
+def _yaml_lines_of(text: str) -> dict[DocPath, int]:
+    """The line map of a YAML text the fast path accepted (it parses, so no problem here)."""
+    finder = _parse_yaml_with_lines(text, _Document()).line_finder
+    return {} if finder is None else finder()
+
+
+_FALLBACK: Final = object()
+
+
+class _FastYaml:
+    """Build a YAML document's data straight from libyaml's events, without composing nodes.
+
+    Taken only for plain data: the moment anything the full path reports or treats specially
+    appears — an explicit tag, an anchor or alias (and with them merge keys and alias bombs), a
+    key that is not text or is repeated, deep nesting, very many values, a syntax error, more
+    or fewer than one document — :meth:`build` returns ``_FALLBACK`` and the caller takes the
+    full path, which finds and places the problem. What it builds is what ``_ManifestLoader``
+    would (plain scalars resolved and constructed by that loader, cached per distinct text).
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._plain: dict[str, Any] = {}
+        # A plain scalar is resolved by its first character (PyYAML's implicit resolvers are
+        # keyed by it, "" for the empty one); any other first character makes it a string.
+        self._resolvable = frozenset(_ManifestLoader.yaml_implicit_resolvers)
+
+    def build(self) -> Any:
+        loader = _ManifestLoader(self._text)
+        try:
+            return self._build(loader)
+        except yaml.YAMLError:
+            return _FALLBACK
+        finally:
+            loader.dispose()
+
+    def _build(self, loader: Any) -> Any:
+        # Each open container collects its values in a list (a mapping's keys and values
+        # alternate), made into the list or dict when it closes: one append per value.
+        get_event = loader.get_event
+        if type(get_event()) is not yaml.StreamStartEvent:
+            return _FALLBACK
+        if type(get_event()) is not yaml.DocumentStartEvent:
+            return _FALLBACK  # an empty stream: the full path says so
+        plain = self._plain
+        resolvable = self._resolvable
+        open_items: list[list[Any]] = [[]]  # the document itself holds the root
+        values = 0
+        while True:
+            event = get_event()
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                if event.anchor is not None or event.tag is not None:
+                    return _FALLBACK
+                text = event.value
+                if event.implicit[0] and text[:1] in resolvable:
+                    value = plain.get(text, _FALLBACK)
+                    if value is _FALLBACK:
+                        value = plain[text] = self._construct_plain(loader, text)
+                    open_items[-1].append(value)
+                else:
+                    open_items[-1].append(text)  # quoted, block or plain text: a string
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if event.anchor is not None or event.tag is not None:
+                    return _FALLBACK
+                if len(open_items) >= MAX_DOCUMENT_DEPTH:
+                    return _FALLBACK
+                open_items.append([])
+            elif kind is yaml.SequenceEndEvent:
+                items = open_items.pop()
+                values += len(items) + 1
+                open_items[-1].append(items)
+            elif kind is yaml.MappingEndEvent:
+                items = open_items.pop()
+                keys = items[0::2]
+                # Keys are text only (never a merge `<<`, a number or a container) and unique.
+                if not all(type(key) is str for key in keys):
+                    return _FALLBACK
+                mapping = dict(zip(keys, items[1::2], strict=True))
+                if len(mapping) != len(keys):
+                    return _FALLBACK
+                values += len(items) + 1
+                open_items[-1].append(mapping)
+            elif kind is yaml.DocumentEndEvent:
+                break
+            else:
+                return _FALLBACK  # an alias
+            if values > MAX_DOCUMENT_VALUES:
+                return _FALLBACK
+        if type(get_event()) is not yaml.StreamEndEvent:
+            return _FALLBACK  # another document: the full path refuses it
+        (root,) = open_items[0]
+        return root
+
+    @staticmethod
+    def _construct_plain(loader: Any, text: str) -> Any:
+        tag = loader.resolve(yaml.ScalarNode, text, (True, False))
+        if tag not in _PLAIN_TAGS or tag == _TAG_PREFIX + "merge":
+            raise yaml.YAMLError("not plain data")  # the full path reports or merges it
+        return loader.construct_object(yaml.ScalarNode(tag, text))
+
+
+def _parse_yaml_with_lines(text: str, document: _Document) -> _Document:
     loader = _ManifestLoader(text)
     try:
         node = loader.get_single_node()

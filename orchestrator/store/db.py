@@ -225,12 +225,22 @@ _CREATOR_HOLDS_V1 = (
     """,
 )
 
+_JOURNAL_V3 = (
+    # The caps check asks, for every entry, for one user's inits of the last 24 hours: found
+    # from the user's journal rows (this index leads with the user) and, per row, its inits
+    # (the second), instead of every user's inits through journal_events_event_at, which made
+    # each check cost more the more the run had done (issue 14).
+    "CREATE INDEX journal_user_mode_identity ON journal (user_id, mode, identity)",
+    "CREATE INDEX journal_events_identity_event_at ON journal_events (identity, event, at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
     Migration("journal fingerprints and cap index", _JOURNAL_V2),
     Migration("work queue and shared rate windows", _WORK_QUEUE_V1),
     Migration("creator holds for shared runs", _CREATOR_HOLDS_V1),
+    Migration("journal per-user init index", _JOURNAL_V3),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
 

@@ -267,14 +267,18 @@ class Journal:
         TikTok counts every accepted init toward the daily direct-post cap and the pending-inbox
         cap (an upload started over counts twice), so this is the journal's side of both caps.
         """
+        # User first: this user's rows, then each row's inits (journal_user_mode_identity,
+        # journal_events_identity_event_at). SQLite keeps a CROSS JOIN's order; left to itself
+        # it starts from every user's inits of the day, a cost that grows with the run.
         rows = self._database.fetch_all(
             """
             SELECT e.at AS at
-            FROM journal_events AS e JOIN journal AS j ON j.identity = e.identity
-            WHERE e.event = 'Initialised' AND e.at >= ? AND j.user_id = ? AND j.mode = ?
+            FROM journal AS j CROSS JOIN journal_events AS e
+            WHERE j.user_id = ? AND j.mode = ? AND e.identity = j.identity
+                AND e.event = 'Initialised' AND e.at >= ?
             ORDER BY e.at
             """,
-            (since, user_id, mode),
+            (user_id, mode, since),
         )
         return [float(row["at"]) for row in rows]
 
