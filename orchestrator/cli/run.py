@@ -195,7 +195,6 @@ def _run_and_report(
     sandbox: bool = False,
     run_id: str | None = None,
 ) -> int:
-    import os
     import signal
 
     from orchestrator.errors import ReportsNotWritten
@@ -223,14 +222,13 @@ def _run_and_report(
         signal.signal(signal.SIGTERM, previous)
     render.print_run_summary(report)
     code = exit_code_for_report(report)
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     try:
         written = write_reports(
             report,
             json_path=outputs.json or _default_report_path(settings, report, sandbox),
             junit_path=outputs.junit,
             markdown_path=outputs.markdown,
-            step_summary=Path(step_summary) if step_summary else None,
+            step_summary=settings.step_summary,
         )
     except ReportsNotWritten as exc:
         # The run is over and journalled whatever happens here: say what was not written.
