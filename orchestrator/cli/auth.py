@@ -11,7 +11,6 @@ import click
 from orchestrator.cli import EXIT_FAILED, cli, handles_errors, options_of, render
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DEFAULT_CALLBACK_TIMEOUT, DEFAULT_SCOPES, Settings
-from orchestrator.errors import StoreMissingError
 
 if TYPE_CHECKING:
     from orchestrator.store.tokens import TokenStore
@@ -161,16 +160,11 @@ def auth_import(ctx: click.Context, file: str, force: bool) -> None:
 @handles_errors
 def auth_list(ctx: click.Context) -> None:
     """One row per stored user: scopes, expiries and state."""
-    from orchestrator import auth as auth_use_cases
-    from orchestrator.store.tokens import DEFAULT_REFRESH_MARGIN
+    from orchestrator import api
 
-    settings = options_of(ctx).settings()
     clock = SystemClock()
-    try:
-        with _open_store(settings, clock, create=False) as store:
-            rows = auth_use_cases.list_users(store, clock=clock, margin=DEFAULT_REFRESH_MARGIN)
-    except StoreMissingError:
-        rows = []  # a home nobody signed in on: say so, and create nothing
+    # A home nobody signed in on has no users: say so, and create nothing.
+    rows = api.list_users(settings=options_of(ctx).settings(), clock=clock)
     if not rows:
         click.echo("No users stored. Add one with `auth login` or `auth import FILE`.")
         return
@@ -187,29 +181,12 @@ def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: boo
 
     Exits 1 if any user could not be refreshed; the others are refreshed regardless.
     """
-    from orchestrator import auth as auth_use_cases
-    from orchestrator.store.tokens import TokenProvider
-    from orchestrator.tiktok.oauth import OAuthClient
-    from orchestrator.transport import HttpTransport
+    from orchestrator import api
 
-    auth_use_cases.check_refresh_selection(open_ids, all_users=refresh_all)
-    settings = options_of(ctx).settings()
-    settings.require_client()
     clock = SystemClock()
-    try:
-        store = _open_store(settings, clock, create=False)
-    except StoreMissingError:
-        if not refresh_all:
-            raise
-        click.echo("No users stored; nothing to refresh.")
-        return
-    with store, contextlib.closing(HttpTransport()) as transport:
-        provider = TokenProvider(
-            store, OAuthClient.from_settings(settings, transport, clock), clock=clock
-        )
-        outcomes = auth_use_cases.refresh_users(
-            store, provider, list(open_ids), all_users=refresh_all
-        )
+    outcomes = api.refresh_users(
+        open_ids, all_users=refresh_all, settings=options_of(ctx).settings(), clock=clock
+    )
     now = clock.time()
     for outcome in outcomes:
         if outcome.user is not None and outcome.error is None:

@@ -28,10 +28,9 @@ def status(ctx: click.Context, publish_id: str, open_id: str, as_json: bool) -> 
     """
     import json
 
-    from orchestrator.lookup import fetch_post_status
+    from orchestrator import api
 
-    clock = SystemClock()
-    found = fetch_post_status(options_of(ctx).settings(), publish_id, open_id, clock=clock)
+    found = api.post_status(publish_id, open_id, settings=options_of(ctx).settings())
     status_ = found.status
     entry = found.entry
     if as_json:

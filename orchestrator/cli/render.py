@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from orchestrator.auth import UserStatus
+    from orchestrator.api import UserSummary
     from orchestrator.lookup import RunEntry
     from orchestrator.report import RunReport
     from orchestrator.scheduler import RunObserver
@@ -142,33 +142,32 @@ def print_run_summary(report: RunReport) -> None:
 # -- auth ------------------------------------------------------------------------------------------
 
 
-def print_users_table(rows: Sequence[UserStatus], now: float) -> None:
+def print_users_table(users: Sequence[UserSummary], now: float) -> None:
     """`auth list`: one row per stored user, then a warning per user who must act soon."""
     table = _table("open_id", "display name", "scopes", "access expires", "refresh expires")
     table.add_column("state")
-    for row in rows:
-        user = row.user
+    for user in users:
         table.add_row(
             user.open_id,
             user.display_name or "-",
             ",".join(sorted(user.scopes)) or "-",
             expiry_text(user.access_expires_at, now),
             expiry_text(user.refresh_expires_at, now),
-            row.state.value.replace("_", " "),
+            user.state.value.replace("_", " "),
         )
     console().print(table)
-    for row in rows:
-        if row.login_reason:
+    for user in users:
+        if user.login_reason:
             click.echo(
-                f"warning: {row.user.open_id} must sign in again ({row.login_reason}): "
+                f"warning: {user.open_id} must sign in again ({user.login_reason}): "
                 "run `auth login`",
                 err=True,
             )
-        elif row.refresh_dies_soon:
+        elif user.refresh_dies_soon:
             click.echo(
-                f"warning: the refresh token of {row.user.open_id} dies in "
-                f"{relative(row.user.refresh_expires_at - now)} "
-                f"({utc(row.user.refresh_expires_at)}); after that the user must run "
+                f"warning: the refresh token of {user.open_id} dies in "
+                f"{relative(user.refresh_expires_at - now)} "
+                f"({utc(user.refresh_expires_at)}); after that the user must run "
                 "`auth login` again",
                 err=True,
             )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,6 +24,10 @@ from orchestrator.cli import (
 from orchestrator.clock import SystemClock
 from orchestrator.config import Settings
 from orchestrator.errors import ManifestError
+
+if TYPE_CHECKING:
+    from orchestrator.report import RunReport
+    from orchestrator.scheduler import RunObserver
 
 
 @cli.command()
@@ -136,44 +141,43 @@ def run(
     were deferred (nothing failed), 75 another run holds the lock, 130 interrupted (the report
     says so).
     """
+    from orchestrator import api
     from orchestrator.logs import configure_logging
-    from orchestrator.runner import Tunables
-    from orchestrator.scheduler import RunOptions
 
     configure_logging(verbosity=verbose - quiet, fmt=log_format)
-    options = RunOptions(
-        jobs=jobs,
-        dry_run=dry_run,
-        only_users=frozenset(only_user),
-        limit=limit,
-        retry_failed=retry_failed,
-        daily_direct_cap=daily_cap,
-        pending_inbox_cap=inbox_cap,
-    )
     outputs = _ReportPaths(
         json=Path(report_path) if report_path else None,
         junit=Path(junit_path) if junit_path else None,
         markdown=Path(markdown_path) if markdown_path else None,
     )
-    tunables = Tunables(poll_timeout=poll_timeout, chunk_size=chunk_size, lease=lease)
     show_bars = not no_progress and sys.stderr.isatty() and log_format == "text"
+
+    def start(settings: Settings, observer: RunObserver) -> RunReport:
+        return api.run(
+            Path(manifest),
+            settings=settings,
+            observer=observer,
+            jobs=jobs,
+            dry_run=dry_run,
+            only_users=only_user,
+            limit=limit,
+            retry_failed=retry_failed,
+            daily_cap=daily_cap,
+            inbox_cap=inbox_cap,
+            poll_timeout=poll_timeout,
+            chunk_size=chunk_size,
+            lease=lease,
+            # The sandbox's run is its own (a throw-away home): no shared run to join.
+            run_id=None if sandbox else run_id,
+        )
+
     if sandbox:
         from orchestrator.sandbox.demo import sandbox_session
 
         with sandbox_session(options_of(ctx).settings()) as settings:
-            code = _run_and_report(
-                settings, Path(manifest), options, outputs, tunables, show_bars, sandbox=True
-            )
+            code = _run_and_report(settings, start, outputs, show_bars, sandbox=True)
     else:
-        code = _run_and_report(
-            options_of(ctx).settings(),
-            Path(manifest),
-            options,
-            outputs,
-            tunables,
-            show_bars,
-            run_id=run_id,
-        )
+        code = _run_and_report(options_of(ctx).settings(), start, outputs, show_bars)
     ctx.exit(code)
 
 
@@ -186,21 +190,19 @@ class _ReportPaths:
 
 def _run_and_report(
     settings: Settings,
-    manifest_path: Path,
-    options: Any,
+    start: Callable[[Settings, RunObserver], RunReport],
     outputs: _ReportPaths,
-    tunables: Any,
     show_bars: bool,
     *,
     sandbox: bool = False,
-    run_id: str | None = None,
 ) -> int:
+    """Run (``start``) with progress shown, print the summary, write the reports; the exit
+    code."""
     import signal
 
     from orchestrator.errors import ReportsNotWritten
     from orchestrator.progress import BarObserver
     from orchestrator.report import write_reports
-    from orchestrator.runner import run_manifest
 
     def terminate(_signum: int, _frame: object) -> None:
         # systemd stops a unit with SIGTERM: treat it like Ctrl-C (finish the step, report).
@@ -210,14 +212,7 @@ def _run_and_report(
     try:
         observer = render.progress_observer(show_bars)
         with observer if isinstance(observer, BarObserver) else contextlib.nullcontext():
-            report = run_manifest(
-                settings,
-                manifest_path,
-                options,
-                tunables=tunables,
-                observer=observer,
-                run_id=run_id,
-            )
+            report = start(settings, observer)
     finally:
         signal.signal(signal.SIGTERM, previous)
     render.print_run_summary(report)
@@ -259,7 +254,7 @@ def _run_and_report(
     return code
 
 
-def _default_report_path(settings: Settings, report: Any, sandbox: bool) -> Path | None:
+def _default_report_path(settings: Settings, report: RunReport, sandbox: bool) -> Path | None:
     """Where the JSON report goes without --report: the home's reports folder, or for a
     sandbox run (whose home is thrown away) ./reports in the current folder. A dry run keeps
     its plan only where --report says: the home is not written by a dry run."""
