@@ -39,10 +39,10 @@ ENV_STORE = "ORCHESTRATOR_STORE"
 ENV_PROXIES = {"https": "HTTPS_PROXY", "http": "HTTP_PROXY"}
 ENV_NO_PROXY = "NO_PROXY"
 ENV_CA_BUNDLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
-ENV_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
-"""Set by GitHub Actions: a run appends its Markdown summary to the file it names."""
 """Where a private CA's PEM bundle may be named, first found wins (requests' and OpenSSL's
 names; ``.netrc`` is never read, so no credential is attached from it)."""
+ENV_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+"""Set by GitHub Actions: a run appends its Markdown summary to the file it names."""
 STORE_SCHEMES = ("postgresql://", "postgres://")
 
 
