@@ -39,6 +39,7 @@ from orchestrator.store.queue import DEFAULT_LEASE
 from orchestrator.store.tokens import DEFAULT_REFRESH_MARGIN, TokenState
 
 if TYPE_CHECKING:
+    from orchestrator.manifest import ManifestCheck
     from orchestrator.scheduler import RunObserver
 
 __all__ = [
@@ -158,21 +159,39 @@ def validate(
 ) -> list[Problem]:
     """Every problem in a manifest file, in file order; an empty list when it is valid.
 
-    Offline (the default) it checks the schema, the semantics and the media files and sends
-    nothing. ``online=True`` also checks each user's token, scopes and creator_info, as
-    ``validate --online`` does (its problems have the location ``online``); it posts nothing.
+    Offline (the default) it checks the schema, the semantics and the media files, as a run
+    would: a video file that is gone is no problem for an entry the home's journal holds as
+    posted. It sends nothing. ``online=True`` also checks each user's token, scopes and
+    creator_info, as ``validate --online`` does (its problems have the location ``online``);
+    it posts nothing.
     """
-    from orchestrator.manifest import check_manifest
-
-    checked = check_manifest(Path(manifest))
+    settings = settings or load_settings()
+    checked = _check_against_journal(settings, Path(manifest))
     if checked.manifest is None or not online:
         return list(checked.problems)
     from orchestrator.preflight import check_online
 
-    settings = settings or load_settings()
     settings.require_client()
     found = check_online(settings, checked.manifest, clock=SystemClock())
     return [Problem("online", problem) for problem in found.problems]
+
+
+def _check_against_journal(settings: Settings, path: Path) -> ManifestCheck:
+    """``check_manifest`` with the journal's view of what is posted (reads only; a home
+    without a state database has none, and is not created)."""
+    from orchestrator.manifest import check_manifest
+    from orchestrator.scheduler import posted_check
+    from orchestrator.store.backend import is_shared
+    from orchestrator.store.db import DB_FILENAME
+    from orchestrator.store.journal import Journal
+    from orchestrator.store.tokens import TokenStore
+
+    if not is_shared(settings) and not (settings.home / DB_FILENAME).exists():
+        return check_manifest(path)
+    clock = SystemClock()
+    with TokenStore.open(settings, clock=clock, create=False) as store:
+        journal = Journal(store.database, store.cipher, clock=clock, run_id="validate")
+        return check_manifest(path, posted=posted_check(journal))
 
 
 @dataclass(frozen=True)
