@@ -595,7 +595,7 @@ def test_one_video_for_several_users_is_fingerprinted_once_and_posted_to_each(
     rig: RunRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A clip shared by three accounts: hashed once for the plan, published once per account."""
-    import orchestrator.scheduler as scheduler
+    import orchestrator.scheduler.plan as scheduler
 
     calls: list[object] = []
     real = scheduler.media_fingerprint
