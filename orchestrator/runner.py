@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.clock import Clock, InterruptibleClock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.errors import AuthError, NeedsLoginError, UsageError
 from orchestrator.manifest import Manifest, load_manifest
@@ -41,7 +41,6 @@ from orchestrator.retry import (
     SlidingWindowPacer,
 )
 from orchestrator.scheduler import (
-    InterruptibleClock,
     NullObserver,
     Run,
     RunObserver,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from orchestrator.clock import ManualClock, SystemClock
+from orchestrator.clock import InterruptibleClock, ManualClock, RunInterrupted, SystemClock
 from orchestrator.runner import Tunables
-from orchestrator.scheduler import InterruptibleClock, RunInterrupted, RunOptions
+from orchestrator.scheduler import RunOptions
 from orchestrator.tiktok.chunks import MIN_CHUNK
 
 
