@@ -55,7 +55,7 @@ from orchestrator.store.db import DB_FILENAME
 from orchestrator.store.journal import Journal
 from orchestrator.store.tokens import TokenStore
 from tests.campaign.schedule import MAX_CLEAN_RUNS, EntrySpec, RunSpec, Schedule, Trigger
-from tests.functional.run_support import (
+from tests.support.run_support import (
     REPO,
     SAMPLE,
     Child,

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +27,17 @@ from orchestrator.sandbox import Fault, SandboxConfig
 from orchestrator.store.lock import RunLock
 from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK
-from tests.functional.run_support import (
+from tests.support.run_support import (
     REPO,
     TWO_CHUNKS,
     Served,
     assert_published_once,
     journal_rows,
     serve,
-    served,
     wait_until,
 )
 
-__all__ = ["served"]
-
 USER = "sandbox-user-1"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`run` points the orchestrator's log at click's captured stderr; undo that after."""
-    logger = logging.getLogger("orchestrator")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 def invoke(served: Served, *args: str, env: dict[str, str] | None = None) -> Result:

@@ -23,17 +23,14 @@ import pytest
 
 from orchestrator.sandbox import Fault, Sandbox
 from orchestrator.tiktok.chunks import MIN_CHUNK
-from tests.functional.run_support import (
+from tests.support.run_support import (
     TWO_CHUNKS,
     Served,
     assert_published_once,
     completed_by_digest,
     journal_rows,
-    served,
     wait_until,
 )
-
-__all__ = ["served"]
 
 USER = "sandbox-user-1"
 HOLD = 30.0  # seconds a delayed answer would take: far longer than any test waits

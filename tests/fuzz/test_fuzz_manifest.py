@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,11 @@ from hypothesis import strategies as st
 from orchestrator.cli import cli
 from orchestrator.errors import ManifestError
 from orchestrator.manifest import Manifest, load_manifest, manifest_schema
+from tests.support.tiers import fuzz_examples
 
 FUZZ = settings(
-    # FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps the suite quick.
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")),
+    # --all runs the full count; FUZZ_EXAMPLES=5000 for a longer hunt.
+    max_examples=fuzz_examples(200),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -129,17 +129,6 @@ yaml_pieces = st.sampled_from(
     ]
 )
 yaml_texts = st.lists(yaml_pieces | st.text(max_size=20), max_size=10).map("".join)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the orchestrator logger; leave it as it was for the next test."""
-    logger = logging.getLogger("orchestrator")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 def _load(data: bytes, suffix: str) -> Manifest | None:

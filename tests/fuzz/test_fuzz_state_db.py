@@ -1,9 +1,9 @@
 """Fuzzing state.db with random byte flips: every command on the damaged file exits with a
-documented code and a message, never a traceback (FUZZ_EXAMPLES=500 for a longer hunt)."""
+documented code and a message, never a traceback (--all: 20 examples; FUZZ_EXAMPLES=500 for a
+longer hunt)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from orchestrator.cli import cli
 from orchestrator.store.db import DB_FILENAME
 from tests.cli.test_damaged_store import READ_ONLY_COMMANDS, seeded_home
+from tests.support.tiers import fuzz_examples
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "5")),
+    max_examples=fuzz_examples(20),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

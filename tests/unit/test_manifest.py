@@ -39,7 +39,7 @@ from orchestrator.media import (
     VideoUrlMedia,
     media_fingerprint,
 )
-from tests import media_factory as mf
+from tests.support import media_factory as mf
 
 REPO = Path(__file__).resolve().parents[2]
 BUILT_IN = Prober(ffprobe=None)  # deterministic whether or not ffmpeg is installed here

@@ -15,7 +15,7 @@ from rich.console import Console
 from orchestrator.manifest import Entry, load_manifest
 from orchestrator.progress import BarObserver, LogObserver
 from orchestrator.report import EntryResult, ErrorInfo
-from tests.functional.run_support import make_clip, write_manifest
+from tests.support.run_support import make_clip, write_manifest
 
 MIB = 1024 * 1024
 
