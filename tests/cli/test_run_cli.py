@@ -314,6 +314,7 @@ def test_json_logs_and_reports_never_show_a_token_or_an_upload_url(served: Serve
     assert "Bearer act." not in everything
 
 
+@pytest.mark.slow  # the same pipeline as tests/cli/test_readme.py's demo, which is fast-tier
 def test_run_sandbox_demo_publishes_the_example_manifest(tmp_path: Path) -> None:
     """`run --sandbox videos_to_upload.example.json`: the whole pipeline, nothing to set up."""
     example = REPO / "videos_to_upload.example.json"

@@ -159,7 +159,14 @@ URL_SOURCES = {
 }
 
 
-@pytest.mark.parametrize("kind", list(URL_SOURCES))
+@pytest.mark.parametrize(
+    "kind",
+    # The photo case takes the same path as the video URL; it is in the slow tier.
+    [
+        pytest.param(kind, marks=pytest.mark.slow) if kind == "photo" else kind
+        for kind in URL_SOURCES
+    ],
+)
 def test_sigkill_after_a_url_init_was_sent_leaves_it_uncertain_never_retried(
     served: Served, kind: str
 ) -> None:

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,7 @@ _flips = st.lists(
 )
 
 
+@pytest.mark.slow  # every example runs every read-only command on a damaged copy
 @FUZZ
 @given(flips=_flips)
 def test_flipped_bytes_in_state_db_give_only_documented_errors(
