@@ -156,18 +156,20 @@ def instrumented(watch: Stopwatch, *, journal_sync: str) -> Iterator[None]:
         with watch.timing("token read + decrypt"):
             return original_credentials(self, open_id)
 
-    def begin(self: Journal, meta: EntryMeta) -> None:
+    def begin(self: Journal, meta: EntryMeta, **fence: Any) -> None:
         # A lost "initialising" row only matters where the init itself may post (URL, photo).
         _CHOSEN.durable = meta.kind != "file"
         try:
-            original_begin(self, meta)
+            original_begin(self, meta, **fence)
         finally:
             _CHOSEN.durable = None
 
-    def record(self: Journal, identity: str, user_id: str, event: UploadEvent) -> None:
+    def record(
+        self: Journal, identity: str, user_id: str, event: UploadEvent, **fence: Any
+    ) -> None:
         _CHOSEN.durable = recommended_durability(self, identity, event)
         try:
-            original_record(self, identity, user_id, event)
+            original_record(self, identity, user_id, event, **fence)
         finally:
             _CHOSEN.durable = None
 

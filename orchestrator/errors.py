@@ -20,8 +20,11 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
     │   ├── StorePermissionError    the home or a file in it is readable by others
     │   ├── StoreKeyError           the token key is missing, malformed or wrong
     │   ├── StoreCorruptError       the database file is damaged or from a newer version
+    │   │   └── StoreRestoredError  an older copy of state.db than the home last used
     │   ├── StoreMissingError       a read-only command found no state database  → exit 2
-    │   └── RunLockedError          another run holds the home's lock        → exit 75
+    │   ├── RunLockedError          another run holds the home's lock        → exit 75
+    │   ├── ClaimLostError          a shared run's worker lost its claim on an entry
+    │   └── StoreConnectionLost     the shared store's connection dropped mid-statement
     ├── AuthError                   a user's tokens cannot be used
     │   ├── NeedsLoginError         no usable refresh token: run `auth login`
     │   └── OAuthError              the OAuth server refused (carries its `error` value)
@@ -100,6 +103,11 @@ class StoreCorruptError(StoreError):
     """Raised when the database file is damaged or was written by a newer orchestrator."""
 
 
+class StoreRestoredError(StoreCorruptError):
+    """Raised when ``state.db`` is older than the last one used in its home (restored from a
+    backup, or copied): its journal may lack posts made since, so a run could post them again."""
+
+
 class StoreMissingError(StoreError):
     """Raised when a command that only reads (``auth list``, ``history``, ``status``...) finds no
     state database in the home: nothing was created, nothing was sent."""
@@ -107,6 +115,18 @@ class StoreMissingError(StoreError):
 
 class RunLockedError(StoreError):
     """Raised when another run holds the home's lock; nothing was sent."""
+
+
+class ClaimLostError(StoreError):
+    """Raised when a worker of a shared run writes the journal for an entry (or creator) it no
+    longer holds: its lease ran out and another worker may have taken it over. The write is
+    refused; the worker stops that entry at once (no further request to TikTok for it)."""
+
+
+class StoreConnectionLost(StoreError):
+    """Raised when the connection to a shared (PostgreSQL) store dropped during a statement or
+    transaction (the server closed it, a pooler or the network cut it): what it was writing
+    may not have been committed. The store is likely reachable again on a new connection."""
 
 
 class AuthError(OrchestratorError):

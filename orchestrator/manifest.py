@@ -4,7 +4,9 @@ Validation runs in three passes and collects every problem of every pass before 
 
 1. parse — JSON or YAML (``yaml.safe_load`` semantics: plain data only, object-building tags
    refused), with line and column for syntax errors, duplicate keys reported rather than silently
-   overwritten, and a line number remembered for every value;
+   overwritten, and the line of any value found when a problem needs placing (a valid YAML
+   manifest is built from libyaml's events; the node tree with its lines is composed only for
+   a document with a problem);
 2. schema — the shipped JSON Schema (draft 2020-12, ``schemas/manifest.schema.json``), each error
    turned into ``location: what is wrong (line N); fix: how to fix it``;
 3. semantics — what a schema cannot say: exactly one media source, the file exists and is a
@@ -36,7 +38,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import jsonschema
 import jsonschema.validators
@@ -239,13 +241,20 @@ def _count(number: int, one: str, many: str) -> str:
 # -- the use case ---------------------------------------------------------------------------------
 
 
-def load_manifest(path: Path | str, *, prober: Prober | None = None) -> Manifest:
+PostedCheck = Callable[[str | None, str, Mode, Path], bool]
+"""(entry id, user_id, mode, video path) → whether the journal holds that entry as posted."""
+
+
+def load_manifest(
+    path: Path | str, *, prober: Prober | None = None, posted: PostedCheck | None = None
+) -> Manifest:
     """Load and validate a manifest; raise ManifestError listing every problem if it is invalid.
 
     ``prober`` decides how video files are measured (default: ffprobe when installed, else the
-    built-in readers). Sends no request: this is offline validation.
+    built-in readers). Sends no request: this is offline validation. With ``posted``, a video
+    file that is gone is a note, not a problem, for an entry the journal holds as posted.
     """
-    checked = check_manifest(path, prober=prober)
+    checked = check_manifest(path, prober=prober, posted=posted)
     if checked.manifest is None:
         count = len(checked.problems)
         raise ManifestError(
@@ -255,7 +264,9 @@ def load_manifest(path: Path | str, *, prober: Prober | None = None) -> Manifest
     return checked.manifest
 
 
-def check_manifest(path: Path | str, *, prober: Prober | None = None) -> ManifestCheck:
+def check_manifest(
+    path: Path | str, *, prober: Prober | None = None, posted: PostedCheck | None = None
+) -> ManifestCheck:
     """Check a manifest and report every problem at once (never raises for a bad manifest)."""
     path = Path(path)
     document = _read_document(path)
@@ -269,6 +280,7 @@ def check_manifest(path: Path | str, *, prober: Prober | None = None) -> Manifes
         document=document,
         base_dir=Path(os.path.abspath(path)).parent,
         prober=prober or Prober.detect(),
+        posted=posted,
     )
     entries = checker.check()
     problems.extend(checker.problems)
@@ -300,6 +312,12 @@ def entry_identity(entry: Entry, fingerprint: str) -> str:
     if entry.id is not None:
         return entry.id
     return _derived_identity(entry.user_id, entry.mode, fingerprint)
+
+
+def content_identity(user_id: str, mode: Mode, fingerprint: str) -> str:
+    """The identity an entry without an ``id`` has: ``sha256:`` over (user_id, mode, media
+    fingerprint). An entry given an id later adopts the journal record kept under it."""
+    return _derived_identity(user_id, mode, fingerprint)
 
 
 def _derived_identity(user_id: str, mode: Mode, fingerprint: str) -> str:
@@ -590,6 +608,122 @@ _ManifestLoader.add_constructor(_TIMESTAMP_TAG, _YamlBase.construct_yaml_str)
 
 
 def _parse_yaml(text: str, document: _Document) -> _Document:
+    """Parse YAML: the fast path when it can vouch for the document, else the full one.
+
+    Line numbers are only needed to place problems, so a document the fast path accepts gets
+    its line map composed later, if and when a problem asks for one.
+    """
+    fast = _FastYaml(text).build()
+    if fast is _FALLBACK:
+        return _parse_yaml_with_lines(text, document)
+    document.data = fast
+    document.line_finder = lambda: _yaml_lines_of(text)
+    return document
+
+
+def _yaml_lines_of(text: str) -> dict[DocPath, int]:
+    """The line map of a YAML text the fast path accepted (it parses, so no problem here)."""
+    finder = _parse_yaml_with_lines(text, _Document()).line_finder
+    return {} if finder is None else finder()
+
+
+_FALLBACK: Final = object()
+
+
+class _FastYaml:
+    """Build a YAML document's data straight from libyaml's events, without composing nodes.
+
+    Taken only for plain data: the moment anything the full path reports or treats specially
+    appears — an explicit tag, an anchor or alias (and with them merge keys and alias bombs), a
+    key that is not text or is repeated, deep nesting, very many values, a syntax error, more
+    or fewer than one document — :meth:`build` returns ``_FALLBACK`` and the caller takes the
+    full path, which finds and places the problem. What it builds is what ``_ManifestLoader``
+    would (plain scalars resolved and constructed by that loader, cached per distinct text).
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._plain: dict[str, Any] = {}
+        # A plain scalar is resolved by its first character (PyYAML's implicit resolvers are
+        # keyed by it, "" for the empty one); any other first character makes it a string.
+        self._resolvable = frozenset(_ManifestLoader.yaml_implicit_resolvers)
+
+    def build(self) -> Any:
+        loader = _ManifestLoader(self._text)
+        try:
+            return self._build(loader)
+        except yaml.YAMLError:
+            return _FALLBACK
+        finally:
+            loader.dispose()
+
+    def _build(self, loader: Any) -> Any:
+        # Each open container collects its values in a list (a mapping's keys and values
+        # alternate), made into the list or dict when it closes: one append per value.
+        get_event = loader.get_event
+        if type(get_event()) is not yaml.StreamStartEvent:
+            return _FALLBACK
+        if type(get_event()) is not yaml.DocumentStartEvent:
+            return _FALLBACK  # an empty stream: the full path says so
+        plain = self._plain
+        resolvable = self._resolvable
+        open_items: list[list[Any]] = [[]]  # the document itself holds the root
+        values = 0
+        while True:
+            event = get_event()
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                if event.anchor is not None or event.tag is not None:
+                    return _FALLBACK
+                text = event.value
+                if event.implicit[0] and text[:1] in resolvable:
+                    value = plain.get(text, _FALLBACK)
+                    if value is _FALLBACK:
+                        value = plain[text] = self._construct_plain(loader, text)
+                    open_items[-1].append(value)
+                else:
+                    open_items[-1].append(text)  # quoted, block or plain text: a string
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if event.anchor is not None or event.tag is not None:
+                    return _FALLBACK
+                if len(open_items) >= MAX_DOCUMENT_DEPTH:
+                    return _FALLBACK
+                open_items.append([])
+            elif kind is yaml.SequenceEndEvent:
+                items = open_items.pop()
+                values += len(items) + 1
+                open_items[-1].append(items)
+            elif kind is yaml.MappingEndEvent:
+                items = open_items.pop()
+                keys = items[0::2]
+                # Keys are text only (never a merge `<<`, a number or a container) and unique.
+                if not all(type(key) is str for key in keys):
+                    return _FALLBACK
+                mapping = dict(zip(keys, items[1::2], strict=True))
+                if len(mapping) != len(keys):
+                    return _FALLBACK
+                values += len(items) + 1
+                open_items[-1].append(mapping)
+            elif kind is yaml.DocumentEndEvent:
+                break
+            else:
+                return _FALLBACK  # an alias
+            if values > MAX_DOCUMENT_VALUES:
+                return _FALLBACK
+        if type(get_event()) is not yaml.StreamEndEvent:
+            return _FALLBACK  # another document: the full path refuses it
+        (root,) = open_items[0]
+        return root
+
+    @staticmethod
+    def _construct_plain(loader: Any, text: str) -> Any:
+        tag = loader.resolve(yaml.ScalarNode, text, (True, False))
+        if tag not in _PLAIN_TAGS or tag == _TAG_PREFIX + "merge":
+            raise yaml.YAMLError("not plain data")  # the full path reports or merges it
+        return loader.construct_object(yaml.ScalarNode(tag, text))
+
+
+def _parse_yaml_with_lines(text: str, document: _Document) -> _Document:
     loader = _ManifestLoader(text)
     try:
         node = loader.get_single_node()
@@ -992,8 +1126,18 @@ class _Post:
 class _Checker:
     """The semantic pass: normalises each entry and collects every problem."""
 
-    def __init__(self, *, document: _Document, base_dir: Path, prober: Prober) -> None:
+    def __init__(
+        self,
+        *,
+        document: _Document,
+        base_dir: Path,
+        prober: Prober,
+        posted: PostedCheck | None = None,
+    ) -> None:
         self.document = document
+        self.posted = posted
+        # Entries whose video file is gone: a problem unless the journal has them posted.
+        self._missing: dict[DocPath, tuple[Path, Problem]] = {}
         self.base_dir = base_dir
         self.files = _FileChecks(prober)
         self.problems: list[Problem] = []
@@ -1110,6 +1254,7 @@ class _Checker:
         if mode is Mode.INBOX and not is_photo and any(name in raw for name in _POST_INFO_FIELDS):
             self._inbox_with_post_info.append(self.document.location(path))
         entry_id = value("id", str)
+        self._missing_file(path, entry_id, user_id, mode)
         if user_id is not None and mode is not None and media is not None:
             self._posts.append(_Post(path, entry_id, user_id, mode, media, size))
         if len(self.problems) != before or user_id is None or media is None:
@@ -1178,7 +1323,14 @@ class _Checker:
         verdict = self.files.verdict(resolved)
         shown = repr(given) if str(resolved) == given else f"{given!r} ({resolved})"
         if isinstance(verdict, MediaError):
-            self.problem((*path, "video_path"), f"{shown} {verdict.message}", verdict.hint)
+            problem = self.document.problem(
+                (*path, "video_path"), f"{shown} {verdict.message}", verdict.hint
+            )
+            if self.posted is not None and not os.path.lexists(resolved):
+                # Decided once the entry's id, user and mode are known (_missing_file).
+                self._missing[path] = (resolved, problem)
+                return FileMedia(resolved), None, None
+            self.problems.append(problem)
             return None, None, None
         for violation in verdict.limit_violations():
             self.problem((*path, "video_path"), f"{shown} {violation.message}", violation.fix)
@@ -1186,6 +1338,28 @@ class _Checker:
             self._noted_files.add(resolved)
             self.notes.extend(f"{shown}: {note}" for note in verdict.unchecked)
         return FileMedia(resolved), verdict, verdict.size
+
+    def _missing_file(
+        self, path: DocPath, entry_id: str | None, user_id: str | None, mode: Mode | None
+    ) -> None:
+        """A gone video file blocks the manifest, unless the journal holds the entry as posted:
+        then it is a note, and the run reports the entry already_done."""
+        missing = self._missing.pop(path, None)
+        if missing is None:
+            return
+        resolved, problem = missing
+        if (
+            self.posted is not None
+            and user_id is not None
+            and mode is not None
+            and self.posted(entry_id, user_id, mode, resolved)
+        ):
+            self.notes.append(
+                f"{problem.location}: {problem.message}, but the journal has this entry "
+                "posted: it is reported already_done"
+            )
+            return
+        self.problems.append(problem)
 
     def _resolve(self, given: str) -> Path:
         found = self._resolved.get(given)

@@ -46,10 +46,12 @@ from orchestrator.scheduler import (
     Run,
     RunObserver,
     RunOptions,
+    journal_keys,
+    posted_check,
 )
 from orchestrator.secret import Secret
 from orchestrator.store.backend import is_shared
-from orchestrator.store.db import ensure_private_home
+from orchestrator.store.db import DB_FILENAME, ensure_private_home
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import RunLock
 from orchestrator.store.postgres import PostgresDatabase
@@ -148,11 +150,17 @@ def run_manifest(
             # (A shared store's workers coordinate through its queue instead; a dry run only
             # reads, so it neither needs the lock nor may block a real run with it.)
             stack.enter_context(RunLock(settings.home))
-        manifest = manifest or load_manifest(manifest_path)
+        store = stack.enter_context(TokenStore.open(settings, clock=clock))
+        if shared and not options.dry_run:
+            # Workers given the same manifest join the same shared run.
+            run_id = run_id or shared_run_id(manifest_path)
+        run_id = run_id or _new_run_id()
+        journal = Journal(store.database, store.cipher, clock=clock, run_id=run_id)
+        # The journal first: a video that is gone only matters if its entry is not posted yet.
+        manifest = manifest or load_manifest(manifest_path, posted=posted_check(journal))
         _check_only_users(manifest, options.only_users)
         for note in manifest.notes:
             log.warning("note: %s", note)
-        store = stack.enter_context(TokenStore.open(settings, clock=clock))
         transport = transport_factory()
         stack.callback(transport.close)
         # Every wait of the run sleeps on this clock, so Ctrl-C is honoured within moments.
@@ -166,12 +174,7 @@ def run_manifest(
             refresher = OAuthClient.from_settings(
                 settings, transport, clock, timeouts=tunables.api_timeouts or OAUTH_TIMEOUTS
             )
-            tokens = TokenProvider(store, refresher, clock=run_clock)
-        if shared and not options.dry_run:
-            # Workers given the same manifest join the same shared run.
-            run_id = run_id or shared_run_id(manifest.path)
-        run_id = run_id or _new_run_id()
-        journal = Journal(store.database, store.cipher, clock=clock, run_id=run_id)
+            tokens = TokenProvider(store, refresher, clock=run_clock, retry=retrier)
         pacer: SlidingWindowPacer
         if isinstance(store.database, PostgresDatabase):
             # Counted in the database: the windows hold across workers and reruns.
@@ -198,7 +201,6 @@ def run_manifest(
                     store.database,
                     run_id=run_id,
                     worker=worker_name(),
-                    clock=clock,
                     lease=tunables.lease,
                 )
             )
@@ -229,6 +231,28 @@ def run_manifest(
             )
         return report
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack re-raises
+
+
+def check_with_journal(
+    settings: Settings, manifest_path: Path, *, clock: Clock | None = None
+) -> tuple[Manifest, list[str]]:
+    """Validate a manifest as a run would (reads only): a video file that is gone is a note
+    for an entry the journal holds as posted, and each entry that would adopt a journal
+    record (an ``id`` added to a posted entry) is named. Raises ManifestError as
+    ``load_manifest`` does. Without a state database yet, the manifest alone decides."""
+    clock = clock or SystemClock()
+    if not is_shared(settings) and not (settings.home / DB_FILENAME).exists():
+        return load_manifest(manifest_path), []
+    with TokenStore.open(settings, clock=clock) as store:
+        journal = Journal(store.database, store.cipher, clock=clock, run_id="validate")
+        manifest = load_manifest(manifest_path, posted=posted_check(journal))
+        keys = journal_keys(manifest.entries, journal)
+    notes = [
+        f"{entry.location}: {key.note}"
+        for entry, key in zip(manifest.entries, keys, strict=True)
+        if key.note is not None
+    ]
+    return manifest, notes
 
 
 def _check_only_users(manifest: Manifest, only_users: frozenset[str]) -> None:

@@ -44,21 +44,23 @@ from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import (
     ApiError,
     AuthError,
+    ClaimLostError,
     MediaError,
     NeedsLoginError,
-    OAuthError,
     OrchestratorError,
+    StoreConnectionLost,
     StoreError,
     TransportError,
     UnsafeConnectionError,
 )
-from orchestrator.manifest import Entry, Manifest, Mode, entry_identity
+from orchestrator.manifest import Entry, Manifest, Mode, content_identity, entry_identity
 from orchestrator.media import FileMedia, PhotoMedia, VideoUrlMedia, media_fingerprint
 from orchestrator.preflight import creator_problems
 from orchestrator.report import EntryResult, ErrorInfo, RunReport
 from orchestrator.retry import RetryBudget
 from orchestrator.secret import Secret
 from orchestrator.store.journal import (
+    DONE_STATES,
     Action,
     Decision,
     EntryMeta,
@@ -81,7 +83,7 @@ from orchestrator.upload import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.store.queue import WorkQueue
+    from orchestrator.store.queue import Claim, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,9 @@ _WAIT_SLICE = 0.2
 """Seconds the main thread waits on a worker at a time, so Ctrl-C reaches it promptly."""
 QUEUE_POLL = 0.5
 """Seconds a worker of a shared run waits before looking for claimable work again."""
+MAX_CONNECTION_CUTS = 3
+"""Connection cuts under journal writes a worker of a shared run recovers from per user before
+it treats the store as unusable."""
 QUEUE_IDLE_LIMIT = 600.0
 """Seconds a worker of a shared run waits with nothing to claim (other workers hold the rest)
 before it leaves; a dead worker's claims become claimable within one lease, long before."""
@@ -203,6 +208,8 @@ class PlannedEntry:
     entry: Entry
     meta: EntryMeta
     decision: Decision
+    fence: Claim | None = None
+    """A shared run's claim on the entry: every journal write for it is checked against it."""
 
     @property
     def may_init(self) -> bool:
@@ -266,6 +273,8 @@ class Run:
     drain one run exactly once (see :meth:`_drain`). None: this run posts every due entry."""
     _store_failure: ErrorInfo | None = field(default=None, init=False, repr=False)
     _unsafe: UnsafeConnectionError | None = field(default=None, init=False, repr=False)
+    _lost: dict[int, EntryResult] = field(default_factory=dict, init=False, repr=False)
+    """Shared run: entries another worker took over from this one, by manifest index."""
 
     def execute(self) -> RunReport:
         """Post what is due; the report of every selected entry, in manifest order.
@@ -328,19 +337,13 @@ class Run:
     def plan(self, entries: Sequence[Entry] | None = None) -> list[PlannedEntry]:
         """Identity and journal decision for each selected entry (no network, no writes)."""
         planned = []
-        # Many entries may share one video (one clip to several accounts): hash each file once.
-        fingerprints: dict[object, str] = {}
-        for entry in self._selected() if entries is None else entries:
-            fingerprint = fingerprints.get(entry.media)
-            if fingerprint is None:
-                try:
-                    fingerprint = media_fingerprint(entry.media)
-                except MediaError as exc:
-                    # The upload reports the file's problem; the identity must still be stable.
-                    fingerprint = f"unreadable:{exc}"
-                fingerprints[entry.media] = fingerprint
+        chosen = self._selected() if entries is None else entries
+        for entry, key in zip(chosen, journal_keys(chosen, self.journal), strict=True):
+            fingerprint = key.fingerprint
+            if key.note is not None:
+                log.info("%s: %s", entry.location, key.note)
             meta = EntryMeta(
-                identity=entry_identity(entry, fingerprint),
+                identity=key.identity,
                 entry_id=entry.id,
                 user_id=entry.user_id,
                 mode=str(entry.mode),
@@ -372,7 +375,9 @@ class Run:
         if decision.action is Action.UNCERTAIN:
             assert record is not None
             if record.state is not EntryState.UNCERTAIN and not self.options.dry_run:
-                self.journal.record(item.meta.identity, entry.user_id, Uncertain(_LOST_INIT))
+                self.journal.record(
+                    item.meta.identity, entry.user_id, Uncertain(_LOST_INIT), fence=item.fence
+                )
                 record = self.journal.get(item.meta.identity) or record
             return self._result(
                 entry,
@@ -509,6 +514,8 @@ class Run:
         finally:
             pool.shutdown(wait=True)
         self._report_others(queue, by_identity, results)
+        for index, lost in self._lost.items():
+            results.setdefault(index, lost)  # not finished by the other worker yet
         return interrupted
 
     def _drain_user(
@@ -521,33 +528,77 @@ class Run:
     ) -> None:
         """Claim and do the user's entries one by one while this worker holds the user."""
         user = _UserState()
+        cuts = 0
         while self._halt_reason() is None:
-            identity = queue.claim(user_id)
-            if identity is None:
+            try:
+                claim = queue.claim(user_id)
+            except ClaimLostError as exc:
+                log.warning("%s", exc)
                 return
-            planned = by_identity[identity]
+            if claim is None:
+                return
+            planned = by_identity[claim.identity]
             try:
                 decision = self.journal.decide(
-                    identity,
+                    claim.identity,
                     request_digest=planned.meta.request_digest,
                     fingerprint=planned.meta.fingerprint,
                     retry_failed=self.options.retry_failed,
                 )
-                item = PlannedEntry(planned.entry, planned.meta, decision)
+                item = PlannedEntry(planned.entry, planned.meta, decision, fence=claim)
                 result = self._settled_without_network(item) or self._post_guarded(item, user)
+            except ClaimLostError as exc:
+                # Another worker has the entry now (this one was paused or cut off past its
+                # lease): it finishes it, and the user's next entries with it.
+                log.warning("%s: %s", planned.entry.location, exc)
+                # Only if the entry's own claim is still this worker's (the user's hold was
+                # lost): free it at once for the worker that holds the user now.
+                queue.release(claim)
+                with lock:
+                    self._lost[planned.entry.index] = self._claim_lost(planned, claim)
+                return
             except StoreError as exc:
+                if isinstance(exc, StoreConnectionLost) and cuts < MAX_CONNECTION_CUTS:
+                    cuts += 1
+                    # The write may not have been committed: give the entry back and decide
+                    # it again from the journal, as a worker taking it over would.
+                    log.warning(
+                        "%s: the connection to the store was cut during a journal write (%s); "
+                        "deciding the entry again from the journal",
+                        planned.entry.location,
+                        exc,
+                    )
+                    queue.release(claim)
+                    continue
                 result = self._result(
                     planned.entry, planned.meta, "failed", error=self._store_failed(exc)
                 )
             if self._halt_reason() is not None:
                 # Stopping: whatever this entry reached, the journal has it; the worker that
                 # claims it next decides from there.
-                queue.release(identity)
-            elif not queue.complete(identity, result.status):
+                queue.release(claim)
+            elif not queue.complete(claim, result.status):
                 log.warning("%s: the claim ran out before it was done", planned.entry.location)
             with lock:
                 results[planned.entry.index] = result
             self.observer.entry_finished(planned.entry, result)
+
+    def _claim_lost(self, planned: PlannedEntry, claim: Claim) -> EntryResult:
+        """An entry another worker took over from this one: not posted by this worker; its
+        outcome is the other worker's (``report --run-id``)."""
+        return self._result(
+            planned.entry,
+            planned.meta,
+            "deferred",
+            error=ErrorInfo(
+                "claim_lost",
+                f"worker {claim.worker} lost its claim on the entry (its lease ran out while it "
+                "was paused or cut off); another worker took it over",
+                retryable=True,
+                hint=f"`tiktok-orchestrator report --run-id {claim.run_id}` shows the outcome; "
+                "raise --lease if workers pause for longer than the lease",
+            ),
+        )
 
     def _report_others(
         self,
@@ -587,6 +638,8 @@ class Run:
         except UnsafeConnectionError as exc:
             return self._halted(item, self._refuse(exc))
         except StoreError as exc:
+            if _for_the_drain(item, exc):
+                raise
             error = self._store_failed(exc)
             return self._result(item.entry, item.meta, "failed", error=error)
         except Exception as exc:  # one entry's bug must not lose the whole run's report
@@ -708,7 +761,7 @@ class Run:
         except NeedsLoginError as exc:
             error = ErrorInfo("needs_login", str(exc), retryable=True, hint=exc.hint)
         except AuthError as exc:
-            transient = _transient_auth_failure(exc)
+            transient = exc.transient
             status = "deferred" if transient else "failed"
             error = ErrorInfo(
                 "unavailable" if transient else "auth_error",
@@ -800,7 +853,7 @@ class Run:
                     log_id=error.log_id,
                     hint=error.hint,
                 )
-            self.journal.settle(item.meta, event)
+            self.journal.settle(item.meta, event, fence=item.fence)
         return self._result(
             item.entry,
             item.meta,
@@ -856,8 +909,8 @@ class Run:
     def _upload(self, item: PlannedEntry, user: _UserState) -> EntryResult:
         entry, meta, decision = item.entry, item.meta, item.decision
         request = _upload_request(entry)
-        sink = self.journal.sink(meta.identity, entry.user_id)
-        progress = _Progress(self, entry)
+        sink = self.journal.sink(meta.identity, entry.user_id, item.fence)
+        progress = _Progress(self, entry, item.fence)
         total = entry.media_info.size if entry.media_info else 0
         self.observer.entry_started(entry, total)
         started = self.clock.monotonic()
@@ -865,7 +918,7 @@ class Run:
         try:
             if fresh:
                 # Before the first init: a URL init lost to a crash is then known as uncertain.
-                self.journal.begin(meta)
+                self.journal.begin(meta, fence=item.fence)
                 outcome = self.uploader.upload(request, sink, progress)
             else:
                 assert decision.resume_point is not None
@@ -876,6 +929,8 @@ class Run:
             # Refused before its request was sent: the journal reads as if interrupted here.
             return self._interrupted(item, fresh, progress.sent, self._refuse(exc))
         except StoreError as exc:
+            if _for_the_drain(item, exc):
+                raise
             broken = self._store_failed(exc)
             return self._result(entry, meta, "failed", error=broken, bytes_sent=progress.sent)
         except OrchestratorError as exc:
@@ -892,7 +947,9 @@ class Run:
         duration = self.clock.monotonic() - started
         status = _STATUS_OF[outcome.state]
         error = outcome.error
-        if outcome.state is UploadState.DEFERRED:
+        # A token endpoint that failed once (``unavailable``) says nothing about the user's
+        # next entry: it is tried, and refreshes again. TikTok's "post later" holds them all.
+        if outcome.state is UploadState.DEFERRED and (error is None or error.code != "unavailable"):
             user.posting_blocked = error or ErrorInfo(
                 "deferred", "TikTok asked to post later", retryable=True
             )
@@ -927,6 +984,7 @@ class Run:
                 item.meta.identity,
                 item.entry.user_id,
                 Deferred("the run was interrupted before the init was sent"),
+                fence=item.fence,
             )
             record = self.journal.get(item.meta.identity)
         status = "deferred"
@@ -1007,6 +1065,13 @@ _STATUS_OF = {
 }
 
 
+def _for_the_drain(item: PlannedEntry, exc: StoreError) -> bool:
+    """Whether a store error on a claimed entry is the shared drain's to handle: a claim lost
+    to another worker, or a connection cut under a journal write (the entry is given back and
+    decided again from the journal), rather than a store that cannot be written."""
+    return item.fence is not None and isinstance(exc, ClaimLostError | StoreConnectionLost)
+
+
 def _wait_all(futures: Sequence[Future[None]]) -> None:
     """Wait for every worker, in slices so that KeyboardInterrupt reaches this thread."""
     for future in futures:
@@ -1019,11 +1084,13 @@ def _wait_all(futures: Sequence[Future[None]]) -> None:
 
 
 class _Progress:
-    """The engine's progress subscriber: counts bytes, tells the observer, honours ``stop``."""
+    """The engine's progress subscriber: counts bytes, tells the observer, honours ``stop``
+    and, in a shared run, stops a chunk as soon as the heartbeat finds the claim lost."""
 
-    def __init__(self, run: Run, entry: Entry) -> None:
+    def __init__(self, run: Run, entry: Entry, claim: Claim | None = None) -> None:
         self._run = run
         self._entry = entry
+        self._claim = claim
         self.sent = 0
 
     def on_progress(self, bytes_delta: int) -> None:
@@ -1031,14 +1098,12 @@ class _Progress:
         self._run.observer.entry_progress(self._entry, bytes_delta)
         if self._run.stop.is_set():
             raise RunInterrupted()
-
-
-def _transient_auth_failure(exc: AuthError) -> bool:
-    """Whether a token problem is the token endpoint being down (try later), not a refusal."""
-    cause = exc.__cause__
-    if isinstance(cause, TransportError):
-        return True
-    return isinstance(cause, OAuthError) and cause.retryable
+        queue, claim = self._run.queue, self._claim
+        if queue is not None and claim is not None and queue.is_lost(claim):
+            raise ClaimLostError(
+                f"{self._entry.location}: the heartbeat found this worker's claim taken over",
+                hint="another worker finishes the entry",
+            )
 
 
 def _check_against_creator(entry: Entry, creator: CreatorInfo | None) -> ErrorInfo | None:
@@ -1065,6 +1130,86 @@ def _kind(entry: Entry) -> str:
     if isinstance(entry.media, VideoUrlMedia):
         return "video_url"
     return "photo"
+
+
+@dataclass(frozen=True)
+class JournalKey:
+    """Which journal record an entry is: its ``identity`` and media ``fingerprint``, and a
+    ``note`` when that is not its own key (it adopted an earlier form's record, or its file is
+    gone and the record says it was posted)."""
+
+    identity: str
+    fingerprint: str
+    note: str | None = None
+
+
+def journal_keys(entries: Sequence[Entry], journal: Journal) -> list[JournalKey]:
+    """The journal identity of each entry (reads only).
+
+    An entry is its ``id`` (or, without one, its content identity: user, mode, media
+    fingerprint). An ``id`` new to the journal whose content identity holds a record adopts
+    that record — the same post given an id later is not posted again — unless another entry
+    of the manifest is that record already (an entry without an id, or an earlier id). A file
+    that is gone is matched to its published record by id, or by user, mode and path.
+    """
+    # Many entries may share one video (one clip to several accounts): hash each file once.
+    fingerprints: dict[object, str] = {}
+    for entry in entries:
+        if entry.media not in fingerprints:
+            try:
+                fingerprints[entry.media] = media_fingerprint(entry.media)
+            except MediaError as exc:
+                # The upload reports the file's problem; the identity must still be stable.
+                fingerprints[entry.media] = f"unreadable:{exc}"
+    # Records that entries without an id are, by their own key: never adopted by an id.
+    taken = {
+        entry_identity(entry, fingerprints[entry.media]) for entry in entries if entry.id is None
+    }
+    keys = []
+    for entry in entries:
+        fingerprint = fingerprints[entry.media]
+        own = entry_identity(entry, fingerprint)
+        record: JournalRecord | None = None
+        note = None
+        if fingerprint.startswith("unreadable:") and isinstance(entry.media, FileMedia):
+            record = journal.done_without_file(
+                entry_id=entry.id,
+                user_id=entry.user_id,
+                mode=str(entry.mode),
+                source=_source_text(entry),
+            )
+            if record is not None:
+                note = f"the video file is gone; already done ({record.state.value} earlier)"
+        elif entry.id is not None and journal.get(entry.id) is None:
+            record = journal.by_entry_id(entry.id)
+            if record is None:
+                content = content_identity(entry.user_id, entry.mode, fingerprint)
+                if content not in taken:
+                    record = journal.adoptable(content, entry.id)
+            if record is not None and record.identity in taken:
+                record = None
+            if record is not None:
+                done = "already done" if record.state in DONE_STATES else record.state.value
+                note = f"{done} (adopted the journal record of {record.identity})"
+        if record is None:
+            keys.append(JournalKey(own, fingerprint))
+            continue
+        taken.add(record.identity)
+        keys.append(JournalKey(record.identity, fingerprint, note))
+    return keys
+
+
+def posted_check(journal: Journal) -> Callable[[str | None, str, Mode, Path], bool]:
+    """Manifest validation's question to the journal about a video file that is gone: is
+    that entry posted already (then the file is not needed)?"""
+
+    def posted(entry_id: str | None, user_id: str, mode: Mode, path: Path) -> bool:
+        record = journal.done_without_file(
+            entry_id=entry_id, user_id=user_id, mode=str(mode), source=_display_path(path)
+        )
+        return record is not None
+
+    return posted
 
 
 def _source_text(entry: Entry) -> str:

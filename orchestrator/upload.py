@@ -42,10 +42,11 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -56,6 +57,7 @@ from orchestrator.errors import (
     ApiError,
     AuthError,
     IllegalTransitionError,
+    NeedsLoginError,
     OrchestratorError,
     TransportError,
     UploadError,
@@ -86,6 +88,7 @@ __all__ = [
     "Deferred",
     "ErrorInfo",
     "Failed",
+    "FileIdentity",
     "FileSource",
     "Initialised",
     "JournalSink",
@@ -99,6 +102,7 @@ __all__ = [
     "ResumePoint",
     "Resynced",
     "SentToInbox",
+    "SourceChanged",
     "Uncertain",
     "UploadConfig",
     "UploadEvent",
@@ -133,6 +137,37 @@ class FileSource:
             )
         if self.size < 1:
             raise ValueError("a video file has at least one byte")
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """A file's stat identity: any write, truncation, replacement or move changes one field.
+
+    Recorded when an upload is initialised and compared before every chunk (and once more
+    before the last byte goes out): the bytes of one upload must all come from one version of
+    the file, or TikTok would publish a splice of two.
+    """
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> FileIdentity:
+        """The identity in a ``stat``/``fstat`` result."""
+        return cls(
+            status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
+        )
+
+    @classmethod
+    def of_path(cls, path: Path) -> FileIdentity | None:
+        """The identity of the file ``path`` names now (None: it cannot be read)."""
+        try:
+            return cls.of(path.stat())
+        except OSError:
+            return None
 
 
 # TikTok pulls these itself; the manifest's media values are exactly what an init needs.
@@ -172,6 +207,8 @@ class UploadConfig:
     - ``upload_url_ttl``: how long an upload URL lives (TikTok: one hour), counted from the
       moment the init was sent; ``upload_url_margin``: no chunk is started closer to its end.
     - ``max_reinits``: new inits allowed after upload URLs died, per entry and run.
+    - ``max_source_changes``: fresh uploads started because the file changed while it was
+      being sent, per entry and run; one more change fails the entry ``file_changed``.
     - ``max_resyncs``: 416 answers in a row before the server's progress is called incoherent.
     - ``max_settles``: status fetches to settle a lost last-chunk acknowledgement.
     - ``poll_first`` … ``poll_max``: status polling interval, growing by ``poll_factor``;
@@ -186,6 +223,7 @@ class UploadConfig:
     upload_url_ttl: float = 3600.0
     upload_url_margin: float = 30.0
     max_reinits: int = 2
+    max_source_changes: int = 2
     max_resyncs: int = 3
     max_settles: int = 3
     poll_first: float = 2.0
@@ -207,7 +245,8 @@ class UploadConfig:
             raise ValueError("upload timeouts, rates and poll intervals must be positive")
         if self.poll_factor < 1 or self.poll_max < self.poll_first or self.poll_timeout < 0:
             raise ValueError("polling must back off: poll_factor >= 1, poll_max >= poll_first")
-        if min(self.max_reinits, self.max_resyncs, self.max_settles, self.upload_url_margin) < 0:
+        limits = (self.max_reinits, self.max_source_changes, self.max_resyncs, self.max_settles)
+        if min(*limits, self.upload_url_margin) < 0:
             raise ValueError("upload limits cannot be negative")
 
     def chunk_timeouts(self, length: int) -> Timeouts:
@@ -225,20 +264,25 @@ class UploadConfig:
 @dataclass(frozen=True)
 class Initialised:
     """An init was accepted. ``upload_url`` and ``plan`` are set for FILE_UPLOAD; the URL lives
-    until ``url_expires_at`` (epoch seconds). A second Initialised replaces a dead upload URL."""
+    until ``url_expires_at`` (epoch seconds). A second Initialised replaces a dead upload URL.
+    ``source`` is the file's stat identity when it was initialised (FILE_UPLOAD only)."""
 
     publish_id: str
     upload_url: Secret | None
     url_expires_at: float | None
     plan: ChunkPlan | None
+    source: FileIdentity | None = None
 
 
 @dataclass(frozen=True)
 class ChunkConfirmed:
-    """The server accepted chunk ``index`` (0-based) and now holds ``bytes_confirmed`` bytes."""
+    """The server accepted chunk ``index`` (0-based) and now holds ``bytes_confirmed`` bytes.
+    ``digest``: the SHA-256 (hex) of the bytes sent, so a later process can check that the file
+    still holds them before it sends the rest."""
 
     index: int
     bytes_confirmed: int
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +290,14 @@ class Resynced:
     """The server's progress (a 416's Content-Range, or a status fetch) replaced ours."""
 
     bytes_confirmed: int
+
+
+@dataclass(frozen=True)
+class SourceChanged:
+    """The file changed while its upload was under way (``reason`` says how). That upload is
+    abandoned before its last byte (so it never publishes) and a fresh init follows."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -311,6 +363,7 @@ UploadEvent = (
     Initialised
     | ChunkConfirmed
     | Resynced
+    | SourceChanged
     | Uploaded
     | Processing
     | Published
@@ -386,6 +439,7 @@ _TABLE: Final[dict[UploadState, dict[str, UploadState]]] = {
         "ChunkConfirmed": UploadState.UPLOADING,
         "Resynced": UploadState.UPLOADING,
         _INIT_UPLOAD: UploadState.UPLOADING,  # the URL died before the last chunk was sent
+        "SourceChanged": UploadState.PLANNED,  # the file changed: abandon, init afresh
         "Uploaded": UploadState.UPLOADED,
         "Failed": UploadState.FAILED,
         "Deferred": UploadState.DEFERRED,  # the new init was refused for the creator's caps
@@ -431,6 +485,8 @@ class ResumePoint:
 
     ``state`` is UPLOADING (bytes still to send on ``upload_url`` until ``url_expires_at``,
     ``bytes_confirmed`` of them confirmed), UPLOADED or PROCESSING (poll ``publish_id``).
+    ``source`` is the file's stat identity at init and ``chunk_digests`` the SHA-256 of each
+    confirmed chunk (None where unknown), so the file can be checked before the rest is sent.
     """
 
     state: UploadState
@@ -439,6 +495,8 @@ class ResumePoint:
     url_expires_at: float | None = None
     plan: ChunkPlan | None = None
     bytes_confirmed: int = 0
+    source: FileIdentity | None = None
+    chunk_digests: tuple[str | None, ...] = ()
 
     def __post_init__(self) -> None:
         if self.state not in (UploadState.UPLOADING, UploadState.UPLOADED, UploadState.PROCESSING):
@@ -490,6 +548,9 @@ class UploadMachine:
         self.post_ids: tuple[str, ...] = ()
         self.last_status: str | None = None
         self.inits = 0
+        self.source_identity: FileIdentity | None = None
+        self.chunk_digests: tuple[str | None, ...] = ()
+        self.source_changes = 0
 
     @classmethod
     def resumed(
@@ -503,6 +564,8 @@ class UploadMachine:
         machine.url_expires_at = point.url_expires_at
         machine.plan = point.plan
         machine.bytes_confirmed = point.bytes_confirmed
+        machine.source_identity = point.source
+        machine.chunk_digests = point.chunk_digests
         if point.plan is not None and point.state is UploadState.UPLOADING:
             last = point.plan.chunk(point.plan.total_chunk_count - 1)
             # The journal cannot say whether the last chunk went out before the earlier run
@@ -534,6 +597,11 @@ class UploadMachine:
                 )
             if (event.upload_url is None) != (event.plan is None):
                 raise IllegalTransitionError("an upload URL and a chunk plan come together")
+        elif isinstance(event, SourceChanged) and self.final_bytes_maybe_sent:
+            raise IllegalTransitionError(
+                "cannot abandon an upload whose last chunk was sent (it may publish); "
+                "legal next: settle with a status fetch, then Uploaded or Failed"
+            )
         elif isinstance(event, ChunkConfirmed):
             assert self.plan is not None
             chunk = self.plan.chunk(event.index)
@@ -566,8 +634,28 @@ class UploadMachine:
             self.bytes_confirmed = 0
             self.final_bytes_maybe_sent = False
             self.inits += 1
-        elif isinstance(event, ChunkConfirmed | Resynced):
+            self.source_identity = event.source
+            self.chunk_digests = ()
+        elif isinstance(event, ChunkConfirmed):
             self.bytes_confirmed = event.bytes_confirmed
+            self.chunk_digests = (*self.chunk_digests[: event.index], event.digest)
+        elif isinstance(event, Resynced):
+            self.bytes_confirmed = event.bytes_confirmed
+            assert self.plan is not None
+            held = self.plan.next_chunk(event.bytes_confirmed)
+            count = held.index if held is not None else self.plan.total_chunk_count
+            # Chunks the server holds that we never saw confirmed have no known digest.
+            known = self.chunk_digests[:count]
+            self.chunk_digests = known + (None,) * (count - len(known))
+        elif isinstance(event, SourceChanged):
+            self.publish_id = None
+            self.upload_url = None
+            self.url_expires_at = None
+            self.plan = None
+            self.bytes_confirmed = 0
+            self.source_identity = None
+            self.chunk_digests = ()
+            self.source_changes += 1
         elif isinstance(event, Processing):
             self.last_status = event.status
         elif isinstance(event, Published):
@@ -691,6 +779,14 @@ def _error_info(error: OrchestratorError, code: str | None = None) -> ErrorInfo:
     return ErrorInfo(code or type(error).__name__, str(error), retryable=retryable, hint=error.hint)
 
 
+def _auth_error_info(run: _Run, error: AuthError) -> ErrorInfo:
+    """Only a refused refresh token (NeedsLoginError) stops the user's other entries."""
+    if isinstance(error, NeedsLoginError):
+        run.needs_login = True
+        return _error_info(error, "needs_login")
+    return _error_info(error, "auth_error")
+
+
 # -- the driver ------------------------------------------------------------------------------------
 
 
@@ -700,6 +796,46 @@ class _ServerBusy(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"the upload server answered {status}")
         self.status = status
+
+
+class _SourceChangedMidChunk(Exception):
+    """The file changed while the last chunk was being read: its last bytes were held back."""
+
+
+class _HashedWindow(FileWindow):
+    """A chunk's bytes as sent, hashed as they stream (nothing is read twice or held whole).
+
+    For the last chunk, ``guard`` is asked right before the final block is handed to the
+    connection; when it says the file changed, that block is never sent (the read raises
+    :class:`_SourceChangedMidChunk`), so the upload cannot complete with mixed bytes.
+    """
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        chunk: Chunk,
+        *,
+        on_read: Callable[[int], None],
+        guard: Callable[[], str | None] | None = None,
+    ) -> None:
+        super().__init__(file, chunk.first, chunk.length, on_read=on_read)
+        self._hash = hashlib.sha256()
+        self._guard = guard
+
+    def read(self, size: int = -1) -> bytes:
+        block = super().read(size)
+        if self._guard is not None and block and self.exhausted:
+            # The whole chunk has been read from the file and only this block is unsent.
+            changed = self._guard()
+            if changed is not None:
+                raise _SourceChangedMidChunk(changed)
+        self._hash.update(block)
+        return block
+
+    @property
+    def digest(self) -> str | None:
+        """The SHA-256 (hex) of the chunk, once every byte was handed to the connection."""
+        return self._hash.hexdigest() if self.exhausted else None
 
 
 class _FinalAckLost(Exception):
@@ -742,6 +878,7 @@ class _Run:
     machine: UploadMachine
     progress: _Progress
     file: BinaryIO | None = None
+    sent_digest: str | None = None
     chunk_requests: int = 0
     error: ErrorInfo | None = None
     needs_login: bool = False
@@ -791,8 +928,11 @@ class Uploader:
         PROCESSING."""
         machine = UploadMachine.resumed(request, point, journal)
         source = request.source
+        # With a recorded stat identity a changed file is caught (and started over) when the
+        # transfer goes on; without one, a different size is all there is to see.
         if machine.plan is not None and (
-            not isinstance(source, FileSource) or source.size != machine.plan.video_size
+            not isinstance(source, FileSource)
+            or (machine.source_identity is None and source.size != machine.plan.video_size)
         ):
             raise UploadError(
                 "the entry's file is not the one the earlier upload was sending",
@@ -813,21 +953,23 @@ class Uploader:
                 UploadState.UPLOADING,
             ):
                 try:
-                    file = self._open(source)
+                    run.file = self._open(source)
                 except UploadError as error:
                     self._cannot_read(run, error)
                 else:
-                    with file:
-                        run.file = file
-                        if machine.state is UploadState.PLANNED:
-                            self._initialise(run)
-                        if machine.state is UploadState.UPLOADING:
-                            self._transfer(run)
+                    if machine.state is UploadState.UPLOADING:
+                        self._check_resumed_file(run)
+                    if machine.state is UploadState.PLANNED:
+                        self._initialise(run)
+                    if machine.state is UploadState.UPLOADING:
+                        self._transfer(run)
             elif machine.state is UploadState.PLANNED:
                 self._initialise(run)
             if machine.state in (UploadState.UPLOADED, UploadState.PROCESSING):
                 self._poll(run)
         finally:
+            if run.file is not None:
+                run.file.close()
             run.file = None
         return self._outcome(run)
 
@@ -853,12 +995,155 @@ class Uploader:
             return
         self._fail(run, _error_info(error, "file_unreadable"))
 
+    # -- the file must stay the file --
+
+    def _file_change(self, run: _Run) -> str | None:
+        """How the file differs from the version being uploaded (None: it does not)."""
+        machine = run.machine
+        source = machine.request.source
+        assert isinstance(source, FileSource)
+        if machine.source_identity is None:
+            return None
+        now = FileIdentity.of_path(source.path)
+        if now is None:
+            return f"{source.path} cannot be read any more"
+        if now != machine.source_identity:
+            return f"{source.path} was modified, replaced or resized"
+        return None
+
+    def _check_resumed_file(self, run: _Run) -> None:
+        """Before going on with an earlier process's upload: the file's stat identity must be
+        the one recorded at init, and the bytes already sent must still be the file's (each
+        confirmed chunk is read again and compared with its recorded digest)."""
+        machine = run.machine
+        if machine.source_identity is None:
+            return  # journalled before identities were kept: nothing to compare
+        change = self._file_change(run) or self._sent_bytes_change(run)
+        if change is None:
+            return
+        if machine.final_bytes_maybe_sent:
+            self._changed_after_last_chunk(run, change)
+            return
+        self._source_changed(run, change)
+
+    def _changed_after_last_chunk(self, run: _Run, change: str) -> None:
+        """The file changed, and the earlier process may have sent the last chunk: sending
+        anything now could complete the upload with bytes of another version, and a new init
+        could be a second post. TikTok's status decides: it has every byte (poll it), it gave
+        up (Failed), or it lacks bytes nobody will send any more (the upload can never
+        complete: fail ``file_changed``, retryable, so a later run posts the file afresh)."""
+        machine = run.machine
+        assert machine.plan is not None
+        assert machine.publish_id is not None
+        label = machine.request.name
+        log.warning("%s: %s after its last chunk may have been sent; asking TikTok", label, change)
+        status: PublishStatus | None = None
+        try:
+            status = self._client.fetch_status(machine.request.open_id, machine.publish_id)
+        except (ApiError, TransportError, AuthError) as error:
+            log.info("%s: the status fetch failed (%s)", label, error)
+        size = machine.plan.video_size
+        if status is not None and status.status == PublishState.FAILED:
+            meaning = classify_fail_reason(status.fail_reason)
+            self._finish(
+                run,
+                Failed(
+                    status.fail_reason or "failed",
+                    f"{change}; TikTok reports FAILED ({status.fail_reason or 'no reason given'})",
+                    meaning.retryable,
+                    meaning.hint,
+                ),
+            )
+            return
+        held = status.uploaded_bytes if status is not None else None
+        if (
+            status is not None
+            and not _holds_everything(status, size)
+            and held is not None
+            and held < size
+        ):
+            self._fail(
+                run,
+                ErrorInfo(
+                    "file_changed",
+                    f"{change} while it was uploading; TikTok holds {held} of {size} bytes, so "
+                    "that upload can never complete and nothing was published",
+                    retryable=True,
+                    hint="the file was modified while uploading — finish writing it, then rerun",
+                ),
+            )
+            return
+        # TikTok has every byte (one version's: the earlier process sent them), or cannot
+        # say: poll it, never init again.
+        machine.record(Uploaded())
+
+    def _sent_bytes_change(self, run: _Run) -> str | None:
+        machine = run.machine
+        assert machine.plan is not None
+        assert run.file is not None
+        done = machine.plan.next_chunk(machine.bytes_confirmed)
+        count = done.index if done is not None else machine.plan.total_chunk_count
+        for index in range(count):
+            recorded = machine.chunk_digests[index] if index < len(machine.chunk_digests) else None
+            chunk = machine.plan.chunk(index)
+            if recorded is None or _digest_of(run.file, chunk) != recorded:
+                return f"chunk {index} no longer holds the bytes already sent"
+        return None
+
+    def _source_changed(self, run: _Run, change: str) -> None:
+        """Abandon the upload under way (its last byte is never sent, so it never publishes)
+        and start a fresh one of the file as it is now, or fail ``file_changed``."""
+        machine = run.machine
+        source = machine.request.source
+        assert isinstance(source, FileSource)
+        if machine.source_changes >= self._config.max_source_changes:
+            self._fail(
+                run,
+                ErrorInfo(
+                    "file_changed",
+                    f"{change} while it was uploading, {machine.source_changes + 1} times; "
+                    "nothing was published",
+                    retryable=True,
+                    hint="the file was modified while uploading — finish writing it, then rerun",
+                ),
+            )
+            return
+        log.warning(
+            "%s: %s during the upload; abandoning it before its last byte (nothing is "
+            "published) and starting over",
+            machine.request.name,
+            change,
+        )
+        machine.record(SourceChanged(change))
+        run.progress.settle_at(0)
+        if run.file is not None:
+            run.file.close()
+            run.file = None
+        try:
+            run.file = self._open(source)
+        except UploadError as error:
+            self._fail(
+                run,
+                ErrorInfo(
+                    "file_changed",
+                    f"{change}, and then: {error}",
+                    retryable=True,
+                    hint="the file was modified while uploading — finish writing it, then rerun",
+                ),
+            )
+            return
+        self._initialise(run)
+
     def _initialise(self, run: _Run) -> None:
         """Init (or init again after a dead URL); records Initialised or a terminal event."""
         machine = run.machine
         request = machine.request
         source = request.source
         sent_at = self._clock.time()
+        identity = None
+        if run.file is not None:
+            # The version being uploaded: every later check compares the file with this.
+            identity = FileIdentity.of(os.fstat(run.file.fileno()))
         try:
             plan = (
                 plan_chunks(source.size, self._config.chunk_size)
@@ -890,11 +1175,14 @@ class Uploader:
                 self._fail(run, _error_info(error, "transport"))
             return
         except AuthError as error:
-            run.needs_login = True
-            self._fail(run, _error_info(error, "needs_login"))
+            if error.transient:
+                # The token endpoint had trouble; the init was refused (401), not sent: later.
+                self._finish(run, Deferred(str(error), code="unavailable", hint=error.hint))
+            else:
+                self._fail(run, _auth_error_info(run, error))
             return
         expires = sent_at + self._config.upload_url_ttl if plan is not None else None
-        machine.record(Initialised(result.publish_id, result.upload_url, expires, plan))
+        machine.record(Initialised(result.publish_id, result.upload_url, expires, plan, identity))
         log.info(
             "%s: initialised %s%s",
             request.name,
@@ -923,6 +1211,10 @@ class Uploader:
             if chunk is None:
                 machine.record(Uploaded())
                 return
+            change = None if machine.final_bytes_maybe_sent else self._file_change(run)
+            if change is not None:
+                self._source_changed(run, change)
+                continue
             if not machine.url_usable(self._clock.time(), self._config.upload_url_margin):
                 self._url_dead(run, "the upload URL's hour is up")
                 continue
@@ -930,6 +1222,9 @@ class Uploader:
                 answer = self._retry.call(
                     functools.partial(self._put_chunk, run, chunk), retryable=_chunk_retryable
                 )
+            except _SourceChangedMidChunk as changed:
+                self._source_changed(run, str(changed))
+                continue
             except _FinalAckLost as lost:
                 settles += 1
                 self._settle(run, f"the last chunk's answer was lost ({lost})", settles)
@@ -963,7 +1258,7 @@ class Uploader:
                         ),
                     )
                     return
-                machine.record(ChunkConfirmed(chunk.index, chunk.end))
+                machine.record(ChunkConfirmed(chunk.index, chunk.end, run.sent_digest))
             elif reply is ChunkReply.COMPLETE:
                 if chunk.end != machine.plan_size:
                     log.warning(
@@ -973,7 +1268,7 @@ class Uploader:
                     )
                     self._resync(run, machine.plan_size)
                     continue
-                machine.record(ChunkConfirmed(chunk.index, chunk.end))
+                machine.record(ChunkConfirmed(chunk.index, chunk.end, run.sent_digest))
             elif reply is ChunkReply.RESYNC:
                 assert answer.received is not None
                 resyncs += 1
@@ -1007,8 +1302,14 @@ class Uploader:
         machine = run.machine
         assert run.file is not None
         assert machine.upload_url is not None
-        window = FileWindow(run.file, chunk.first, chunk.length, on_read=run.progress.on_progress)
         is_last = chunk.end == machine.plan_size
+        window = _HashedWindow(
+            run.file,
+            chunk,
+            on_read=run.progress.on_progress,
+            guard=functools.partial(self._file_change, run) if is_last else None,
+        )
+        run.sent_digest = None
         run.chunk_requests += 1
         try:
             response = self._transport.request(
@@ -1027,6 +1328,7 @@ class Uploader:
         except BaseException:
             run.progress.on_progress(-window.sent)
             raise
+        run.sent_digest = window.digest
         try:
             answer = machine.read_chunk_reply(chunk, response)
         finally:
@@ -1164,8 +1466,11 @@ class Uploader:
                 log.info("%s: polling stopped (%s); a later run polls again", label, error)
                 return
             except AuthError as error:
-                run.needs_login = True
-                run.error = _error_info(error, "needs_login")
+                run.error = (
+                    _error_info(error, "unavailable")
+                    if error.transient
+                    else _auth_error_info(run, error)
+                )
                 return
             if status.status == PublishState.PUBLISH_COMPLETE:
                 machine.record(Published(status.post_ids))
@@ -1238,6 +1543,15 @@ class Uploader:
             error=run.error,
             needs_login=run.needs_login,
         )
+
+
+def _digest_of(file: BinaryIO, chunk: Chunk) -> str:
+    """The SHA-256 (hex) of ``chunk``'s bytes in ``file``, read a block at a time."""
+    digest = hashlib.sha256()
+    window = FileWindow(file, chunk.first, chunk.length)
+    while block := window.read(1 << 20):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def _url_of(source: Source) -> str:

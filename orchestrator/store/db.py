@@ -18,6 +18,9 @@ Theory of operation:
   tables do not match the migrations is refused as damaged, with how to restore it. Read-only
   commands open with ``create=False`` and create nothing (no home, no file, no key).
 
+- An older copy of ``state.db`` put in place of the latest one (a restored backup) is refused:
+  the database and the home each keep a generation counter (``generation.py``).
+
 - The home folder is private (0700) and every file in it 0600; a home or file that group or
   others can access is refused with the ``chmod`` that fixes it (tokens are encrypted, but the
   journal and the key file are not meant for other users either).
@@ -62,6 +65,7 @@ from orchestrator.errors import (
     StoreMissingError,
     StorePermissionError,
 )
+from orchestrator.store import generation
 
 DB_FILENAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 90.0
@@ -205,11 +209,38 @@ _JOURNAL_V2 = (
     "CREATE INDEX journal_events_event_at ON journal_events (event, at)",
 )
 
+_CREATOR_HOLDS_V1 = (
+    # Which worker of a shared store works on each creator (store/queue.py): a row per user,
+    # taken and renewed by the worker's heartbeat under a lease on the database's clock, with a
+    # counter that grows with every take (the fencing token a worker's writes are checked
+    # against). Rows, not session advisory locks: they survive poolers in transaction mode,
+    # idle-session limits and NAT timeouts, and a paused worker's creators come free.
+    """
+    CREATE TABLE creator_holds (
+        user_id     TEXT PRIMARY KEY,
+        worker      TEXT,
+        lease_until REAL,
+        counter     INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+)
+
+_JOURNAL_V3 = (
+    # The caps check asks, for every entry, for one user's inits of the last 24 hours: found
+    # from the user's journal rows (this index leads with the user) and, per row, its inits
+    # (the second), instead of every user's inits through journal_events_event_at, which made
+    # each check cost more the more the run had done (issue 14).
+    "CREATE INDEX journal_user_mode_identity ON journal (user_id, mode, identity)",
+    "CREATE INDEX journal_events_identity_event_at ON journal_events (identity, event, at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
     Migration("journal fingerprints and cap index", _JOURNAL_V2),
     Migration("work queue and shared rate windows", _WORK_QUEUE_V1),
+    Migration("creator holds for shared runs", _CREATOR_HOLDS_V1),
+    Migration("journal per-user init index", _JOURNAL_V3),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
 
@@ -327,12 +358,15 @@ class Database:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         migrations: Sequence[Migration] = MIGRATIONS,
         create: bool = True,
+        accept_restore: bool = False,
     ) -> Database:
-        """Open ``home/state.db``: private, WAL, checked, migrated.
+        """Open ``home/state.db``: private, WAL, checked, migrated, not an older copy.
 
         A missing file is created (with ``create``; without it, ``StoreMissingError`` and
         nothing is made, not even the home). A file that exists is never initialised again: one
-        without our schema is refused as damaged.
+        without our schema is refused as damaged. One older than the last used in this home is
+        refused (``generation.py``); ``create`` raises the home's generation, ``accept_restore``
+        (``store accept-restore``) makes this file the latest one instead of refusing it.
         """
         path = home / DB_FILENAME
         if not create and not path.exists():
@@ -357,6 +391,12 @@ class Database:
             database._check_initialised()
             database._migrate(migrations)
             database._check_schema(migrations)
+            if accept_restore:
+                generation.accept_restore(database, home)
+            elif create:
+                generation.raise_generation(database, home)
+            else:
+                generation.check_generation(database, home)
         except BaseException:
             database.close()
             raise

@@ -18,6 +18,10 @@ Theory of operation:
   data = the entry's identity and purpose ``upload_url``).
 - :meth:`Journal.decide` turns a stored row into what this run should do with the entry
   (skip, repeat a failure, poll, resume, start) — the rerun rules of SPEC §5 in one place.
+- A file upload's ``Initialised`` event keeps the file's stat identity, and each
+  ``ChunkConfirmed`` the SHA-256 of the bytes sent (in the events' detail): a rerun in a new
+  process compares the file with both before it sends another byte (:meth:`Journal.decide`
+  hands them to the engine in the :class:`ResumePoint`).
 - Every accepted init is an ``Initialised`` event; TikTok counts each one toward the creator's
   daily caps, so :meth:`Journal.init_times` counts those events, not finished uploads.
 
@@ -28,8 +32,8 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import asdict, dataclass
+from typing import Any, Final, Protocol
 
 from orchestrator.clock import Clock
 from orchestrator.errors import StoreError
@@ -41,12 +45,14 @@ from orchestrator.upload import (
     ChunkConfirmed,
     Deferred,
     Failed,
+    FileIdentity,
     Initialised,
     Processing,
     Published,
     ResumePoint,
     Resynced,
     SentToInbox,
+    SourceChanged,
     Uncertain,
     Uploaded,
     UploadEvent,
@@ -69,6 +75,14 @@ class EntryState(enum.StrEnum):
 
 
 DONE_STATES: Final = frozenset({EntryState.PUBLISHED, EntryState.SENT_TO_INBOX})
+
+
+class Fence(Protocol):
+    """Checked inside every journal write transaction for an entry (a shared run's claim,
+    store/queue.py): raises ``ClaimLostError`` if the writer no longer holds the entry, so the
+    write is rolled back and the writer stops."""
+
+    def check(self, connection: StoreConnection) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -179,6 +193,41 @@ class Journal:
         row = self._database.fetch_one("SELECT * FROM journal WHERE identity = ?", (identity,))
         return None if row is None else self._record(row)
 
+    def adoptable(self, content_identity: str, entry_id: str) -> JournalRecord | None:
+        """The record an entry with the new ``entry_id`` takes over: the one kept under the
+        entry's content identity (user, mode, media fingerprint — the legacy form's key), when
+        no other id has taken it. An id already in the journal is looked up first, by the
+        caller: it always wins over content."""
+        record = self.get(content_identity)
+        if record is None or record.entry_id not in (None, entry_id):
+            return None
+        return record
+
+    def by_entry_id(self, entry_id: str) -> JournalRecord | None:
+        """A record kept under another key that ``entry_id`` adopted in an earlier run."""
+        row = self._database.fetch_one(
+            "SELECT * FROM journal WHERE entry_id = ? AND identity <> ? ORDER BY updated_at DESC",
+            (entry_id, entry_id),
+        )
+        return None if row is None else self._record(row)
+
+    def done_without_file(
+        self, *, entry_id: str | None, user_id: str, mode: str, source: str
+    ) -> JournalRecord | None:
+        """The published (or sent) record of an entry whose video file is gone: by its id, or
+        for an entry without one by user, mode and the file's path as the journal shows it
+        (its content, the usual key, cannot be read any more)."""
+        if entry_id is not None:
+            record = self.get(entry_id) or self.by_entry_id(entry_id)
+            return record if record is not None and record.state in DONE_STATES else None
+        row = self._database.fetch_one(
+            "SELECT * FROM journal WHERE user_id = ? AND mode = ? AND kind = 'file'"
+            " AND source = ? AND entry_id IS NULL AND state IN (?, ?)"
+            " ORDER BY updated_at DESC",
+            (user_id, mode, source, *sorted(DONE_STATES)),
+        )
+        return None if row is None else self._record(row)
+
     def history(
         self, *, user_id: str | None = None, since: float | None = None
     ) -> list[JournalRecord]:
@@ -218,14 +267,18 @@ class Journal:
         TikTok counts every accepted init toward the daily direct-post cap and the pending-inbox
         cap (an upload started over counts twice), so this is the journal's side of both caps.
         """
+        # User first: this user's rows, then each row's inits (journal_user_mode_identity,
+        # journal_events_identity_event_at). SQLite keeps a CROSS JOIN's order; left to itself
+        # it starts from every user's inits of the day, a cost that grows with the run.
         rows = self._database.fetch_all(
             """
             SELECT e.at AS at
-            FROM journal_events AS e JOIN journal AS j ON j.identity = e.identity
-            WHERE e.event = 'Initialised' AND e.at >= ? AND j.user_id = ? AND j.mode = ?
+            FROM journal AS j CROSS JOIN journal_events AS e
+            WHERE j.user_id = ? AND j.mode = ? AND e.identity = j.identity
+                AND e.event = 'Initialised' AND e.at >= ?
             ORDER BY e.at
             """,
-            (since, user_id, mode),
+            (user_id, mode, since),
         )
         return [float(row["at"]) for row in rows]
 
@@ -305,6 +358,7 @@ class Journal:
             # Even with an expired URL the engine gets the whole picture: it decides between a
             # new init (the URL died before the last chunk could have gone) and settling by
             # status (the last chunk may have gone: never init again).
+            source, digests = self._sent_file(record)
             return Decision(
                 Action.RESUME,
                 record,
@@ -315,6 +369,8 @@ class Journal:
                     url_expires_at=record.url_expires_at,
                     plan=plan,
                     bytes_confirmed=record.bytes_confirmed,
+                    source=source,
+                    chunk_digests=digests,
                 ),
             )
         # The file under this entry's id is no longer the one being uploaded (it was replaced):
@@ -330,9 +386,38 @@ class Journal:
             ResumePoint(state=UploadState.UPLOADED, publish_id=record.publish_id),
         )
 
+    def _sent_file(
+        self, record: JournalRecord
+    ) -> tuple[FileIdentity | None, tuple[str | None, ...]]:
+        """The file's stat identity at the current upload's init and the SHA-256 of each chunk
+        confirmed since (None where a resync moved past chunks we never saw confirmed)."""
+        assert record.plan is not None
+        rows = self._database.fetch_all(
+            "SELECT event, detail FROM journal_events WHERE identity = ?"
+            " AND id >= (SELECT COALESCE(MAX(id), 0) FROM journal_events"
+            "            WHERE identity = ? AND event = 'Initialised') ORDER BY id",
+            (record.identity, record.identity),
+        )
+        source: FileIdentity | None = None
+        digests: list[str | None] = []
+        for row in rows:
+            detail = json.loads(row["detail"])
+            if row["event"] == "Initialised":
+                file = detail.get("file")
+                source = None if file is None else FileIdentity(**file)
+                digests = []
+            elif row["event"] == "ChunkConfirmed":
+                index = int(detail["chunk"])
+                digests = [*digests[:index], *[None] * (index - len(digests)), detail.get("sha256")]
+            elif row["event"] == "Resynced":
+                held = record.plan.next_chunk(int(detail["bytes"]))
+                count = held.index if held is not None else record.plan.total_chunk_count
+                digests = digests[:count] + [None] * (count - len(digests))
+        return source, tuple(digests)
+
     # -- writing --
 
-    def begin(self, meta: EntryMeta) -> None:
+    def begin(self, meta: EntryMeta, *, fence: Fence | None = None) -> None:
         """A fresh attempt starts: the row says ``initialising`` before any init is sent.
 
         Synced for URL and photo sources (a lost row would turn a maybe-posted init into a
@@ -340,6 +425,7 @@ class Journal:
         """
         now = self._clock.time()
         with self._database.transaction(durable=meta.kind != "file") as connection:
+            _check(fence, connection)
             connection.execute(
                 _NEW_ROW
                 + """
@@ -360,11 +446,14 @@ class Journal:
             )
             self._event(connection, meta.identity, "begin", {"source": meta.source}, now)
 
-    def settle(self, meta: EntryMeta, event: Failed | Deferred) -> None:
+    def settle(
+        self, meta: EntryMeta, event: Failed | Deferred, *, fence: Fence | None = None
+    ) -> None:
         """Record a failure or deferral decided before any request (creator_info checks, caps,
         a dead token, publish_at), creating the row if needed, keeping any earlier progress."""
         now = self._clock.time()
         with self._database.transaction() as connection:
+            _check(fence, connection)
             connection.execute(
                 _NEW_ROW + " ON CONFLICT (identity) DO NOTHING",
                 _new_row(meta, attempts=0, now=now),
@@ -383,13 +472,16 @@ class Journal:
             )
             self._apply(connection, meta.identity, meta.user_id, event, now)
 
-    def sink(self, identity: str, user_id: str) -> EntryJournal:
+    def sink(self, identity: str, user_id: str, fence: Fence | None = None) -> EntryJournal:
         """The upload engine's JournalSink for one entry."""
-        return EntryJournal(self, identity, user_id)
+        return EntryJournal(self, identity, user_id, fence)
 
-    def record(self, identity: str, user_id: str, event: UploadEvent) -> None:
+    def record(
+        self, identity: str, user_id: str, event: UploadEvent, *, fence: Fence | None = None
+    ) -> None:
         now = self._clock.time()
         with self._database.transaction(durable=self._must_sync(identity, event)) as connection:
+            _check(fence, connection)
             self._apply(connection, identity, user_id, event, now)
 
     def _must_sync(self, identity: str, event: UploadEvent) -> bool:
@@ -447,9 +539,23 @@ class Journal:
             if plan is not None:
                 detail["chunks"] = plan.total_chunk_count
                 detail["chunk_size"] = plan.chunk_size
+            if event.source is not None:
+                detail["file"] = asdict(event.source)
         elif isinstance(event, ChunkConfirmed):
             sets = {"bytes_confirmed": event.bytes_confirmed}
             detail = {"chunk": event.index, "bytes": event.bytes_confirmed}
+            if event.digest is not None:
+                detail["sha256"] = event.digest
+        elif isinstance(event, SourceChanged):
+            # The upload under way is abandoned before its last byte: like a lost file init,
+            # it is an orphan that never publishes; the engine (or a rerun) inits afresh.
+            sets = {
+                "state": EntryState.INITIALISING,
+                "upload_url": None,
+                "url_expires_at": None,
+                "bytes_confirmed": 0,
+            }
+            detail = {"reason": event.reason}
         elif isinstance(event, Resynced):
             sets = {"bytes_confirmed": event.bytes_confirmed}
             detail = {"bytes": event.bytes_confirmed}
@@ -593,6 +699,12 @@ class EntryJournal:
     journal: Journal
     identity: str
     user_id: str
+    fence: Fence | None = None
 
     def record(self, event: UploadEvent) -> None:
-        self.journal.record(self.identity, self.user_id, event)
+        self.journal.record(self.identity, self.user_id, event, fence=self.fence)
+
+
+def _check(fence: Fence | None, connection: StoreConnection) -> None:
+    if fence is not None:
+        fence.check(connection)

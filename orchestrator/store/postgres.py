@@ -19,6 +19,11 @@ Theory of operation:
 - Connections are in autocommit mode; :meth:`PostgresDatabase.transaction` opens an explicit
   transaction. ``durable=False`` is ``SET LOCAL synchronous_commit = off``: the commit returns
   before the WAL reaches the disk, the same trade as SQLite's deferred sync.
+- A connection the server closed while it sat idle (``idle_session_timeout``, a restart, a
+  pooler or NAT dropping it) is replaced on next use: a read is asked again, a transaction is
+  begun again on a new connection (nothing of it had been sent). A connection lost *inside* a
+  transaction is an error (the caller cannot know what was committed). No state lives in a
+  session, so PgBouncer in transaction mode works.
 - Serialising a read-then-write (the token refresh) is the caller's ``SELECT … FOR UPDATE``
   (:attr:`PostgresDatabase.lock_suffix`); SQLite gets that from ``BEGIN IMMEDIATE``.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -35,12 +41,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from orchestrator.config import ENV_STORE
-from orchestrator.errors import ConfigError, StoreCorruptError, StoreError
+from orchestrator.errors import ConfigError, StoreConnectionLost, StoreCorruptError, StoreError
 from orchestrator.secret import Secret
 from orchestrator.store.db import MIGRATIONS, Migration
 
 if TYPE_CHECKING:
     import psycopg
+
+log = logging.getLogger(__name__)
 
 DIALECT = "postgresql"
 CONNECT_TIMEOUT = 10
@@ -168,6 +176,19 @@ def describe_url(url: Secret) -> str:
     return str(parse_store_url(url))
 
 
+def _connection_lost(exc: Exception) -> bool:
+    """Whether a psycopg error says the connection itself went away (closed by the server, a
+    pooler or the network) rather than a statement failing on a live connection."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    # No SQLSTATE: the socket failed. 57P0x: the server ended the session (administrator
+    # command, crash, idle_session_timeout). 08xxx: connection exceptions.
+    return state is None or state.startswith(("57P0", "08"))
+
+
 class Row:
     """A result row: ``row["column"]`` or ``row[index]``, like ``sqlite3.Row``."""
 
@@ -272,6 +293,9 @@ class PostgresDatabase:
             if self._closed:
                 raise RuntimeError(f"the state database {self.location} is closed")
         raw = self.connect()
+        # No server-side prepared statements: behind PgBouncer in transaction mode the next
+        # transaction may run on another server session, which does not know them.
+        raw.prepare_threshold = None
         with self._lock:
             self._connections.append(raw)
         connection = Connection(raw)
@@ -301,18 +325,53 @@ class PostgresDatabase:
         ``durable=False`` commits without waiting for the server's disk (see the module
         docstring). Rows are locked as they are written, or read with :attr:`lock_suffix`.
         """
-        connection = self.connection()
-        if connection.raw.info.transaction_status != 0:  # 0: idle
-            raise RuntimeError("a transaction is already open on this thread; they do not nest")
-        with self.translate_errors(), connection.raw.transaction():
+        with self.translate_errors(), contextlib.ExitStack() as stack:
+            connection = self._begin(stack)
             if not durable:
                 connection.raw.execute("SET LOCAL synchronous_commit = off")
             yield connection
 
+    def _begin(self, stack: contextlib.ExitStack[Any]) -> Connection:
+        """Open a transaction on this thread's connection, on a new one if the server (an
+        ``idle_session_timeout``, a restart, a NAT) dropped it while it sat idle: nothing has
+        been sent in this transaction yet, so beginning again is safe."""
+        import psycopg
+
+        connection = self.connection()
+        if connection.raw.info.transaction_status != 0:  # 0: idle
+            raise RuntimeError("a transaction is already open on this thread; they do not nest")
+        try:
+            stack.enter_context(connection.raw.transaction())
+        except psycopg.OperationalError:
+            if not connection.raw.broken:
+                raise
+            connection = self._reconnect(connection)
+            stack.enter_context(connection.raw.transaction())
+        return connection
+
+    def _reconnect(self, dropped: Connection) -> Connection:
+        """This thread's connection again, after ``dropped`` was found closed by the server."""
+        log.info("the connection to %s was closed by the server; connecting again", self.location)
+        dropped.raw.close()
+        with self._lock:
+            if dropped.raw in self._connections:
+                self._connections.remove(dropped.raw)
+        self._local.connection = None
+        return self.connection()
+
     def fetch_all(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """Run a read query on this thread's connection (outside any explicit transaction)."""
+        import psycopg
+
         with self.translate_errors():
-            return list(self.connection().execute(sql, parameters).fetchall())
+            connection = self.connection()
+            try:
+                return list(connection.execute(sql, parameters).fetchall())
+            except psycopg.OperationalError:
+                # A read is safe to repeat: on a connection the server dropped, ask again.
+                if not connection.raw.broken:
+                    raise
+                return list(self._reconnect(connection).execute(sql, parameters).fetchall())
 
     def fetch_one(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
         """The first row of a read query, or ``None``."""
@@ -334,7 +393,8 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             # psycopg's messages name the host and user, never the password.
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(
+            error = StoreConnectionLost if _connection_lost(exc) else StoreError
+            raise error(
                 f"{self.location}: {detail}",
                 hint="check that the server is up and ORCHESTRATOR_STORE / --store is right",
             ) from None

@@ -2,50 +2,51 @@
 
 The ``work_queue`` table holds a shared run's entries: enqueued once (by run id and entry
 identity; every worker enqueues the whole manifest, the first one wins), then claimed one at a
-time. This module only hands out and records claims; what is done with an entry (and whether it
-was already done) is the journal's business, which is what makes a takeover safe.
+time. This module only hands out, renews and checks claims; what is done with an entry (and
+whether it was already done) is the journal's business, which is what makes a takeover safe.
 
 Theory of operation:
 
-- **Per-user serialisation.** A worker works on a user only while it holds the user's
-  session-level advisory lock (``pg_try_advisory_lock``), on a connection of its own. The lock
-  is the server's: it is released when the worker lets go or its connection ends (a killed
-  worker's socket closes at once; a vanished machine's when TCP gives up), so a user is never
-  worked on by two workers — TikTok's per-user rate limits and caps, the token refresh and the
-  order of a user's posts all rely on that. Threads of one worker share that connection (an
-  advisory lock is re-entrant within a session), so the worker also keeps a set of the users
-  its threads hold.
-- **Claims and leases.** Under the user's lock the worker claims the user's next pending entry
-  with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never read the same free row as
-  theirs) and stamps it with its name and a lease (``lease_until``). A heartbeat renews the
-  leases of a worker's claims while it lives. An entry whose lease has run out belongs to no
-  one: after a worker dies, whoever next holds the user's lock takes the entry over, and the
-  journal tells it where the entry stands (published: nothing to do; mid-upload: resume;
-  a URL init whose answer was lost: uncertain, never sent again).
+- **Per-creator exclusion in rows.** A worker works on a user only while it holds the user's
+  row in ``creator_holds`` (worker, lease, counter). Rows, not session advisory locks: a hold
+  lives in the data, so it survives a pooler in transaction mode, a server's
+  ``idle_session_timeout`` and a NAT dropping an idle connection, and it needs no connection
+  of its own. Threads of one worker share its holds, so the worker also keeps them in memory.
+- **Claims and leases.** Holding the user, the worker claims the user's next pending entry with
+  ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never read the same free row as theirs),
+  stamps it with its name and a lease, and bumps the entry's ``claims`` counter. The heartbeat
+  renews every hold and claim of the worker; a hold or claim whose lease ran out belongs to no
+  one and the next worker takes it over (its counter grows), whether its worker died, was
+  paused (SIGSTOP, a VM pause) or lost its connections.
+- **Leases on the database's clock.** Every lease is written and compared with the server's
+  ``clock_timestamp()``, never a worker's clock: a worker with a wrong clock cannot steal or
+  keep a claim.
+- **Fencing.** The counters are fencing tokens. A :class:`Claim` is checked inside every
+  journal write for its entry (``Journal``'s fence): the queue row must still be this worker's
+  with this counter, and the user's hold too, or the write is refused with
+  :class:`~orchestrator.errors.ClaimLostError` and the worker stops the entry — so a worker
+  that wakes up after another took its entry over cannot record (or go on with) a second
+  upload. The check locks the rows it reads (``FOR SHARE``), so a takeover waits for the
+  write in flight and then reads the journal with it.
+- A renewal that finds fewer rows than the worker holds marks the missing ones lost
+  (:meth:`WorkQueue.is_lost`), so their uploads stop at the next chunk block.
 - Finished entries are marked ``done`` with the result's status; ``remaining`` counts what is
   still pending so workers know when the run is drained.
-- Lease times are the workers' clocks (kept in sync by NTP); the lease (60 s by default) must
-  be far longer than their skew.
 
 It must not decide what to do with an entry, talk to TikTok, or print.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from orchestrator.clock import Clock
-from orchestrator.errors import StoreError
+from orchestrator.errors import ClaimLostError, StoreError
 from orchestrator.store.db import StoreConnection, StoreDatabase
-from orchestrator.store.postgres import PostgresDatabase, advisory_key
-
-if TYPE_CHECKING:
-    import psycopg
+from orchestrator.store.postgres import PostgresDatabase
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,48 @@ class QueueItem:
     finished_at: float | None
 
 
-def user_lock_key(user_id: str) -> int:
-    """The advisory lock id that serialises work on ``user_id`` across every worker and run."""
-    return advisory_key(f"tiktok-orchestrator user {user_id}")
+@dataclass(frozen=True)
+class Claim:
+    """This worker's claim on one entry: the fence checked inside each of its journal writes.
+
+    ``token`` is the entry's claim counter when this worker took it, ``hold`` the user's hold
+    counter; a takeover changes one of them, and from then on every write is refused.
+    """
+
+    run_id: str
+    identity: str
+    user_id: str
+    worker: str
+    token: int
+    hold: int
+
+    def check(self, connection: StoreConnection) -> None:
+        """Raise :class:`ClaimLostError` unless the entry and its user are still this
+        worker's, with the same counters (locking both rows until the write commits)."""
+        row = connection.execute(
+            "SELECT q.claims FROM work_queue q JOIN creator_holds h ON h.user_id = q.user_id"
+            " WHERE q.run_id = ? AND q.identity = ? AND q.state = ? AND q.worker = ?"
+            " AND q.claims = ? AND h.worker = ? AND h.counter = ?"
+            " FOR SHARE OF q, h",
+            (
+                self.run_id,
+                self.identity,
+                PENDING,
+                self.worker,
+                self.token,
+                self.worker,
+                self.hold,
+            ),
+        ).fetchone()
+        if row is None:
+            raise ClaimLostError(
+                f"worker {self.worker} no longer holds entry {self.identity} of user "
+                f"{self.user_id}: its lease ran out (the worker was paused or cut off) and "
+                "another worker may have taken it over; nothing more is sent for it",
+                hint="the worker holding it now finishes it; `tiktok-orchestrator report "
+                f"--run-id {self.run_id}` shows its outcome (raise --lease if workers pause "
+                "for longer than the lease)",
+            )
 
 
 class WorkQueue:
@@ -89,7 +129,6 @@ class WorkQueue:
         *,
         run_id: str,
         worker: str,
-        clock: Clock,
         lease: float = DEFAULT_LEASE,
     ) -> None:
         if lease <= 0:
@@ -98,20 +137,24 @@ class WorkQueue:
         self.run_id = run_id
         self.worker = worker
         self.lease = lease
-        self._clock = clock
-        self._held: set[str] = set()
-        self._held_lock = threading.Lock()
-        self._session_lock = threading.Lock()
-        self._session: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+        # user -> hold counter (None while a thread is taking it); identity -> claim.
+        self._holds: dict[str, int | None] = {}
+        self._claims: dict[str, Claim] = {}
+        self._lost: set[str] = set()
 
     def close(self) -> None:
-        """Release every user lock (by ending the session that holds them)."""
-        with self._session_lock:
-            session, self._session = self._session, None
-        with self._held_lock:
-            self._held.clear()
-        if session is not None:
-            session.close()
+        """Let go of every user this worker still holds (claims are released by their
+        owners; a claim left behind runs out with its lease)."""
+        with self._lock:
+            users = [user for user, counter in self._holds.items() if counter is not None]
+        for user_id in users:
+            try:
+                self.release_user(user_id)
+            except StoreError as exc:
+                log.warning(
+                    "cannot release user %s (its hold runs out with the lease): %s", user_id, exc
+                )
 
     def __enter__(self) -> WorkQueue:
         return self
@@ -119,21 +162,11 @@ class WorkQueue:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _locked_session(self) -> Iterator[psycopg.Connection[Any]]:
-        """The connection holding this worker's advisory locks (made on first use)."""
-        with self._session_lock:
-            if self._session is None:
-                self._session = self._database.connect()
-            with self._database.translate_errors():
-                yield self._session
-
     # -- the run's entries ----------------------------------------------------------------------
 
     def enqueue(self, items: Sequence[tuple[str, str]]) -> int:
         """Add ``(identity, user_id)`` pairs in manifest order; existing ones are kept as they
         are. Returns how many were new."""
-        now = self._clock.time()
         wanted = {identity for identity, _ in items}
         added = 0
         with self._database.transaction() as connection:
@@ -143,9 +176,9 @@ class WorkQueue:
             for position, (identity, user_id) in enumerate(items):
                 cursor = connection.execute(
                     "INSERT INTO work_queue (run_id, identity, user_id, position, state,"
-                    " enqueued_at) VALUES (?, ?, ?, ?, ?, ?)"
+                    " enqueued_at) VALUES (?, ?, ?, ?, ?, extract(epoch FROM clock_timestamp()))"
                     " ON CONFLICT (run_id, identity) DO NOTHING",
-                    (self.run_id, identity, user_id, position, PENDING, now),
+                    (self.run_id, identity, user_id, position, PENDING),
                 )
                 added += int(cursor.rowcount)
             # A worker with other entries may have enqueued at the same moment.
@@ -180,120 +213,213 @@ class WorkQueue:
         return int(row[0])
 
     def waiting_users(self) -> list[str]:
-        """Users with an entry nobody holds (unclaimed, or its lease ran out), first-queued
-        first; users this worker already holds are left out."""
+        """Users with an entry nobody holds (unclaimed, or its lease ran out) and whom no other
+        worker holds, first-queued first; users this worker already holds are left out."""
         rows = self._database.fetch_all(
-            "SELECT user_id, min(position) AS first FROM work_queue"
-            " WHERE run_id = ? AND state = ? AND (worker IS NULL OR lease_until < ?)"
-            " GROUP BY user_id ORDER BY first",
-            (self.run_id, PENDING, self._clock.time()),
+            "SELECT q.user_id, min(q.position) AS first FROM work_queue q"
+            " LEFT JOIN creator_holds h ON h.user_id = q.user_id"
+            " WHERE q.run_id = ? AND q.state = ?"
+            " AND (q.worker IS NULL OR q.lease_until < extract(epoch FROM clock_timestamp()))"
+            " AND (h.worker IS NULL OR h.worker = ?"
+            " OR h.lease_until < extract(epoch FROM clock_timestamp()))"
+            " GROUP BY q.user_id ORDER BY first",
+            (self.run_id, PENDING, self.worker),
         )
-        with self._held_lock:
-            held = set(self._held)
+        with self._lock:
+            held = set(self._holds)
         return [row["user_id"] for row in rows if row["user_id"] not in held]
 
     # -- users ------------------------------------------------------------------------------
 
     def try_hold_user(self, user_id: str) -> bool:
-        """Take the user's advisory lock if no worker (nor another thread here) has it."""
-        with self._held_lock:
-            if user_id in self._held:
+        """Take the user's hold if no worker (nor another thread here) has it, or its lease
+        ran out."""
+        with self._lock:
+            if user_id in self._holds:
                 return False
-            self._held.add(user_id)
+            self._holds[user_id] = None
+        counter: int | None = None
         try:
-            with self._locked_session() as session:
-                row = session.execute(
-                    "SELECT pg_try_advisory_lock(%s)", (user_lock_key(user_id),)
+            with self._database.transaction() as connection:
+                row = connection.execute(
+                    "INSERT INTO creator_holds (user_id, worker, lease_until, counter)"
+                    " VALUES (?, ?, extract(epoch FROM clock_timestamp()) + ?, 1)"
+                    " ON CONFLICT (user_id) DO UPDATE SET worker = excluded.worker,"
+                    " lease_until = excluded.lease_until, counter = creator_holds.counter + 1"
+                    " WHERE creator_holds.worker IS NULL OR creator_holds.worker = excluded.worker"
+                    " OR creator_holds.lease_until < extract(epoch FROM clock_timestamp())"
+                    " RETURNING counter",
+                    (user_id, self.worker, self.lease),
                 ).fetchone()
-        except BaseException:
-            with self._held_lock:
-                self._held.discard(user_id)
-            raise
-        if row is None or not row[0]:
-            with self._held_lock:
-                self._held.discard(user_id)
-            return False
-        return True
+            counter = None if row is None else int(row["counter"])
+        finally:
+            with self._lock:
+                if counter is None:
+                    del self._holds[user_id]
+                else:
+                    self._holds[user_id] = counter
+                    self._lost.discard(user_id)
+        return counter is not None
 
     def release_user(self, user_id: str) -> None:
-        """Let go of the user's advisory lock."""
-        with self._held_lock:
-            if user_id not in self._held:
-                return
-            self._held.discard(user_id)
-        with self._locked_session() as session:
-            session.execute("SELECT pg_advisory_unlock(%s)", (user_lock_key(user_id),))
+        """Let go of the user's hold (if it is still this worker's)."""
+        with self._lock:
+            counter = self._holds.pop(user_id, None)
+        if counter is None:
+            return
+        with self._database.transaction(durable=False) as connection:
+            connection.execute(
+                "UPDATE creator_holds SET worker = NULL, lease_until = NULL"
+                " WHERE user_id = ? AND worker = ? AND counter = ?",
+                (user_id, self.worker, counter),
+            )
 
     # -- claims -----------------------------------------------------------------------------
 
-    def claim(self, user_id: str) -> str | None:
-        """Claim the user's next free entry (the caller holds the user); its identity, or None.
+    def claim(self, user_id: str) -> Claim | None:
+        """Claim the user's next free entry (the caller holds the user), or None.
 
-        Free: unclaimed, claimed by this worker before, or its lease has run out.
+        Free: unclaimed, claimed by this worker before, or its lease has run out. Raises
+        :class:`ClaimLostError` if the user's hold is no longer this worker's.
         """
-        with self._held_lock:
-            if user_id not in self._held:
-                raise RuntimeError(f"claiming an entry of {user_id} without holding the user")
-        now = self._clock.time()
+        with self._lock:
+            hold = self._holds.get(user_id)
+        if hold is None:
+            raise RuntimeError(f"claiming an entry of {user_id} without holding the user")
         with self._database.transaction() as connection:
+            held = connection.execute(
+                "SELECT counter FROM creator_holds WHERE user_id = ? AND worker = ?"
+                " AND counter = ? FOR SHARE",
+                (user_id, self.worker, hold),
+            ).fetchone()
+            if held is None:
+                self._mark_lost(user_id)
+                raise ClaimLostError(
+                    f"worker {self.worker} no longer holds user {user_id}: its lease ran out "
+                    "and another worker may have taken the user over",
+                    hint="the worker holding the user now posts its entries",
+                )
             row = connection.execute(
                 "SELECT identity, worker FROM work_queue"
                 " WHERE run_id = ? AND user_id = ? AND state = ?"
-                " AND (worker IS NULL OR worker = ? OR lease_until < ?)"
+                " AND (worker IS NULL OR worker = ?"
+                " OR lease_until < extract(epoch FROM clock_timestamp()))"
                 " ORDER BY position LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (self.run_id, user_id, PENDING, self.worker, now),
+                (self.run_id, user_id, PENDING, self.worker),
             ).fetchone()
             if row is None:
                 return None
-            connection.execute(
-                "UPDATE work_queue SET worker = ?, lease_until = ?, claims = claims + 1"
-                " WHERE run_id = ? AND identity = ?",
-                (self.worker, now + self.lease, self.run_id, row["identity"]),
-            )
+            claimed: Any = connection.execute(
+                "UPDATE work_queue SET worker = ?,"
+                " lease_until = extract(epoch FROM clock_timestamp()) + ?,"
+                " claims = claims + 1 WHERE run_id = ? AND identity = ? RETURNING claims",
+                (self.worker, self.lease, self.run_id, row["identity"]),
+            ).fetchone()
         if row["worker"] not in (None, self.worker):
             log.warning(
                 "taking over an entry of %s from worker %s (its lease ran out)",
                 user_id,
                 row["worker"],
             )
-        identity: str = row["identity"]
-        return identity
+        claim = Claim(
+            run_id=self.run_id,
+            identity=row["identity"],
+            user_id=user_id,
+            worker=self.worker,
+            token=int(claimed["claims"]),
+            hold=hold,
+        )
+        with self._lock:
+            self._claims[claim.identity] = claim
+            self._lost.discard(claim.identity)
+        return claim
 
-    def complete(self, identity: str, result: str) -> bool:
+    def complete(self, claim: Claim, result: str) -> bool:
         """Mark a claimed entry done with its result's status; False if the claim was lost
         (its lease ran out and another worker took it)."""
+        self._forget(claim)
         with self._database.transaction() as connection:
             cursor = connection.execute(
-                "UPDATE work_queue SET state = ?, result = ?, finished_at = ?, lease_until = NULL"
-                " WHERE run_id = ? AND identity = ? AND worker = ? AND state = ?",
-                (DONE, result, self._clock.time(), self.run_id, identity, self.worker, PENDING),
+                "UPDATE work_queue SET state = ?, result = ?,"
+                " finished_at = extract(epoch FROM clock_timestamp()),"
+                " lease_until = NULL"
+                " WHERE run_id = ? AND identity = ? AND worker = ? AND claims = ? AND state = ?",
+                (DONE, result, self.run_id, claim.identity, self.worker, claim.token, PENDING),
             )
             return int(cursor.rowcount) == 1
 
-    def release(self, identity: str) -> None:
+    def release(self, claim: Claim) -> None:
         """Give a claimed entry back unfinished (this worker is stopping)."""
+        self._forget(claim)
         with self._database.transaction() as connection:
             connection.execute(
                 "UPDATE work_queue SET worker = NULL, lease_until = NULL"
-                " WHERE run_id = ? AND identity = ? AND worker = ? AND state = ?",
-                (self.run_id, identity, self.worker, PENDING),
+                " WHERE run_id = ? AND identity = ? AND worker = ? AND claims = ? AND state = ?",
+                (self.run_id, claim.identity, self.worker, claim.token, PENDING),
             )
 
+    def _forget(self, claim: Claim) -> None:
+        with self._lock:
+            self._claims.pop(claim.identity, None)
+            self._lost.discard(claim.identity)
+
+    def _mark_lost(self, key: str) -> None:
+        with self._lock:
+            self._lost.add(key)
+
+    def is_lost(self, claim: Claim) -> bool:
+        """Whether the heartbeat found this claim (or its user's hold) taken over."""
+        with self._lock:
+            return claim.identity in self._lost or claim.user_id in self._lost
+
     def renew(self) -> int:
-        """Extend the leases of this worker's pending claims (the heartbeat); how many."""
+        """Extend the leases of this worker's holds and claims (the heartbeat); how many rows
+        were renewed. Those it no longer finds as it left them are marked lost."""
+        with self._lock:
+            holds = {user: counter for user, counter in self._holds.items() if counter is not None}
+            claims = dict(self._claims)
         with self._database.transaction(durable=False) as connection:
-            cursor = connection.execute(
-                "UPDATE work_queue SET lease_until = ?"
-                " WHERE run_id = ? AND worker = ? AND state = ?",
-                (self._clock.time() + self.lease, self.run_id, self.worker, PENDING),
+            users = connection.execute(
+                "UPDATE creator_holds SET lease_until = extract(epoch FROM clock_timestamp()) + ?"
+                " WHERE worker = ? AND (user_id, counter) IN"
+                " (SELECT * FROM unnest(?::text[], ?::bigint[])) RETURNING user_id",
+                (self.lease, self.worker, list(holds), list(holds.values())),
+            ).fetchall()
+            entries = connection.execute(
+                "UPDATE work_queue SET lease_until = extract(epoch FROM clock_timestamp()) + ?"
+                " WHERE run_id = ? AND worker = ? AND state = ? AND (identity, claims) IN"
+                " (SELECT * FROM unnest(?::text[], ?::bigint[])) RETURNING identity",
+                (
+                    self.lease,
+                    self.run_id,
+                    self.worker,
+                    PENDING,
+                    list(claims),
+                    [claim.token for claim in claims.values()],
+                ),
+            ).fetchall()
+        lost = (set(holds) - {row["user_id"] for row in users}) | (
+            set(claims) - {row["identity"] for row in entries}
+        )
+        with self._lock:
+            new = lost - self._lost
+            self._lost |= lost
+        if new:
+            log.warning(
+                "the leases of %s ran out before this worker renewed them (it was paused or "
+                "cut off): another worker may have taken them over; stopping their work",
+                ", ".join(sorted(new)),
             )
-            return int(cursor.rowcount)
+        return len(users) + len(entries)
 
 
 class Heartbeat:
-    """Renews a worker's leases every third of the lease until stopped; a failed renewal sets
-    ``on_failure`` (the run's stop event): a worker that cannot keep its claims must not go on
-    working on them after another worker may have taken them over."""
+    """Renews a worker's holds and claims every third of the lease until stopped.
+
+    A renewal that fails (the database cannot be reached) sets ``on_failure`` (the run's stop
+    event): a worker that cannot keep its claims must not start new work. What it is doing
+    already is safe either way: every journal write checks the claim (the fence).
+    """
 
     def __init__(self, queue: WorkQueue, on_failure: threading.Event) -> None:
         self._queue = queue

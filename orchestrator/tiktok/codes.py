@@ -204,6 +204,9 @@ ORCHESTRATOR_CODES: Final = MappingProxyType(
         "(--inbox-cap, default 5); they must post or delete drafts in the app",
         "scheduled": "publish_at is in the future; the first run after it posts the entry",
         "interrupted": "the run was stopped (Ctrl-C, SIGTERM); run again to go on from the journal",
+        "claim_lost": "a worker of a shared run lost its claim on the entry (paused or cut off "
+        "past --lease) and another worker took it over; that worker finishes it (`report "
+        "--run-id` shows the outcome)",
         "retry_budget_spent": "TikTok kept failing and the run's retry budget ran out; the rest "
         "was deferred; check TikTok's status and the network, then run again",
         "deferred": "TikTok asked to post later (a cap); the next run tries again",
@@ -214,6 +217,8 @@ ORCHESTRATOR_CODES: Final = MappingProxyType(
         "check the creator's profile, and if it did not post give the entry a new id",
         "file_unreadable": "the video could not be opened or changed size since validation; "
         "check the file and run again",
+        "file_changed": "the file was modified while uploading (nothing was published) — finish "
+        "writing it, then run again",
         "upload_error": "the upload could not go on (see the message); run again",
         "transport": "the connection to TikTok failed repeatedly; run again",
         "upload_server_error": "TikTok's upload server kept failing; run again",

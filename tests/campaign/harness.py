@@ -13,15 +13,21 @@ Then every invariant is checked and each breach becomes one line of :attr:`SeedR
 
 - **safety, at the sandbox**: per entry at most one completed upload that is not FAILED; an entry
   reported done has exactly one, and it is the publish the report and journal name, byte-exact
-  (SHA-256 of the file), in the right mode, for the right user; every completed upload is one of
-  the manifest's files (no corrupted upload completed); zero protocol violations and sandbox
-  errors.
+  (SHA-256 of a version of the file), in the right mode, for the right user; every completed
+  upload is a whole version of one of the manifest's files — one that existed, before or after
+  any of the schedule's in-place edits, never a splice of two (no corrupted upload completed);
+  zero protocol violations and sandbox errors.
 - **the report**: the final run's report lists every manifest entry exactly once, each with a
   terminal status, and validates against the shipped schema; every run that was not killed
   exited 0 or 1 without a traceback.
 - **the journal and token store**: readable with the key (every sealed value opens), one row
   per entry, its state agreeing with the report.
 - **liveness**: an entry ends other than done only where the schedule could have spoiled it.
+- **a damaged store is refused**: a damaged-store step (``RunSpec.store_damage``: ``state.db``
+  cut to 0 or 1 byte, a flipped byte, the copy from before the first run put back) plays one
+  extra run that must exit 1 or 2 without a traceback and without a request reaching the
+  sandbox; then the good files are put back and the schedule goes on (and must still settle with
+  no double post).
 - **secrets**: no access token, refresh token, authorization code, upload-URL token or client
   secret the sandbox issued appears in any output, report or file of the home (``state.db``
   and its WAL included: values there must be encrypted) or the working folder.
@@ -52,9 +58,18 @@ from orchestrator.report import report_schema
 from orchestrator.sandbox import Fault, Sandbox, SandboxConfig, SandboxUser
 from orchestrator.sandbox.config import default_users
 from orchestrator.store.db import DB_FILENAME
+from orchestrator.store.generation import GENERATION_FILENAME
 from orchestrator.store.journal import Journal
 from orchestrator.store.tokens import TokenStore
-from tests.campaign.schedule import MAX_CLEAN_RUNS, EntrySpec, RunSpec, Schedule, Trigger
+from tests.campaign.schedule import (
+    EDIT_LENGTH,
+    MAX_CLEAN_RUNS,
+    EditSpec,
+    EntrySpec,
+    RunSpec,
+    Schedule,
+    Trigger,
+)
 from tests.support.run_support import (
     REPO,
     SAMPLE,
@@ -207,6 +222,11 @@ class _Player:
         self.settings = sandbox_settings(sandbox, self.home)
         self.result = SeedResult(schedule.seed, schedule.describe())
         self.digests: dict[int, str] = {}
+        # Every in-place edit made so far, per entry: (offset, bytes before, bytes after).
+        self.edits: dict[int, list[tuple[int, bytes, bytes]]] = {}
+        self.versions: dict[int, set[str]] = {}
+        self.entries = list(schedule.entries)
+        self.edit_rng = random.Random(f"edit-bytes-{schedule.seed}")
         self.manifest = self.media / "manifest.json"
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -238,16 +258,48 @@ class _Player:
             grants.append((grant, None))
         with TokenStore.open(self.settings, clock=clock) as store:
             store.save_grants(grants)
+        self.older_copy = self.folder / "state-before-run-1.db"
+        _backup_store(self.home, self.older_copy)
         self.media.mkdir()
         (self.folder / "user-home").mkdir()
         rng = random.Random(f"media-{self.schedule.seed}")
         for entry in self.schedule.entries:
             if entry.kind == "file":
                 self.digests[entry.index] = write_clip(self.media / entry.name, entry.size, rng)
-        write_manifest(
-            self.media,
-            [_entry_document(e, self.schedule.seed) for e in self.schedule.entries],
-        )
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        write_manifest(self.media, [_entry_document(e, self.schedule.seed) for e in self.entries])
+
+    def _add_ids(self) -> None:
+        """The same entries, each given an id if it had none: they must adopt their records."""
+        self.entries = [
+            e if e.entry_id else replace(e, entry_id=f"s{self.schedule.seed}-a{e.index}")
+            for e in self.entries
+        ]
+        self._write_manifest()
+
+    def _edit(self, edit: EditSpec) -> None:
+        """Overwrite ``EDIT_LENGTH`` bytes in place, as an editor saving over the file does."""
+        path = self.media / self.schedule.entries[edit.entry].name
+        new = self.edit_rng.randbytes(EDIT_LENGTH)
+        with path.open("r+b") as file:
+            file.seek(edit.offset)
+            old = file.read(EDIT_LENGTH)
+            file.seek(edit.offset)
+            file.write(new)
+        self.edits.setdefault(edit.entry, []).append((edit.offset, old, new))
+
+    def _all_versions(self) -> dict[int, set[str]]:
+        """Every version each file had: the one now, then undoing its edits one by one."""
+        versions = {index: {digest} for index, digest in self.digests.items()}
+        for index, edits in self.edits.items():
+            data = bytearray((self.media / self.schedule.entries[index].name).read_bytes())
+            versions[index].add(hashlib.sha256(data).hexdigest())
+            for offset, old, _ in reversed(edits):
+                data[offset : offset + len(old)] = old
+                versions[index].add(hashlib.sha256(data).hexdigest())
+        return versions
 
     # -- runs --
 
@@ -292,6 +344,8 @@ class _Player:
         return args
 
     def _run(self, number: int, spec: RunSpec) -> RunRecord:
+        if spec.store_damage is not None:
+            self._damaged_run(number, spec.store_damage)
         sandbox = self.sandbox
         sandbox.clear_faults()
         scheduled = [
@@ -310,6 +364,12 @@ class _Player:
             sandbox.schedule(fault)
         for user, reason in spec.fail_publishes:
             sandbox.fail_next_publish(user, reason)
+        if spec.add_ids:
+            self._add_ids()
+        for edit in spec.edits:
+            if edit.when is None:
+                self._edit(edit)  # between the last run (maybe killed mid-upload) and this one
+        edits = [edit for edit in spec.edits if edit.when is not None]
         base = sandbox.call_counts()
         # A new process knows nothing of the requests the last one sent (its rate windows).
         sandbox.new_client()
@@ -320,6 +380,12 @@ class _Player:
         pause = threading.Event()
         while child.process.poll() is None:
             counts = sandbox.call_counts()
+            for edit in list(edits):
+                assert edit.when is not None
+                if _reached(edit.when, counts, base):
+                    edits.remove(edit)
+                    pause.wait(edit.when.after)
+                    self._edit(edit)
             for event in list(pending):
                 if _reached(event.when, counts, base):
                     pending.remove(event)
@@ -355,12 +421,41 @@ class _Player:
             faults_fired=fired,
         )
 
-    def _spawn(self, number: int, spec: RunSpec) -> Child:
-        out_path = self.media / f"run-{number}.out"
-        err_path = self.media / f"run-{number}.err"
+    def _damaged_run(self, number: int, damage: str) -> None:
+        """One run on a store spoilt by ``damage``: it must be refused (exit 1 or 2, nothing
+        sent, no traceback); then the good files are put back."""
+        good = _save_store(self.home)
+        _spoil_store(self.home, damage, self.older_copy, random.Random(f"{damage}-{number}"))
+        before = self.sandbox.call_counts()
+        child = self._spawn(number, RunSpec(jobs=2), name=f"{number}-damaged")
+        try:
+            exit_code = child.wait(RUN_TIMEOUT)
+        except AssertionError:
+            exit_code = -1
+        label = f"the run on a damaged store ({damage}) before run {number}"
+        if exit_code not in (1, 2):
+            self.violations.append(f"{label} exited {exit_code}, not 1 or 2")
+        if "Traceback" in child.stderr:
+            self.violations.append(f"{label} showed a traceback")
+        sent = {
+            endpoint: count - before.get(endpoint, 0)
+            for endpoint, count in self.sandbox.call_counts().items()
+            if count != before.get(endpoint, 0)
+        }
+        if sent:
+            self.violations.append(f"{label} sent requests: {sent}")
+        _put_back_store(self.home, good)
+
+    def _spawn(self, number: int, spec: RunSpec, *, name: str | None = None) -> Child:
+        label = name or str(number)
+        out_path = self.media / f"run-{label}.out"
+        err_path = self.media / f"run-{label}.err"
+        args = self._args(number, spec)
+        if name is not None:
+            args[args.index("--report") + 1] = f"report-{name}.json"
         with out_path.open("w") as out, err_path.open("w") as err:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tests.campaign.child", *self._args(number, spec)],
+                [sys.executable, "-m", "tests.campaign.child", *args],
                 cwd=self.media,
                 env=self.env,
                 stdout=out,
@@ -454,7 +549,8 @@ class _Player:
             self.violations.append(f"protocol violation: {violation}")
         for error in sandbox.server_errors():
             self.violations.append(f"sandbox error: {error}")
-        known = set(self.digests.values())
+        versions = self._all_versions()
+        known = set().union(*versions.values()) if versions else set()
         for publish in publishes:
             if (
                 publish.source == "FILE_UPLOAD"
@@ -462,13 +558,13 @@ class _Player:
                 and publish.sha256 not in known
             ):
                 self.violations.append(
-                    f"{publish.publish_id} completed with bytes that are no manifest file"
+                    f"{publish.publish_id} completed with bytes that are no version of a "
+                    "manifest file (a splice of two versions, or corrupted)"
                 )
         seed = self.schedule.seed
         for entry in self.schedule.entries:
             if entry.kind == "file":
-                digest = self.digests[entry.index]
-                mine = [p for p in publishes if p.completed and p.sha256 == digest]
+                mine = [p for p in publishes if p.completed and p.sha256 in versions[entry.index]]
             elif entry.kind == "video_url":
                 url = video_url(entry, seed)
                 mine = [p for p in publishes if p.source_info.get("video_url") == url]
@@ -546,6 +642,60 @@ class _Player:
 
     def _check_secrets(self) -> None:
         self.violations.extend(find_secrets(self.folder, self.sandbox.issued_secrets()))
+
+
+# -- the damaged-store step ------------------------------------------------------------------------
+
+_STORE_FILES = (DB_FILENAME, f"{DB_FILENAME}-wal", f"{DB_FILENAME}-shm", GENERATION_FILENAME)
+
+
+def _backup_store(home: Path, to: Path) -> None:
+    """A consistent copy of ``state.db`` (what ``sqlite3 state.db ".backup copy"`` makes)."""
+    with (
+        contextlib.closing(sqlite3.connect(home / DB_FILENAME)) as source,
+        contextlib.closing(sqlite3.connect(to)) as target,
+    ):
+        source.backup(target)
+
+
+def _save_store(home: Path) -> dict[str, bytes]:
+    """The store's files as they are (no process is running: the last one's WAL is folded in
+    first, so a spoilt main file is the whole story)."""
+    with contextlib.closing(sqlite3.connect(home / DB_FILENAME)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return {name: (home / name).read_bytes() for name in _STORE_FILES if (home / name).exists()}
+
+
+def _put_back_store(home: Path, saved: dict[str, bytes]) -> None:
+    for name in _STORE_FILES:
+        (home / name).unlink(missing_ok=True)
+    for name, data in saved.items():
+        (home / name).write_bytes(data)
+        (home / name).chmod(0o600)
+
+
+def _spoil_store(home: Path, damage: str, older_copy: Path, rng: random.Random) -> None:
+    """Spoil ``home/state.db`` as ``damage`` says (see ``schedule.STORE_DAMAGE``)."""
+    path = home / DB_FILENAME
+    for companion in (f"{DB_FILENAME}-wal", f"{DB_FILENAME}-shm"):
+        (home / companion).unlink(missing_ok=True)
+    data = bytearray(path.read_bytes())
+    if damage == "empty":
+        data = bytearray()
+    elif damage == "one_byte":
+        data = data[:1]
+    elif damage == "header_flip":
+        data[rng.randrange(16)] ^= 1 << rng.randrange(8)  # "SQLite format 3\0"
+    elif damage == "schema_flip":
+        if rng.random() < 0.5:
+            data[data.index(b"CREATE TABLE users") + 5] = 0xFF  # not UTF-8 any more
+        else:
+            data[data.index(b"needs_login        TEXT")] = ord("m")  # a column renamed
+    elif damage == "older_copy":
+        data = bytearray(older_copy.read_bytes())
+    else:
+        raise ValueError(f"no store damage {damage!r}")
+    path.write_bytes(bytes(data))
 
 
 def report_entry(report: dict[str, Any], index: int) -> dict[str, Any] | None:

@@ -17,11 +17,11 @@ that nothing is lost (liveness) besides that nothing is posted twice (safety).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator.tiktok.chunks import MIN_CHUNK
 
-GENERATOR = 3
+GENERATOR = 5
 """The schedule generator's version (see :func:`generate`)."""
 
 REDUCED_SEEDS = 25
@@ -39,6 +39,13 @@ DRIP_GAP = 0.05
 
 MAX_CLEAN_RUNS = 4
 """Fault-free runs allowed after the faulty ones before a schedule is called unsettled."""
+
+STORE_DAMAGE = ("empty", "one_byte", "header_flip", "schema_flip", "older_copy")
+"""Ways the harness spoils ``state.db`` between two runs (see :attr:`RunSpec.store_damage`):
+cut to 0 or 1 byte, a flipped byte in the SQLite header or in the schema text, or the copy
+taken before the first run put back (the restore guard's case; never before run 1)."""
+STORE_DAMAGE_ODDS = 0.25
+"""The chance of a damaged-store step before each run (version 5 on)."""
 
 # Retryable failures answered in the endpoint's own envelope.
 _SERVER_ERRORS = (500, 502, 503)
@@ -88,6 +95,24 @@ class Trigger:
     after: float = 0.0
 
 
+EDIT_LENGTH = 4096
+"""Bytes an in-place edit overwrites."""
+EDIT_MARGIN = 1024 * 1024 + EDIT_LENGTH
+"""Edits stay clear of a file's first and last MiB: those are its fingerprint, and changing
+them would make it another entry (a new identity), which is not what an edit tests."""
+
+
+@dataclass(frozen=True)
+class EditSpec:
+    """``EDIT_LENGTH`` bytes overwritten in place in entry ``entry``'s file at ``offset``:
+    before the run starts (``when`` None: after the last run, perhaps killed mid-upload) or
+    at that moment of the run (while it may be uploading the file)."""
+
+    entry: int
+    offset: int
+    when: Trigger | None = None
+
+
 @dataclass(frozen=True)
 class TokenEvent:
     """Something that happens to a user's tokens at the sandbox at ``when``:
@@ -110,6 +135,12 @@ class RunSpec:
     kill: Trigger | None = None
     jobs: int = 2
     chunk_size: int | None = None
+    edits: tuple[EditSpec, ...] = ()
+    add_ids: bool = False  # before the run: every entry without an id gets one
+    store_damage: str | None = None
+    """Before this run, one extra run on a damaged store (one of :data:`STORE_DAMAGE`): it must
+    be refused (exit 1 or 2, no request sent); then the good state is put back and this run
+    plays as specified."""
 
 
 @dataclass(frozen=True)
@@ -152,9 +183,17 @@ class Schedule:
             events = ", ".join(f"{e.action} {e.user_id}" for e in run.token_events)
             failed = ", ".join(f"{u}:{r}" for u, r in run.fail_publishes)
             kill = f"kill at {run.kill.endpoint}+{run.kill.calls}" if run.kill else "no kill"
+            if run.store_damage is not None:
+                lines.append(f"  before run {number}: a damaged store ({run.store_damage})")
+            edits = ", ".join(
+                f"{e.entry}@{e.offset}"
+                + (f" at {e.when.endpoint}+{e.when.calls}" if e.when else " before")
+                for e in run.edits
+            )
             lines.append(
                 f"  run {number} (jobs {run.jobs}, chunk {run.chunk_size}): [{faults}] "
-                f"tokens [{events}] fail [{failed}] {kill}"
+                f"tokens [{events}] fail [{failed}] {kill} edits [{edits}]"
+                + (" ids added" if run.add_ids else "")
             )
         return "\n".join(lines)
 
@@ -268,18 +307,32 @@ def _fault(
     return FaultSpec(endpoint, call, kind)
 
 
+def _store_damage(damage: random.Random, *, first: bool) -> str | None:
+    """A damaged-store step before a run, or None; an older copy needs a run before it."""
+    if damage.random() >= STORE_DAMAGE_ODDS:
+        return None
+    if not first and damage.random() < 0.5:
+        return "older_copy"  # the restore guard's case, so it has its share of the seeds
+    return damage.choice(STORE_DAMAGE[:-1])
+
+
 def generate(seed: int, *, full: bool = False, version: int = GENERATOR) -> Schedule:
     """The schedule of ``seed`` (the same seed and version always give the same schedule).
 
     ``version`` is the generator's: 1 drew up to four faults on calls 1..6 and killed 60 % of
     the runs anywhere; 2 draws one to five faults on early calls and kills half the runs,
-    mostly mid-transfer; 3 also makes a quarter of the API 5xx faults a gateway's 408. A
-    regression seed keeps the version it was found with, so it replays the same schedule.
+    mostly mid-transfer; 3 also makes a quarter of the API 5xx faults a gateway's 408; 4 also
+    edits files in place (between a run and the next, and during a run) and adds ids to the
+    entries without one before a later run (they must adopt their journal records); 5 also puts
+    a damaged-store step before some runs (:data:`STORE_DAMAGE`, drawn from a random stream of
+    its own, so a seed's other draws are unchanged). A regression seed keeps the version it was
+    found with, so it replays the same schedule.
     """
-    if version not in (1, 2, 3):
+    if version not in (1, 2, 3, 4, 5):
         raise ValueError(f"no schedule generator version {version}")
     rng = random.Random(seed)
     gateway = random.Random(f"gateway-{seed}")
+    damage = random.Random(f"store-damage-{seed}")
     users = tuple(rng.sample(USERS, rng.randint(2, 4)))
     entries = _entries(rng, seed, users, full)
     used = tuple(dict.fromkeys(e.user_id for e in entries))
@@ -335,8 +388,11 @@ def generate(seed: int, *, full: bool = False, version: int = GENERATOR) -> Sche
                 kill=kill,
                 jobs=rng.randint(1, 4),
                 chunk_size=rng.choice((MIN_CHUNK, MIN_CHUNK, 8_000_000, None)),
+                store_damage=_store_damage(damage, first=not runs) if version >= 5 else None,
             )
         )
+    if version >= 4:
+        runs = _edits_and_ids(random.Random(f"edits-{seed}"), entries, runs)
     spoiled_users = frozenset(used) if "*" in users_spoiled else frozenset(users_spoiled)
     return Schedule(
         seed=seed,
@@ -348,3 +404,29 @@ def generate(seed: int, *, full: bool = False, version: int = GENERATOR) -> Sche
         json_logs=seed % 2 == 1,
         spoilers=Spoilers(users=spoiled_users, entries=len(spoil)),
     )
+
+
+def _edits_and_ids(
+    rng: random.Random, entries: list[EntrySpec], runs: list[RunSpec]
+) -> list[RunSpec]:
+    """Version 4's additions, drawn from their own generator (so the rest of the schedule is
+    version 3's): in-place edits of files big enough to edit clear of their fingerprint, and
+    maybe ids added before a later run."""
+    editable = [e for e in entries if e.kind == "file" and e.size > 2 * EDIT_MARGIN + 1]
+    adds_ids_before = rng.randint(1, len(runs)) if rng.random() < 0.3 else None
+    changed = []
+    for number, run in enumerate(runs):
+        edits: list[EditSpec] = []
+        for _ in range(rng.choice((0, 0, 1, 2)) if editable else 0):
+            entry = rng.choice(editable)
+            offset = rng.randint(EDIT_MARGIN, entry.size - EDIT_MARGIN)
+            when = None
+            if number == 0 or rng.random() < 0.5:
+                when = Trigger("upload", rng.randint(1, 3), after=rng.uniform(0.0, 0.05))
+            edits.append(EditSpec(entry.index, offset, when))
+        changed.append(replace(run, edits=tuple(edits), add_ids=adds_ids_before == number))
+    if adds_ids_before == len(runs):
+        # Before the first clean run: the harness's clean runs take it from the last one.
+        changed[-1] = replace(changed[-1], add_ids=False)
+        changed.append(RunSpec(jobs=2, add_ids=True))
+    return changed

@@ -5,8 +5,11 @@ Each seed is a schedule (:mod:`tests.campaign.schedule`): several users, videos 
 campaign), URL and photo entries, inbox and direct posts; faults from every sandbox kind on
 random calls (5xx, 401, 408, 429, resets before and mid-body, answers lost after acceptance,
 answers held past the read timeout, dripped answers, upload URLs expiring, refreshes failing),
-tokens expiring or revoked mid-run, FAILED statuses; and SIGKILLs of the real process at random
-moments. The real CLI runs it, again and again, until a run has nothing left to do; then
+tokens expiring or revoked mid-run, FAILED statuses; SIGKILLs of the real process at random
+moments; files edited in place between a kill and the rerun and while they upload (every
+completed upload must be a whole version of its file, never a splice); and ids added to the
+entries before a later run (they adopt their journal records: nothing posted again). The real
+CLI runs it, again and again, until a run has nothing left to do; then
 :mod:`tests.campaign.harness` checks every invariant (safety, the report, the journal and token
 store, liveness, secrets).
 
@@ -53,6 +56,11 @@ REGRESSIONS = {
         False,
         "a run killed between TikTok's token rotation and its commit: "
         "the next run's reuse was flagged: sandbox",
+    ),
+    43: Regression(
+        4,
+        False,
+        "a file edited in place while it uploaded completed as a splice of two versions: upload",
     ),
     78: Regression(
         2,

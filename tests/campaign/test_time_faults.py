@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,8 +48,10 @@ def _advance_after_first_chunk(rig: RunRig, seconds: float) -> Iterator[None]:
     real_record = Journal.record
     moved: list[bool] = []
 
-    def record(self: Journal, identity: str, user_id: str, event: UploadEvent) -> None:
-        real_record(self, identity, user_id, event)
+    def record(
+        self: Journal, identity: str, user_id: str, event: UploadEvent, **fence: Any
+    ) -> None:
+        real_record(self, identity, user_id, event, **fence)
         if isinstance(event, ChunkConfirmed) and event.index == 0 and not moved:
             moved.append(True)
             rig.clock.advance(seconds)

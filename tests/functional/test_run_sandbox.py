@@ -543,10 +543,12 @@ def test_a_journal_that_cannot_be_written_stops_the_run_before_more_requests(
     manifest = rig.manifest([{"user_id": "sandbox-user-1", "video_path": p.name} for p, _ in clips])
     real_record = Journal.record
 
-    def full_disk(self: Journal, identity: str, user_id: str, event: UploadEvent) -> None:
+    def full_disk(
+        self: Journal, identity: str, user_id: str, event: UploadEvent, **fence: Any
+    ) -> None:
         if isinstance(event, ChunkConfirmed):
             raise StoreError("database or disk is full")
-        real_record(self, identity, user_id, event)
+        real_record(self, identity, user_id, event, **fence)
 
     monkeypatch.setattr(Journal, "record", full_disk)
     report = rig.run(manifest, RunOptions(jobs=1))

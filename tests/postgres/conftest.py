@@ -14,6 +14,7 @@ so ``pip install -e '.[test]'`` then ``python -m pytest`` passes on a fresh mach
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import glob
 import os
@@ -27,6 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from orchestrator.clock import SystemClock
+from orchestrator.config import load_settings
+from orchestrator.sandbox import SandboxConfig
+from tests.support.run_support import USERS, Served, serve, sign_in
 
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _SERVER_USER = "postgres"
@@ -163,3 +169,29 @@ def pg_server() -> Iterator[PgServer]:
 def pg_url(pg_server: PgServer) -> str:
     """The URL of a fresh, empty database on the session's server."""
     return pg_server.create_database()
+
+
+@contextlib.contextmanager
+def shared_store(tmp_path: Path, url: str) -> Iterator[tuple[Served, str]]:
+    """A served sandbox whose users are signed in to the PostgreSQL store at ``url``; the
+    workers' environment points at that store with one token key."""
+    config = SandboxConfig(processing_polls=0, daily_post_cap=100, pending_inbox_cap=100)
+    with serve(tmp_path, config) as served:
+        key = base64.b64encode(os.urandom(32)).decode()
+        settings = load_settings(
+            environ={"ORCHESTRATOR_TOKEN_KEY": key},
+            home=served.home,
+            store=url,
+            api_base=served.sandbox.base_url,
+            auth_url=served.sandbox.auth_url,
+        )
+        sign_in(settings, served.sandbox, SystemClock(), USERS)
+        served.env.update({"ORCHESTRATOR_STORE": url, "ORCHESTRATOR_TOKEN_KEY": key})
+        yield served, url
+
+
+@pytest.fixture
+def shared(tmp_path: Path, pg_url: str) -> Iterator[tuple[Served, str]]:
+    """A sandbox and a fresh PostgreSQL store shared by the workers (see shared_store)."""
+    with shared_store(tmp_path, pg_url) as opened:
+        yield opened

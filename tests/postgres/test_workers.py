@@ -12,22 +12,17 @@ land between journal steps.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orchestrator.clock import SystemClock
-from orchestrator.config import load_settings
 from orchestrator.runner import shared_run_id
-from orchestrator.sandbox import Fault, SandboxConfig
+from orchestrator.sandbox import Fault
 from orchestrator.secret import Secret
 from orchestrator.store.postgres import PostgresDatabase
 from orchestrator.store.queue import QueueItem, read_items
@@ -38,33 +33,12 @@ from tests.support.run_support import (
     Child,
     Served,
     completed_by_digest,
-    serve,
-    sign_in,
 )
 
 WORKERS = 4
 VIDEOS_PER_USER = 10
 KILLS = 6
 LEASE = "2"
-
-
-@pytest.fixture
-def shared(tmp_path: Path, pg_url: str) -> Iterator[tuple[Served, str]]:
-    """A served sandbox whose users are signed in to a fresh PostgreSQL store; the workers'
-    environment points at that store with one token key."""
-    config = SandboxConfig(processing_polls=0, daily_post_cap=100, pending_inbox_cap=100)
-    with serve(tmp_path, config) as served:
-        key = base64.b64encode(os.urandom(32)).decode()
-        settings = load_settings(
-            environ={"ORCHESTRATOR_TOKEN_KEY": key},
-            home=served.home,
-            store=pg_url,
-            api_base=served.sandbox.base_url,
-            auth_url=served.sandbox.auth_url,
-        )
-        sign_in(settings, served.sandbox, SystemClock(), USERS)
-        served.env.update({"ORCHESTRATOR_STORE": pg_url, "ORCHESTRATOR_TOKEN_KEY": key})
-        yield served, pg_url
 
 
 def _pid(worker: str | None) -> int:

@@ -18,9 +18,11 @@ from orchestrator.upload import (
     ChunkConfirmed,
     Deferred,
     Failed,
+    FileIdentity,
     Initialised,
     Processing,
     Published,
+    SourceChanged,
     Uncertain,
     Uploaded,
     UploadState,
@@ -135,6 +137,33 @@ def test_an_unfinished_transfer_resumes_on_its_url_from_the_confirmed_bytes(
     assert point.plan == PLAN
     assert point.bytes_confirmed == MIN_CHUNK
     assert point.url_expires_at == 4000.0
+
+
+def test_a_resumed_transfer_carries_the_file_identity_and_chunk_digests(
+    journal: Journal,
+) -> None:
+    """The stat identity recorded at init and each confirmed chunk's SHA-256 come back in the
+    resume point, so a new process can check the file before sending the rest."""
+    m = meta()
+    journal.begin(m)
+    identity = FileIdentity(1, 2, PLAN.video_size, 3, 4)
+    journal.record(m.identity, m.user_id, Initialised("p-1", URL, 4000.0, PLAN, identity))
+    journal.record(m.identity, m.user_id, ChunkConfirmed(0, MIN_CHUNK, "a" * 64))
+    decision = journal.decide(m.identity, request_digest="d1", fingerprint="f1")
+    assert decision.resume_point is not None
+    assert decision.resume_point.source == identity
+    assert decision.resume_point.chunk_digests == ("a" * 64,)
+
+
+def test_a_source_change_leaves_the_entry_to_start_afresh(journal: Journal) -> None:
+    """After SourceChanged the abandoned upload is never resumed: a rerun starts afresh."""
+    m = started(journal)
+    journal.record(m.identity, m.user_id, ChunkConfirmed(0, MIN_CHUNK, "a" * 64))
+    journal.record(m.identity, m.user_id, SourceChanged("edited"))
+    assert decide(journal) is Action.START
+    record = journal.get(m.identity)
+    assert record is not None
+    assert record.upload_url is None
 
 
 @pytest.mark.parametrize("state", ["uploaded", "processing"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from dataclasses import dataclass
@@ -556,6 +557,63 @@ def test_resume_with_only_the_last_chunk_left_never_inits_again(rig: Rig) -> Non
     assert outcome.state is UploadState.FAILED
     assert outcome.error is not None
     assert outcome.error.retryable
+
+
+def _resume_point_with_digests(rig: Rig) -> ResumePoint:
+    """The first two chunks' resume point, with the identity and digests the run recorded."""
+    point = _first_two_chunks(rig)
+    init = rig.journal.events[0]
+    assert isinstance(init, Initialised)
+    assert init.source is not None
+    digests = tuple(e.digest for e in rig.journal.events if isinstance(e, ChunkConfirmed))
+    assert len(digests) == 2
+    assert None not in digests
+    return dataclasses.replace(point, source=init.source, chunk_digests=digests)
+
+
+def test_resume_checks_the_sent_chunks_digests_even_when_stat_says_unchanged(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """A new process re-reads the bytes already sent: a chunk that no longer matches its
+    recorded digest abandons the old upload (never completed) and sends the file afresh,
+    even though the file's stat identity is the one recorded at init."""
+    point = _resume_point_with_digests(rig)
+    assert point.source is not None
+    # One chunk confirmed (the last one never went), and it no longer matches the file.
+    tampered = dataclasses.replace(point, bytes_confirmed=MIN_CHUNK, chunk_digests=("0" * 64,))
+    journal = MemoryJournal()
+    outcome = rig.uploader.resume(rig.request(), tampered, journal)
+    assert outcome.state is UploadState.PUBLISHED
+    assert [type(e).__name__ for e in journal.events][:2] == ["SourceChanged", "Initialised"]
+    assert len(rig.fake.publishes) == 2
+    assert_one_exact_upload(rig)
+
+
+def test_changed_file_with_only_the_last_chunk_left_sends_nothing_and_never_inits(
+    rig: Rig,
+) -> None:
+    """The last chunk may have gone before the file changed: nothing is sent, no new init;
+    TikTok holding fewer bytes means that upload can never complete: file_changed, retryable."""
+    point = _resume_point_with_digests(rig)
+    tampered = dataclasses.replace(point, chunk_digests=(point.chunk_digests[0], "0" * 64))
+    puts, inits = rig.fake.puts, len(rig.fake.publishes)
+    outcome = rig.uploader.resume(rig.request(), tampered, MemoryJournal())
+    assert outcome.state is UploadState.FAILED
+    assert outcome.error is not None
+    assert outcome.error.code == "file_changed"
+    assert outcome.error.retryable
+    assert (rig.fake.puts, len(rig.fake.publishes)) == (puts, inits)
+    assert rig.fake.completed() == []
+
+
+def test_resume_with_matching_digests_goes_on_on_the_same_url(rig: Rig) -> None:
+    """Unchanged file, matching digests: one more PUT on the same upload, no init."""
+    point = _resume_point_with_digests(rig)
+    journal = MemoryJournal()
+    outcome = rig.uploader.resume(rig.request(), point, journal)
+    assert outcome.state is UploadState.PUBLISHED
+    assert [type(e).__name__ for e in journal.events][:2] == ["ChunkConfirmed", "Uploaded"]
+    assert len(rig.fake.publishes) == 1
 
 
 def test_resume_of_a_processing_entry_only_polls(rig: Rig) -> None:

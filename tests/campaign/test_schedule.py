@@ -1,0 +1,36 @@
+"""The schedule generator: seeds replay the schedule of their version; version 4 edits files
+in place and adds ids (what the campaign's integrity and adoption invariants exercise)."""
+
+from __future__ import annotations
+
+from tests.campaign.schedule import EDIT_MARGIN, generate
+
+
+def test_older_versions_keep_their_schedules() -> None:
+    """Version 3's schedules have no edits and no added ids; version 4 draws the same entries,
+    faults and kills for the same seed, and adds only its own steps."""
+    for seed in range(1, 60):
+        old, new = generate(seed, version=3), generate(seed, version=4)
+        assert all(not run.edits and not run.add_ids for run in old.runs)
+        assert old.entries == new.entries
+        assert [(r.faults, r.kill) for r in old.runs] == [
+            (r.faults, r.kill) for r in new.runs[: len(old.runs)]
+        ]
+
+
+def test_version_4_edits_files_clear_of_their_fingerprint_and_adds_ids() -> None:
+    """Over the default seeds there are edits before and during runs, and id additions; every
+    edit stays out of the file's first and last MiB."""
+    schedules = [generate(seed) for seed in range(1, 26)]
+    edits = [
+        (schedule.entries[edit.entry], edit)
+        for schedule in schedules
+        for run in schedule.runs
+        for edit in run.edits
+    ]
+    assert any(edit.when is None for _, edit in edits)
+    assert any(edit.when is not None for _, edit in edits)
+    assert any(run.add_ids for schedule in schedules for run in schedule.runs)
+    for entry, edit in edits:
+        assert entry.kind == "file"
+        assert EDIT_MARGIN <= edit.offset <= entry.size - EDIT_MARGIN
