@@ -20,7 +20,7 @@ from orchestrator.upload import (
     SourceChanged,
     UploadState,
 )
-from tests.functional.test_upload_sandbox import Rig, file_request, make_video
+from tests.functional.test_upload_sandbox import Rig, file_request, make_video, rig
 from tests.support.run_support import (
     SAMPLE,
     Served,
@@ -29,6 +29,8 @@ from tests.support.run_support import (
     sha256_of,
     wait_until,
 )
+
+__all__ = ["rig"]  # test_upload_sandbox's rig, not run_support's
 
 USER = "sandbox-user-1"
 HOLD = 30.0
