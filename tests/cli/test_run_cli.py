@@ -199,7 +199,12 @@ def test_unwritable_report_path_in_a_real_process_keeps_the_failure_exit_code(
     assert [r["state"] for r in journal_rows(served.home)] == ["failed"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum",
+    # One handler serves both; the fast tier sends systemd's SIGTERM, the slow tier Ctrl-C too.
+    [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM],
+    ids=["SIGINT", "SIGTERM"],
+)
 def test_interrupt_exits_130_with_an_interrupted_report_and_the_rerun_finishes(
     tmp_path: Path, signum: signal.Signals
 ) -> None:

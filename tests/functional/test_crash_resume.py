@@ -113,7 +113,19 @@ KILL_POINTS = [
 ]
 
 
-@pytest.mark.parametrize("point", KILL_POINTS, ids=[p.name for p in KILL_POINTS])
+FAST_KILL_POINTS = ("after-init", "mid-chunk")
+"""The kill points the fast tier replays (an init TikTok holds, an upload cut mid-chunk); the
+others are in the slow tier, beside the campaign's kills at random moments."""
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        p if p.name in FAST_KILL_POINTS else pytest.param(p, marks=pytest.mark.slow)
+        for p in KILL_POINTS
+    ],
+    ids=[p.name for p in KILL_POINTS],
+)
 def test_sigkill_then_rerun_publishes_every_entry_exactly_once(
     served: Served, point: KillPoint
 ) -> None:
