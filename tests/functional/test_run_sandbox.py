@@ -30,7 +30,7 @@ from orchestrator.tiktok.chunks import MIN_CHUNK
 from orchestrator.tiktok.codes import ORCHESTRATOR_CODES
 from orchestrator.transport import Timeouts
 from orchestrator.upload import ChunkConfirmed, Uploader, UploadEvent, UploadRequest
-from tests.functional.run_support import (
+from tests.support.run_support import (
     TWO_CHUNKS,
     Hooks,
     RunRig,
@@ -38,14 +38,11 @@ from tests.functional.run_support import (
     completed_by_digest,
     journal_rows,
     open_rig,
-    rig,
     sandbox_settings,
     sign_in,
     token_grant,
     write_manifest,
 )
-
-__all__ = ["rig"]
 
 
 def test_multi_user_manifest_publishes_everything_once_byte_exact(rig: RunRig) -> None:

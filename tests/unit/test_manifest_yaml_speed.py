@@ -12,7 +12,7 @@ import yaml
 from orchestrator import manifest
 from orchestrator.manifest import check_manifest
 from orchestrator.media import Prober
-from tests import media_factory as mf
+from tests.support import media_factory as mf
 
 BUILT_IN = Prober(ffprobe=None)
 

@@ -1,5 +1,5 @@
 """Media: container sniffing by bytes, the built-in MP4/MOV and WebM readers, ffprobe, limits and
-fingerprints. Files are built with tests/media_factory.py; ffmpeg is never needed."""
+fingerprints. Files are built with tests/support/media_factory.py; ffmpeg is never needed."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from orchestrator.media import (
     read_webm,
     sniff_container,
 )
-from tests import media_factory as mf
+from tests.support import media_factory as mf
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "manifests" / "samples"

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import responses
 
 from orchestrator.clock import ManualClock
 from orchestrator.config import Settings
@@ -27,8 +28,9 @@ from orchestrator.store.tokens import (
     TokenState,
     TokenStore,
 )
-from orchestrator.tiktok.credentials import AccessTokenSource
+from orchestrator.tiktok.client import STATUS_PATH, TikTokClient
 from orchestrator.tiktok.oauth import TokenGrant
+from orchestrator.transport import HttpTransport
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -214,10 +216,29 @@ def test_swapped_token_columns_are_detected(
     assert [user.open_id for user in store.list_users()] == ["u1"]  # listing still works
 
 
-def test_provider_is_an_access_token_source(provider: TokenProvider) -> None:
-    """TokenProvider satisfies the API client's AccessTokenSource seam."""
-    source: AccessTokenSource = provider
-    assert source is provider
+@responses.activate
+def test_client_given_the_provider_sends_the_stored_token_and_the_rotated_one_after_a_401(
+    provider: TokenProvider, store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
+) -> None:
+    """The API client, handed the provider as its token source, sends the stored access
+    token; on a 401 access_token_invalid the provider refreshes once, the retry carries the
+    new token and the rotation is in the store for the next run."""
+    grant = seed(store, endpoint)
+    api = "https://api.test"
+    refused = {"data": {}, "error": {"code": "access_token_invalid", "message": "", "log_id": "l"}}
+    answer = {"data": {"status": "PUBLISH_COMPLETE"}, "error": {"code": "ok", "message": ""}}
+    responses.post(api + STATUS_PATH, json=refused, status=401)
+    responses.post(api + STATUS_PATH, json=answer)
+    transport = HttpTransport()
+    try:
+        client = TikTokClient(api, transport, provider, retry=Retrier(clock=clock), clock=clock)
+        assert client.fetch_status("u1", "p-1").status == "PUBLISH_COMPLETE"
+    finally:
+        transport.close()
+    sent = [call.request.headers["Authorization"] for call in responses.calls]
+    assert sent[0] == f"Bearer {grant.access_token.reveal()}"
+    assert endpoint.calls == [grant.refresh_token.reveal()]
+    assert sent[1] == f"Bearer {provider.access_token('u1').reveal()}" != sent[0]
 
 
 def test_fresh_token_is_returned_without_refresh(
