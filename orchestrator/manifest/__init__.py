@@ -25,16 +25,21 @@ What this package must not do: touch the network or the token store, print, or r
 video than orchestrator.media allows (a few KB to probe it, 2 MiB to fingerprint it).
 """
 
-from orchestrator.manifest.checks import BUILT_IN_DEFAULTS, PostedCheck
+from orchestrator.manifest.checks import (
+    BUILT_IN_DEFAULTS,
+    CAPTION_MAX_UNITS,
+    PHOTO_DESCRIPTION_MAX_UNITS,
+    PHOTO_TITLE_MAX_UNITS,
+    PostedCheck,
+    build_caption,
+    utf16_units,
+)
 from orchestrator.manifest.documents import (
     MAX_DOCUMENT_DEPTH,
     MAX_DOCUMENT_VALUES,
     MAX_MANIFEST_BYTES,
 )
 from orchestrator.manifest.model import (
-    CAPTION_MAX_UNITS,
-    PHOTO_DESCRIPTION_MAX_UNITS,
-    PHOTO_TITLE_MAX_UNITS,
     DocPath,
     Entry,
     Manifest,
@@ -43,10 +48,8 @@ from orchestrator.manifest.model import (
     Mode,
     PrivacyLevel,
     Problem,
-    build_caption,
     content_identity,
     entry_identity,
-    utf16_units,
 )
 from orchestrator.manifest.schema import manifest_schema
 from orchestrator.manifest.validation import check_manifest, load_manifest

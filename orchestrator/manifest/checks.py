@@ -1,20 +1,23 @@
-"""The semantic pass: what a schema cannot say about a manifest.
+"""The semantic pass: each entry normalised into an :class:`~orchestrator.manifest.model.Entry`,
+and what a schema cannot say about a manifest.
 
-Exactly one media source; the file exists and is a regular MP4/MOV/WebM file within TikTok's
-limits (probed once per distinct file); caption lengths in UTF-16 units; a timezone on
+The caption is built from description and tags and counted in UTF-16 units, as TikTok counts
+it. Checked: exactly one media source; the file exists and is a regular MP4/MOV/WebM file within
+TikTok's limits (probed once per distinct file); caption and title lengths; a timezone on
 ``publish_at``; two entries that would be the same post; and, given the journal, a video file
-that is gone is only a note for an entry already posted. Each entry is normalised into an
-:class:`~orchestrator.manifest.model.Entry` on the way.
+that is gone is only a note for an entry already posted.
 
-What this module must not do: touch the network or the token store, print, or read more of a
-video than orchestrator.media allows (a few KB to probe it, 2 MiB to fingerprint it).
+What this module must not do: measure or fingerprint a video itself (it asks the Prober and
+orchestrator.media, once per distinct file), or report anything but through ``problems`` and
+``notes``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,19 +28,14 @@ from typing import Any, TypeVar
 from orchestrator.errors import MediaError
 from orchestrator.manifest.documents import Document
 from orchestrator.manifest.model import (
-    CAPTION_MAX_UNITS,
-    PHOTO_DESCRIPTION_MAX_UNITS,
-    PHOTO_TITLE_MAX_UNITS,
     DocPath,
     Entry,
     ManifestForm,
     Mode,
     PrivacyLevel,
     Problem,
-    build_caption,
     content_identity,
     count_of,
-    utf16_units,
 )
 from orchestrator.media import (
     FileMedia,
@@ -49,6 +47,10 @@ from orchestrator.media import (
     fingerprint_file,
     media_fingerprint,
 )
+
+CAPTION_MAX_UNITS = 2200  # video post_info.title (tiktok-api.md §4)
+PHOTO_TITLE_MAX_UNITS = 90  # photo post_info.title (§6)
+PHOTO_DESCRIPTION_MAX_UNITS = 4000  # photo post_info.description (§6)
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -85,6 +87,33 @@ _POST_INFO_FIELDS = (
     "brand_organic_toggle",
     "video_cover_timestamp_ms",
 )
+
+
+# -- the caption ----------------------------------------------------------------------------------
+
+_HASHTAG = re.compile(r"#(\w+)")
+
+
+def utf16_units(text: str) -> int:
+    """Length as TikTok counts it: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le", errors="surrogatepass")) // 2
+
+
+def build_caption(description: str, tags: Sequence[str]) -> str:
+    """The description followed by the tags as hashtags, '#' added where missing.
+
+    A tag is left out when the description already has that hashtag or an earlier tag was the
+    same (TikTok hashtags are case-insensitive); the first spelling wins.
+    """
+    seen = {tag.casefold() for tag in _HASHTAG.findall(description)}
+    hashtags = []
+    for tag in tags:
+        name = tag.strip().lstrip("#")
+        if name and name.casefold() not in seen:
+            seen.add(name.casefold())
+            hashtags.append(f"#{name}")
+    text = description.rstrip()
+    return " ".join(([text] if text else []) + hashtags)
 
 
 PostedCheck = Callable[[str | None, str, Mode, Path], bool]

@@ -1,6 +1,6 @@
 """The manifest's values: an entry as the run sees it, the manifest, a problem, the check's
-outcome, the vocabularies (mode, privacy level, form), and the two pure rules every entry obeys:
-how its caption is built and counted, and its identity in the journal (SPEC §5).
+outcome, the vocabularies (mode, privacy level, form), and an entry's identity in the journal
+(SPEC §5), a pure function of its values.
 
 What this module must not do: read files or parse documents (documents.py), or judge values
 (schema.py, checks.py). It holds values and pure functions only.
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,9 +17,6 @@ from pathlib import Path
 
 from orchestrator.media import ContentType, Media, MediaInfo, PhotoMedia
 
-CAPTION_MAX_UNITS = 2200  # video post_info.title (tiktok-api.md §4)
-PHOTO_TITLE_MAX_UNITS = 90  # photo post_info.title (§6)
-PHOTO_DESCRIPTION_MAX_UNITS = 4000  # photo post_info.description (§6)
 DocPath = tuple[str | int, ...]  # a location in the document: ("entries", 3, "privacy_level")
 
 
@@ -179,31 +174,3 @@ def content_identity(user_id: str, mode: Mode, fingerprint: str) -> str:
     fingerprint). An entry given an id later adopts the journal record kept under it."""
     material = json.dumps([user_id, str(mode), fingerprint], ensure_ascii=False)
     return "sha256:" + hashlib.sha256(material.encode("utf-8")).hexdigest()
-
-
-_HASHTAG = re.compile(r"#(\w+)")
-
-
-# -- text -----------------------------------------------------------------------------------------
-
-
-def utf16_units(text: str) -> int:
-    """Length as TikTok counts it: UTF-16 code units (an emoji outside the BMP counts 2)."""
-    return len(text.encode("utf-16-le", errors="surrogatepass")) // 2
-
-
-def build_caption(description: str, tags: Sequence[str]) -> str:
-    """The description followed by the tags as hashtags, '#' added where missing.
-
-    A tag is left out when the description already has that hashtag or an earlier tag was the
-    same (TikTok hashtags are case-insensitive); the first spelling wins.
-    """
-    seen = {tag.casefold() for tag in _HASHTAG.findall(description)}
-    hashtags = []
-    for tag in tags:
-        name = tag.strip().lstrip("#")
-        if name and name.casefold() not in seen:
-            seen.add(name.casefold())
-            hashtags.append(f"#{name}")
-    text = description.rstrip()
-    return " ".join(([text] if text else []) + hashtags)
