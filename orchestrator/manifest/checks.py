@@ -146,6 +146,9 @@ def _whole_number(given: object) -> int | None:
     return None
 
 
+# -- the semantic pass -----------------------------------------------------------------------------
+
+
 class _FileChecks:
     """Each distinct file is stat-ed, sniffed and probed once, and fingerprinted at most once,
     however many entries name it."""

@@ -39,9 +39,6 @@ class Prober:
         return probe_video(path, ffprobe=self.ffprobe, timeout_s=self.timeout_s)
 
 
-# -- the file itself ------------------------------------------------------------------------------
-
-
 def probe_video(
     path: Path, *, ffprobe: str | None = None, timeout_s: float = FFPROBE_TIMEOUT_S
 ) -> MediaInfo:
