@@ -11,7 +11,7 @@ import base64
 import binascii
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,6 +36,7 @@ ENV_TOKEN_KEY = "ORCHESTRATOR_TOKEN_KEY"  # noqa: S105 - a variable name, not a 
 ENV_API_BASE = "ORCHESTRATOR_API_BASE"
 ENV_AUTH_URL = "ORCHESTRATOR_AUTH_URL"
 ENV_STORE = "ORCHESTRATOR_STORE"
+ENV_NOTIFY = "ORCHESTRATOR_NOTIFY"
 ENV_PROXIES = {"https": "HTTPS_PROXY", "http": "HTTP_PROXY"}
 ENV_NO_PROXY = "NO_PROXY"
 ENV_CA_BUNDLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
@@ -68,6 +69,9 @@ class Settings:
     """A PostgreSQL connection URL (it may hold a password), or None for the home's SQLite."""
     step_summary: Path | None = None
     """Where GitHub Actions wants the run's Markdown summary appended (``$GITHUB_STEP_SUMMARY``)."""
+    notify_urls: tuple[Secret, ...] = field(default=(), repr=False)
+    """Apprise URLs for notifications (``ORCHESTRATOR_NOTIFY``, space-separated; ``--notify``
+    wins). Secret: they carry webhook tokens and passwords."""
 
     def require_client(self) -> tuple[str, Secret]:
         """The app credentials, or a ConfigError saying which variable to set."""
@@ -182,6 +186,7 @@ def load_settings(
     redirect_uri: str | None = None,
     client_key: str | None = None,
     store: str | None = None,
+    notify: Sequence[str] = (),
 ) -> Settings:
     """Build Settings from options (which win) and the environment, validating each value."""
     env = os.environ if environ is None else environ
@@ -197,6 +202,7 @@ def load_settings(
     secret = env.get(ENV_CLIENT_SECRET, "").strip()
     token_key = env.get(ENV_TOKEN_KEY, "").strip()
     store_url = _check_store_url(pick(store, ENV_STORE))
+    notify_urls = tuple(notify) or tuple(env.get(ENV_NOTIFY, "").split())
     settings = Settings(
         home=home_path,
         api_base=_check_http_url(ENV_API_BASE, pick(api_base, ENV_API_BASE) or DEFAULT_API_BASE),
@@ -209,6 +215,7 @@ def load_settings(
         token_key=Secret(token_key) if token_key else None,
         store_url=store_url,
         step_summary=Path(step_summary) if (step_summary := env.get(ENV_STEP_SUMMARY)) else None,
+        notify_urls=tuple(Secret(url.strip()) for url in notify_urls if url.strip()),
     )
     if settings.token_key is not None:
         decode_token_key(settings.token_key)

@@ -86,6 +86,16 @@ class EntryResult:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """What became of the run's notification at one target (``orchestrator.notify``). The
+    target is redacted: an Apprise URL's credentials are never kept."""
+
+    target: str
+    delivered: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class RunReport:
     """One run: when, what manifest, and every entry's result in manifest order."""
 
@@ -96,6 +106,8 @@ class RunReport:
     dry_run: bool
     interrupted: bool
     entries: tuple[EntryResult, ...] = field(default_factory=tuple)
+    notifications: tuple[Delivery, ...] = ()
+    """Where the run's notification went (``--notify``); empty when none was sent."""
 
     def summary(self) -> dict[str, int]:
         counts = Counter(entry.status for entry in self.entries)
@@ -153,6 +165,10 @@ def report_document(report: RunReport) -> dict[str, Any]:
         "interrupted": report.interrupted,
         "summary": report.summary(),
         "entries": [_entry_json(entry) for entry in report.entries],
+        "notifications": [
+            {"target": sent.target, "delivered": sent.delivered, "error": sent.error}
+            for sent in report.notifications
+        ],
     }
 
 

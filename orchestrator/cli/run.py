@@ -24,6 +24,8 @@ from orchestrator.cli import (
 from orchestrator.clock import SystemClock
 from orchestrator.config import Settings
 from orchestrator.errors import ManifestError
+from orchestrator.notify import DEFAULT_NOTIFY_TIMEOUT, NotifyOn, check_targets
+from orchestrator.secret import Secret
 
 if TYPE_CHECKING:
     from orchestrator.report import RunReport
@@ -103,6 +105,32 @@ if TYPE_CHECKING:
     "last heartbeat before another worker may take over its entries and creators (a dead or "
     "paused worker's).",
 )
+@click.option(
+    "--notify",
+    "notify_urls",
+    multiple=True,
+    metavar="URL",
+    help="Send the run's outcome to this Apprise URL (repeatable): json://, slack://, "
+    "discord://, tgram://, mailto://, ntfy://... Env: ORCHESTRATOR_NOTIFY (space-separated; "
+    "better for URLs with tokens: arguments show in `ps`).",
+)
+@click.option(
+    "--notify-on",
+    type=click.Choice([choice.value for choice in NotifyOn]),
+    default=NotifyOn.FAILURE.value,
+    show_default=True,
+    help="failure: an entry failed or is uncertain, or a user must sign in again; always; "
+    "change: the outcome differs from the previous run's of this manifest.",
+)
+@click.option(
+    "--notify-timeout",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_NOTIFY_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long each notification target may take; a slow or failing one never changes "
+    "the run's result.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("-q", "--quiet", count=True, help="Less log output.")
 @click.pass_context
@@ -127,6 +155,9 @@ def run(
     chunk_size: int | None,
     run_id: str | None,
     lease: float,
+    notify_urls: tuple[str, ...],
+    notify_on: str,
+    notify_timeout: float,
     verbose: int,
     quiet: int,
 ) -> None:
@@ -151,6 +182,17 @@ def run(
         markdown=Path(markdown_path) if markdown_path else None,
     )
     show_bars = not no_progress and sys.stderr.isatty() and log_format == "text"
+    settings = options_of(ctx).settings()
+    if notify_urls:
+        settings = settings.with_overrides(
+            notify_urls=tuple(Secret(url) for url in notify_urls if url.strip())
+        )
+    notices = _NotifyPlan(
+        # Checked before anything is sent: a mistyped URL is a usage error, not a lost alert.
+        urls=check_targets(url.reveal() for url in settings.notify_urls),
+        on=NotifyOn(notify_on),
+        timeout=notify_timeout,
+    )
 
     def start(settings: Settings, observer: RunObserver) -> RunReport:
         return api.run(
@@ -174,10 +216,12 @@ def run(
     if sandbox:
         from orchestrator.sandbox.demo import sandbox_session
 
-        with sandbox_session(options_of(ctx).settings()) as settings:
-            code = _run_and_report(settings, start, outputs, show_bars, sandbox=True)
+        with sandbox_session(settings) as sandbox_settings:
+            code = _run_and_report(
+                sandbox_settings, start, outputs, show_bars, notices, sandbox=True
+            )
     else:
-        code = _run_and_report(options_of(ctx).settings(), start, outputs, show_bars)
+        code = _run_and_report(settings, start, outputs, show_bars, notices)
     ctx.exit(code)
 
 
@@ -188,11 +232,19 @@ class _ReportPaths:
     markdown: Path | None
 
 
+@dataclass(frozen=True)
+class _NotifyPlan:
+    urls: tuple[str, ...]
+    on: NotifyOn
+    timeout: float
+
+
 def _run_and_report(
     settings: Settings,
     start: Callable[[Settings, RunObserver], RunReport],
     outputs: _ReportPaths,
     show_bars: bool,
+    notices: _NotifyPlan,
     *,
     sandbox: bool = False,
 ) -> int:
@@ -217,10 +269,11 @@ def _run_and_report(
         signal.signal(signal.SIGTERM, previous)
     render.print_run_summary(report)
     code = exit_code_for_report(report)
+    json_path = outputs.json or _default_report_path(settings, report, sandbox)
     try:
         written = write_reports(
             report,
-            json_path=outputs.json or _default_report_path(settings, report, sandbox),
+            json_path=json_path,
             junit_path=outputs.junit,
             markdown_path=outputs.markdown,
             step_summary=settings.step_summary,
@@ -240,6 +293,8 @@ def _run_and_report(
         )
         if code in (EXIT_OK, EXIT_UNAVAILABLE):
             code = EXIT_FAILED
+    if notices.urls:
+        _send_notices(report, notices, written, json_path)
     for path in written:
         click.echo(f"report: {path}")
     if report.interrupted:
@@ -252,6 +307,43 @@ def _run_and_report(
             err=True,
         )
     return code
+
+
+def _send_notices(
+    report: RunReport, notices: _NotifyPlan, written: list[Path], json_path: Path | None
+) -> None:
+    """Notify per --notify-on, then add the deliveries to the JSON report. Whatever happens
+    here (a target down, a report folder gone) the run's result and exit code stand."""
+    from dataclasses import replace
+
+    from orchestrator.errors import ReportsNotWritten
+    from orchestrator.notify import (
+        deliver,
+        read_last_outcome,
+        record_outcome,
+        run_notice,
+        run_outcome,
+        should_notify,
+    )
+    from orchestrator.report import write_reports
+
+    outcome = run_outcome(report)
+    folder = json_path.parent if json_path is not None else None
+    previous = read_last_outcome(folder, report.manifest) if folder is not None else None
+    if folder is not None and json_path in written and not report.dry_run:
+        record_outcome(folder, report.manifest, outcome)
+    if not should_notify(outcome, notices.on, previous):
+        return
+    deliveries = deliver(notices.urls, run_notice(report, written), timeout=notices.timeout)
+    for delivery in deliveries:
+        if not delivery.delivered:
+            click.echo(
+                f"warning: notification not delivered to {delivery.target}: {delivery.error}",
+                err=True,
+            )
+    if json_path is not None and json_path in written:
+        with contextlib.suppress(ReportsNotWritten):
+            write_reports(replace(report, notifications=deliveries), json_path=json_path)
 
 
 def _default_report_path(settings: Settings, report: RunReport, sandbox: bool) -> Path | None:
