@@ -27,6 +27,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -194,6 +195,32 @@ class TokenWarning:
     open_id: str
     reason: str
     needs_login: bool
+
+
+def token_warning(
+    open_id: str,
+    *,
+    refresh_expires_at: float | None,
+    login_reason: str | None,
+    now: float,
+) -> TokenWarning | None:
+    """Whether a user's tokens need a person soon: they must sign in again now, or their
+    refresh token dies within :data:`REFRESH_WARNING_DAYS` (the next weekly refresh may be
+    too late)."""
+    if login_reason is not None:
+        return TokenWarning(open_id, f"must sign in again: {login_reason}", needs_login=True)
+    if refresh_expires_at is None:
+        return None
+    left = refresh_expires_at - now
+    if left < REFRESH_WARNING_DAYS * 86400:
+        when = datetime.fromtimestamp(refresh_expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        days = max(0, int(left // 86400))
+        return TokenWarning(
+            open_id,
+            f"the refresh token expires in {days} day(s), on {when}; TikTok does not extend it",
+            needs_login=False,
+        )
+    return None
 
 
 def refresh_notice(warnings: Sequence[TokenWarning]) -> Notice:

@@ -11,8 +11,10 @@ import click
 from orchestrator.cli import EXIT_FAILED, cli, handles_errors, options_of, render
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DEFAULT_CALLBACK_TIMEOUT, DEFAULT_SCOPES, Settings
+from orchestrator.notify import DEFAULT_NOTIFY_TIMEOUT
 
 if TYPE_CHECKING:
+    from orchestrator.auth import RefreshOutcome
     from orchestrator.store.tokens import TokenStore
 
 
@@ -174,19 +176,45 @@ def auth_list(ctx: click.Context) -> None:
 @auth.command("refresh")
 @click.argument("open_ids", nargs=-1)
 @click.option("--all", "refresh_all", is_flag=True, help="Refresh every stored user.")
+@click.option(
+    "--notify",
+    "notify_urls",
+    multiple=True,
+    metavar="URL",
+    help="Tell this Apprise URL (repeatable) when a user must sign in again or their refresh "
+    "token dies within 14 days. Env: ORCHESTRATOR_NOTIFY (space-separated).",
+)
+@click.option(
+    "--notify-timeout",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_NOTIFY_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long each notification target may take.",
+)
 @click.pass_context
 @handles_errors
-def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: bool) -> None:
+def auth_refresh(
+    ctx: click.Context,
+    open_ids: tuple[str, ...],
+    refresh_all: bool,
+    notify_urls: tuple[str, ...],
+    notify_timeout: float,
+) -> None:
     """Refresh tokens now (for a timer that keeps them alive between runs).
 
-    Exits 1 if any user could not be refreshed; the others are refreshed regardless.
+    Exits 1 if any user could not be refreshed; the others are refreshed regardless. With
+    --notify (or ORCHESTRATOR_NOTIFY) a user who must sign in again, or whose refresh token
+    dies within 14 days, is announced, so the login happens before a nightly run fails; a
+    notification that cannot be delivered is a warning and does not change the exit code.
     """
     from orchestrator import api
+    from orchestrator.notify import check_targets
 
     clock = SystemClock()
-    outcomes = api.refresh_users(
-        open_ids, all_users=refresh_all, settings=options_of(ctx).settings(), clock=clock
-    )
+    settings = options_of(ctx).settings()
+    targets = check_targets(notify_urls or [url.reveal() for url in settings.notify_urls])
+    outcomes = api.refresh_users(open_ids, all_users=refresh_all, settings=settings, clock=clock)
     now = clock.time()
     for outcome in outcomes:
         if outcome.user is not None and outcome.error is None:
@@ -203,8 +231,43 @@ def auth_refresh(ctx: click.Context, open_ids: tuple[str, ...], refresh_all: boo
                 click.echo(f"hint: {outcome.error.hint}", err=True)
     if not outcomes:
         click.echo("No users stored; nothing to refresh.")
+    if targets:
+        _notify_token_warnings(outcomes, targets, now, notify_timeout)
     if any(not outcome.ok for outcome in outcomes):
         ctx.exit(EXIT_FAILED)
+
+
+def _notify_token_warnings(
+    outcomes: list[RefreshOutcome], targets: tuple[str, ...], now: float, timeout: float
+) -> None:
+    from orchestrator.errors import NeedsLoginError
+    from orchestrator.notify import deliver, refresh_notice, token_warning
+
+    warnings = []
+    for outcome in outcomes:
+        login_reason = None
+        if isinstance(outcome.error, NeedsLoginError):
+            login_reason = str(outcome.error).removeprefix(f"user {outcome.open_id}: ")
+        elif outcome.user is not None:
+            login_reason = outcome.user.login_reason(now)
+        warning = token_warning(
+            outcome.open_id,
+            refresh_expires_at=outcome.user.refresh_expires_at if outcome.user else None,
+            login_reason=login_reason,
+            now=now,
+        )
+        if warning is not None:
+            warnings.append(warning)
+    if not warnings:
+        return
+    for delivery in deliver(targets, refresh_notice(warnings), timeout=timeout):
+        if delivery.delivered:
+            click.echo(f"notified {delivery.target}: {len(warnings)} user(s) need attention")
+        else:
+            click.echo(
+                f"warning: notification not delivered to {delivery.target}: {delivery.error}",
+                err=True,
+            )
 
 
 @auth.command("revoke")

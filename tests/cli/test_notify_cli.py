@@ -13,9 +13,10 @@ import jsonschema
 from click.testing import Result
 
 from orchestrator.report import report_schema
+from orchestrator.sandbox import SandboxConfig
 from tests.cli.test_run_cli import invoke
 from tests.support.receiver import receiving
-from tests.support.run_support import Served, wait_until
+from tests.support.run_support import Served, serve, wait_until
 
 USER = "sandbox-user-1"
 
@@ -189,3 +190,31 @@ def test_an_unknown_notify_url_is_a_usage_error_naming_no_secret(served: Served)
     assert "hunter2" not in result.output
     assert "secret-path" not in result.output
     assert sum(served.sandbox.call_counts().values()) == 0
+
+
+def test_auth_refresh_all_notifies_users_to_sign_in_before_tokens_die(tmp_path: Path) -> None:
+    """The weekly refresh: a revoked user (must sign in) and refresh tokens dying within 14
+    days are announced; users with a long-lived token are not; exit code as without it."""
+    config = SandboxConfig(processing_polls=0, refresh_token_ttl=10 * 86400)
+    with serve(tmp_path, config, users=("sandbox-user-1", "sandbox-user-2")) as short:
+        short.sandbox.revoke_user_tokens("sandbox-user-2")
+        with receiving("ok") as ok, receiving("hang") as hang:
+            env = {"ORCHESTRATOR_NOTIFY": f"{ok.url()} {hang.url()}"}
+            result = invoke(short, "auth", "refresh", "--all", "--notify-timeout", "0.5", env=env)
+        assert result.exit_code == 1  # sandbox-user-2 could not be refreshed, as without it
+        (message,) = ok.received
+        text = str(message["message"])
+        assert "sandbox-user-1: the refresh token expires in 9 day(s)" in text
+        assert "sandbox-user-2: must sign in again" in text
+        assert "auth login" in text
+        assert f"not delivered to json://127.0.0.1:{hang.port}" in result.stderr
+        seen = result.output + ok.raw[0].decode()
+        assert [s for s in short.sandbox.issued_secrets() if s in seen] == []
+
+
+def test_auth_refresh_with_healthy_tokens_sends_nothing(served: Served) -> None:
+    """Tokens with months left and no login needed: no notification."""
+    with receiving("ok") as ok:
+        result = invoke(served, "auth", "refresh", "--all", "--notify", ok.url())
+    assert result.exit_code == 0, result.output
+    assert ok.received == []
