@@ -233,7 +233,8 @@ class OAuthEndpoints:
         return form
 
     def token(self, request: Request) -> Reply:
-        """POST /v2/oauth/token/: the authorization_code and refresh_token grants."""
+        """POST /v2/oauth/token/: the authorization_code, refresh_token and client_credentials
+        grants (a wrong key or secret is ``invalid_client`` for each, checked above)."""
         form = self._form_or_error("token", request)
         if isinstance(form, Reply):
             return form
@@ -242,6 +243,8 @@ class OAuthEndpoints:
             return self._exchange(form)
         if grant == "refresh_token":
             return self._refresh(form)
+        if grant == "client_credentials":
+            return self._client_token()
         self._state.violation("token", f"unsupported grant_type {grant!r}")
         return oauth_error(
             "unsupported_grant_type", "grant_type is not supported.", self._state.log_id()
@@ -280,6 +283,14 @@ class OAuthEndpoints:
         issued = state.issue_tokens(code.open_id, code.scopes)
         code.successor = (issued["access_token"], issued["refresh_token"])
         return oauth_ok(issued)
+
+    def _client_token(self) -> Reply:
+        """tiktok-api.md §2.2: the app's own access token (no user, no refresh token)."""
+        state = self._state
+        with state.lock:
+            token = state.random_token("clt.")
+            state.client_tokens.append(token)
+        return oauth_ok({"access_token": token, "expires_in": 7200, "token_type": "Bearer"})
 
     @staticmethod
     def _pkce_problem(verifier: str, challenge: str) -> str:

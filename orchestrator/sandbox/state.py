@@ -195,6 +195,7 @@ class SandboxState:
         self.codes: dict[str, AuthorizationCode] = {}
         self.access_tokens: dict[str, AccessToken] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
+        self.client_tokens: list[str] = []  # client_credentials grants (`doctor`)
         self.publishes: dict[str, Publish] = {}
         self.uploads: dict[str, str] = {}  # upload_id -> publish_id
         self.creator_info_seen: set[str] = set()
@@ -497,6 +498,7 @@ class SandboxState:
             values += list(self.codes)
             values += list(self.access_tokens)
             values += list(self.refresh_tokens)
+            values += self.client_tokens
             values += [p.upload_token for p in self.publishes.values() if p.upload_token]
             return values
 

@@ -22,7 +22,7 @@ import string
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from orchestrator.clock import Clock
@@ -510,6 +510,32 @@ def parse_token_response(response: HttpResponse, *, received_at: float) -> Token
     )
 
 
+@dataclass(frozen=True)
+class ClientCheck:
+    """What the token endpoint said to a ``client_credentials`` request (no token value)."""
+
+    error: str | None
+    """The OAuth error, or None when TikTok issued a client token."""
+    message: str | None
+    log_id: str | None
+    http_status: int
+    server_date: str | None
+    """The answer's ``Date`` header (TikTok's clock), for the clock check."""
+
+    @property
+    def recognised(self) -> bool:
+        """TikTok knows the key and secret: a token, or an OAuth error other than
+        ``invalid_client`` from TikTok itself (not a gateway's 5xx or a garbled answer)."""
+        if self.error is None:
+            return True
+        return self.error not in _NOT_AN_ANSWER and self.http_status < 500
+
+
+_NOT_AN_ANSWER: Final = frozenset(
+    {"invalid_client", "server_error", "temporarily_unavailable", "http_error", "invalid_response"}
+)
+
+
 class OAuthClient:
     """TikTok's token endpoint and user info, for one app (client key and secret)."""
 
@@ -591,6 +617,30 @@ class OAuthClient:
                 "grant_type": "refresh_token",
                 "refresh_token": refresh_token.reveal(),
             }
+        )
+
+    def check_client(self) -> ClientCheck:
+        """Ask TikTok for a client access token (``grant_type=client_credentials``,
+        tiktok-api.md §2.2) to learn whether it recognises the app's key and secret. The token
+        itself is dropped unused. Raises ``TransportError`` when TikTok cannot be reached."""
+        response = self._post_form(
+            TOKEN_PATH,
+            {
+                "client_key": self._client_key,
+                "client_secret": self._client_secret.reveal(),
+                "grant_type": "client_credentials",
+            },
+        )
+        body = response.json()
+        error = _oauth_error_from(body, response.status)
+        if error is None and not (isinstance(body, dict) and body.get("access_token")):
+            error = OAuthError("invalid_response", "the answer holds no access token")
+        return ClientCheck(
+            error=error.error if error is not None else None,
+            message=error.description if error is not None else None,
+            log_id=error.log_id if error is not None else None,
+            http_status=response.status,
+            server_date=response.header("date"),
         )
 
     def revoke(self, access_token: Secret) -> None:

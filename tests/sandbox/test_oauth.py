@@ -503,3 +503,21 @@ def test_unclaimed_rotations_names_users_whose_new_tokens_never_came_back(
     assert sandbox.unclaimed_rotations() == ["sandbox-user-1", "sandbox-user-2"]
     assert user_info(api, new_one["access_token"]).status_code == 200
     assert sandbox.unclaimed_rotations() == ["sandbox-user-2"]
+
+
+def test_client_credentials_grant_issues_an_app_token(api: Api, sandbox: Sandbox) -> None:
+    """tiktok-api.md §2.2: the app's own token (7200 s, Bearer, no refresh token); a wrong
+    secret is invalid_client."""
+    fields = {
+        "client_key": "sbx_client_key",
+        "client_secret": "sbx_client_secret",
+        "grant_type": "client_credentials",
+    }
+    body = api.form("token", fields).json()
+    assert set(body) == {"access_token", "expires_in", "token_type"}
+    assert body["expires_in"] == 7200
+    assert body["token_type"] == "Bearer"
+    assert body["access_token"] in sandbox.issued_secrets()
+    wrong = api.form("token", {**fields, "client_secret": "not-the-secret"}).json()
+    assert wrong["error"] == "invalid_client"
+    assert wrong["log_id"]
