@@ -173,7 +173,7 @@ def run_notice(report: RunReport, report_paths: Sequence[Path]) -> Notice:
         if entry.error is not None:
             line += f" `{entry.error.code}`: {entry.error.message}"
             if entry.error.hint:
-                line += f" Fix: {entry.error.hint}"
+                line += f" — fix: {entry.error.hint}"
             if entry.error.log_id:
                 line += f" (log_id `{entry.error.log_id}`)"
         lines.append(line)

@@ -76,7 +76,7 @@ def test_a_failed_run_notifies_every_target_and_a_dead_one_changes_nothing(
     assert "1 published" in text
     assert "2 failed" in text
     assert "`bad-fps` (sandbox-user-3): failed `frame_rate_check_failed`" in text
-    assert "Fix:" in text
+    assert "— fix: re-encode the video" in text
     assert "ghost-user" in text
     assert "auth login" in text
     assert "Report: `r.json`" in text
