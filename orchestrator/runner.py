@@ -174,7 +174,7 @@ def run_manifest(
             refresher = OAuthClient.from_settings(
                 settings, transport, clock, timeouts=tunables.api_timeouts or OAUTH_TIMEOUTS
             )
-            tokens = TokenProvider(store, refresher, clock=run_clock)
+            tokens = TokenProvider(store, refresher, clock=run_clock, retry=retrier)
         pacer: SlidingWindowPacer
         if isinstance(store.database, PostgresDatabase):
             # Counted in the database: the windows hold across workers and reruns.

@@ -18,13 +18,14 @@ from orchestrator.errors import (
     OAuthError,
     StoreCorruptError,
 )
+from orchestrator.retry import Retrier, RetryBudget
 from orchestrator.secret import Secret
 from orchestrator.store.tokens import (
+    REFRESH_POLICY,
     StoredUser,
     TokenProvider,
     TokenState,
     TokenStore,
-    retry_transient_refresh_errors,
 )
 from orchestrator.tiktok.credentials import AccessTokenSource
 from orchestrator.tiktok.oauth import TokenGrant
@@ -299,7 +300,8 @@ def test_unknown_user_needs_login(provider: TokenProvider) -> None:
 def test_server_errors_during_refresh_are_retried_with_backoff(
     provider: TokenProvider, store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
 ) -> None:
-    """Two 5xx answers then success: three calls, waits of 1 s and 2 s, refreshed token."""
+    """Two 5xx answers then success: three calls, two jittered waits (at most 1 s, then at most
+    2 s), refreshed token."""
     grant = seed(store, endpoint)
     clock.advance(3 * HOUR)
     endpoint.failures = [
@@ -309,7 +311,9 @@ def test_server_errors_during_refresh_are_retried_with_backoff(
     clock.slept.clear()
     assert provider.access_token("u1") != grant.access_token
     assert len(endpoint.calls) == 3
-    assert clock.slept == [1.0, 2.0]
+    assert len(clock.slept) == 2
+    assert 0 <= clock.slept[0] <= 1.0
+    assert 0 <= clock.slept[1] <= 2.0
 
 
 def test_refresh_failing_every_attempt_fails_the_user_only(
@@ -463,14 +467,60 @@ def test_two_stores_on_one_home_refresh_once(
     assert len(set(results)) == 1
 
 
-def test_retry_helper_gives_up_on_refusals_at_once() -> None:
-    """A non-retryable OAuth error is raised on the first attempt."""
-    calls: list[int] = []
+def test_refusals_are_not_retried(
+    provider: TokenProvider, store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
+) -> None:
+    """A non-retryable OAuth error (invalid_grant) is final on the first attempt, no wait."""
+    seed(store, endpoint)
+    clock.advance(3 * HOUR)
+    endpoint.failures = [OAuthError("invalid_grant", "no")]
+    clock.slept.clear()
+    with pytest.raises(NeedsLoginError):
+        provider.access_token("u1")
+    assert len(endpoint.calls) == 1
+    assert clock.slept == []
 
-    def call() -> int:
-        calls.append(1)
-        raise OAuthError("invalid_grant", "no")
 
-    with pytest.raises(OAuthError):
-        retry_transient_refresh_errors(call, attempts=3, sleep=lambda s: None, first_backoff=1)
-    assert calls == [1]
+def test_refresh_backoff_is_full_jitter_bounded_by_the_policy(
+    store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
+) -> None:
+    """Each wait is the random draw times the policy's ceiling (1 s, then 2 s): jittered, never
+    above the ceiling, slept on the injected clock."""
+    draws = iter([0.5, 0.25])
+    retrier = Retrier(REFRESH_POLICY, clock=clock, draw=lambda: next(draws))
+    provider = TokenProvider(store, endpoint, clock=clock, retry=retrier)
+    grant = seed(store, endpoint)
+    clock.advance(3 * HOUR)
+    endpoint.failures = [
+        ConnectError("POST /v2/oauth/token/: connection failed (connection reset)"),
+        OAuthError("server_error", "HTTP 503", http_status=503),
+    ]
+    clock.slept.clear()
+    assert provider.access_token("u1") != grant.access_token
+    assert clock.slept == [0.5, 0.5]
+    assert [REFRESH_POLICY.ceiling(n) for n in (1, 2)] == [1.0, 2.0]
+
+
+def test_refresh_retries_draw_from_the_runs_budget(
+    store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
+) -> None:
+    """With the run's budget spent down to one retry, a dead token endpoint gets two calls for
+    the first user and one for the next: refreshes do not retry outside the run's budget."""
+    budget = RetryBudget(max_retries=1, max_wait=600)
+    provider = TokenProvider(
+        store, endpoint, clock=clock, retry=Retrier(clock=clock, budget=budget)
+    )
+    seed(store, endpoint, "u1")
+    seed(store, endpoint, "u2")
+    clock.advance(3 * HOUR)
+    down = ConnectError("POST /v2/oauth/token/: connection failed (connection refused)")
+    endpoint.failures = [down] * 6
+    endpoint.calls.clear()
+    with pytest.raises(AuthError, match="refreshing the token failed"):
+        provider.access_token("u1")
+    assert len(endpoint.calls) == 2
+    with pytest.raises(AuthError, match="refreshing the token failed"):
+        provider.access_token("u2")
+    assert len(endpoint.calls) == 3
+    assert budget.retries == 1
+    assert budget.exhausted
