@@ -30,7 +30,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, redirect, render_template, request, session
+from flask import Blueprint, Response, render_template, request, session
 from flask.typing import ResponseReturnValue
 
 from orchestrator.auth import store_authorization
@@ -145,9 +145,9 @@ def invite_page(token: str) -> ResponseReturnValue:
     invite = _open_invite(token)
     if isinstance(invite, Problem):
         return _problem_page(invite)
-    return render_template(
-        "connect.html", invite=invite, scopes=_scope_rows(invite.scopes), action=request.path
-    )
+    # The form posts back to this address (no action attribute: the invite token is in the
+    # address bar already and needs no second copy in the page).
+    return render_template("connect.html", invite=invite, scopes=_scope_rows(invite.scopes))
 
 
 @blueprint.post("/<token>")
@@ -212,7 +212,8 @@ def _start_attempt(invite: Invite) -> ResponseReturnValue:
     )
     found.connect_states.add(state, invite_id=invite.id, sealed_verifier=sealed, browser=browser)
     log.info("connect: invite %s: sending a browser to TikTok's authorize page", invite.id)
-    response = redirect(authorization.url, code=303)
+    # A bare redirect: the body Flask would write repeats the URL, state included.
+    response = Response(status=303, headers={"Location": authorization.url})
     response.set_cookie(
         BROWSER_COOKIE,
         browser,
