@@ -493,3 +493,23 @@ def test_pages_allow_the_form_redirect_to_tiktok_only(web: Rig) -> None:
     flags = creator.submit(page).headers["Set-Cookie"]
     assert "HttpOnly" in flags
     assert "SameSite=Lax" in flags
+
+
+def test_app_not_allowed_for_this_account_explains_target_users(web: Rig) -> None:
+    """error=unauthorized_client&error_type=client_key (a sandbox-mode app, a creator who is
+    not a target user) → 403 naming target users, nothing stored."""
+    creator = web.browser()
+    to_tiktok = creator.submit(creator.get(f"{web.base}/connect/{web.invite()}"))
+    state = parse_qs(urlsplit(to_tiktok.headers["Location"]).query)["state"][0]
+    query = urlencode(
+        {
+            "error": "unauthorized_client",
+            "error_type": "client_key",
+            "error_description": "client_key not allowed",
+            "state": state,
+        }
+    )
+    page = creator.get(f"{web.base}/connect/callback/?{query}")
+    assert page.status_code == 403
+    assert "target user" in page.text
+    assert web.store.list_users() == []
