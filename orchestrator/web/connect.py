@@ -152,7 +152,7 @@ def invite_page(token: str) -> ResponseReturnValue:
 
 @blueprint.post("/<token>")
 def start(token: str) -> ResponseReturnValue:
-    """ "Continue with TikTok": a fresh attempt bound to the invite and this browser."""
+    """Continue with TikTok: a fresh attempt bound to the invite and this browser."""
     invite = _open_invite(token)
     if isinstance(invite, Problem):
         return _problem_page(invite)
@@ -161,7 +161,7 @@ def start(token: str) -> ResponseReturnValue:
 
 @blueprint.post("/retry")
 def retry() -> ResponseReturnValue:
-    """ "Try again" after a refusal or a partial grant: a new attempt for the same invite."""
+    """Try again, after a refusal or a partial grant: a new attempt for the same invite."""
     found = services()
     invite_id = session.get(_RETRY_KEY)
     invite = found.invites.get(invite_id) if isinstance(invite_id, str) else None
