@@ -127,7 +127,9 @@ def serve(
         if sandbox:
             from orchestrator.web.server import sandbox_settings
 
-            session = stack.enter_context(sandbox_settings(settings, clock=clock))
+            session = stack.enter_context(
+                sandbox_settings(settings, clock=clock, redirect_uri=config.redirect_uri)
+            )
             settings = session.settings
             if config.admin_password is None and config.admin_password_hash is None:
                 config = dataclasses.replace(config, admin_password=session.admin_password)

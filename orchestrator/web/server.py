@@ -160,8 +160,13 @@ class WebSandbox:
 
 
 @contextlib.contextmanager
-def sandbox_settings(base: Settings, *, clock: Clock) -> Iterator[WebSandbox]:
-    """A simulator on a free loopback port and a throw-away home, gone afterwards."""
+def sandbox_settings(base: Settings, *, clock: Clock, redirect_uri: str) -> Iterator[WebSandbox]:
+    """A simulator on a free loopback port and a throw-away home, gone afterwards.
+
+    The simulator is a **Web** app (Login Kit for Web, both PKCE readings) with ``redirect_uri``
+    (``serve``'s ``{public_url}/connect/callback/``) registered; the sandbox-only loopback
+    allowance lets that be ``http://127.0.0.1:PORT/...`` when trying it locally.
+    """
     from orchestrator.sandbox import Sandbox, SandboxConfig
 
     server_log = logging.getLogger("orchestrator.sandbox")
@@ -169,7 +174,14 @@ def sandbox_settings(base: Settings, *, clock: Clock) -> Iterator[WebSandbox]:
         server_log.setLevel(logging.WARNING)
     with (
         tempfile.TemporaryDirectory(prefix="tiktok-orchestrator-serve-sandbox-") as scratch,
-        Sandbox(SandboxConfig(), clock=clock) as sandbox,
+        Sandbox(
+            SandboxConfig(
+                app_type="web",
+                redirect_uris=(redirect_uri,),
+                allow_loopback_http_redirect=True,
+            ),
+            clock=clock,
+        ) as sandbox,
     ):
         settings = base.with_overrides(
             home=Path(scratch) / "home",
