@@ -36,8 +36,12 @@ _FAILED = pytest.StashKey[bool]()
 
 
 def chromium_path() -> str | None:
-    wanted = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    return wanted if os.access(wanted, os.X_OK) else shutil.which("chromium")
+    wanted = os.environ.get("CHROMIUM")
+    if wanted:
+        return wanted if os.access(wanted, os.X_OK) else None
+    if os.access("/usr/bin/chromium", os.X_OK):
+        return "/usr/bin/chromium"
+    return shutil.which("chromium")
 
 
 def _missing(reason: str) -> None:
@@ -63,7 +67,10 @@ def chromium() -> Iterator[Any]:
         _missing("playwright is not installed (pip install 'tiktok-orchestrator[browser]')")
     executable = chromium_path()
     if executable is None:
-        _missing("no Chromium at /usr/bin/chromium (apt-get install chromium)")
+        _missing(
+            f"no Chromium at {os.environ.get('CHROMIUM') or '/usr/bin/chromium'} "
+            "(apt-get install chromium)"
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
         try:
