@@ -387,6 +387,14 @@ class WebPostStore:
         )
         return [_post_from_row(row) for row in rows]
 
+    def open_posts(self) -> list[WebPost]:
+        """Every post not cancelled, oldest first (the worker's queue; the journal says which
+        of them are done)."""
+        rows = self.database.fetch_all(
+            _SELECT_POSTS + " WHERE cancelled_at IS NULL ORDER BY created_at, id"
+        )
+        return [_post_from_row(row) for row in rows]
+
     def cancel(self, post_id: str) -> bool:
         """Mark a post cancelled; whether it was not already. (Whether it may be cancelled —
         not started — is the caller's check, against the journal.)"""

@@ -27,6 +27,7 @@ from orchestrator.config import Settings, WebConfig
 from orchestrator.secret import Secret
 from orchestrator.store.tokens import TokenStore
 from orchestrator.web import create_app
+from orchestrator.web.worker import ApiDrain, PostWorker
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +103,14 @@ def serve(
     settings: Settings,
     clock: Clock,
     token_store: TokenStore,
-    worker: BackgroundWorker | None = None,
+    worker: BackgroundWorker | PostWorker | None = None,
     on_ready: Callable[[ServeStarted], None] = lambda _started: None,
 ) -> None:
     """Serve until interrupted (SIGINT or SIGTERM)."""
     import waitress  # type: ignore[import-untyped]
 
-    worker = worker or BackgroundWorker()
+    # The API's worker drains what /api/v1 queues through the scheduler, as `run` does.
+    worker = worker or PostWorker(ApiDrain(settings, token_store, clock=clock))
     app = create_app(config, settings=settings, clock=clock, token_store=token_store, worker=worker)
     server = waitress.create_server(
         app,
