@@ -3,18 +3,25 @@ their own browser profile, against the app and the simulator's Web app over loop
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from tests.functional.run_support import assert_published_once, make_clip
 from tests.web.browser.conftest import PHONE, new_context
+from tests.web.browser.rig import WebRig, web_rig
 from tests.web.test_connect import SCOPES, Rig, rig
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-ADMIN_PASSWORD = "operator-pw"  # the connect rig's
+ADMIN_PASSWORD = "operator-pw"  # both rigs'
+WAIT_LIMIT = 60.0
+"""Seconds the journey waits for the worker at most (a bound, not a timing assertion)."""
 
 
 @pytest.fixture
@@ -69,13 +76,40 @@ def consent(page: Any, invite_url: str, button: str) -> None:
     page.wait_for_url("**/connect/callback/**")
 
 
-def test_operator_invites_creator_connects_in_another_browser(
-    web: Rig, chromium: Any, contexts: list[Any]
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[WebRig]:
+    with web_rig(tmp_path) as running:
+        yield running
+
+
+def wait_for_post(base: str, key: str, post_id: str) -> dict[str, Any]:
+    """Poll ``GET /api/v1/posts/{id}`` as a workflow tool would, until it settles (bounded)."""
+    deadline = time.monotonic() + WAIT_LIMIT
+    while True:
+        answer = requests.get(
+            f"{base}/api/v1/posts/{post_id}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        if body["state"] in ("published", "sent_to_inbox", "failed", "uncertain"):
+            return body
+        if time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)  # polling a real server; nothing asserts on elapsed time
+
+
+def test_journey_invite_connect_api_key_post_published(
+    served: WebRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """Operator signs in → makes an invite on the Invites page → a second browser (a phone)
     opens it → Continue with TikTok → the simulator's Approve → "Connected as Sandbox One" →
-    the operator's Accounts page lists the creator → an API key is made and shown once; no
-    page logs a console error (CSP, a blocked form redirect)."""
+    the operator's Accounts page lists the creator → makes an API key (shown once) →
+    ``POST /api/v1/posts`` with a multipart video → ``GET /posts/{id}`` until published → the
+    sandbox holds exactly that one post, byte-exact; the Posts page shows it; no page logged a
+    console error (CSP, a blocked form redirect, a missing stylesheet)."""
+    web = served
     operator = new_context(chromium, contexts).new_page()
     operator_errors = watch(operator)
     sign_in(operator, web.base)
@@ -100,6 +134,24 @@ def test_operator_invites_creator_connects_in_another_browser(
     assert key
     operator.reload()
     assert key not in operator.content()  # shown once
+
+    path, digest = make_clip(web.media, "journey.mp4", 2_000_000)
+    entry = {"user_id": "sandbox-user-1", "privacy_level": "SELF_ONLY", "description": "hi"}
+    with path.open("rb") as video:
+        posted = requests.post(
+            f"{web.base}/api/v1/posts",
+            headers={"Authorization": f"Bearer {key}"},
+            data={"entry": json.dumps(entry)},
+            files={"video": ("journey.mp4", video, "video/mp4")},
+            timeout=60,
+        )
+    assert posted.status_code == 202, posted.text
+    body = wait_for_post(web.base, key, posted.json()["id"])
+    assert body["state"] == "published", body
+    assert_published_once(web.sandbox, [digest])
+
+    operator.goto(f"{web.base}/posts")
+    assert "published" in operator.inner_text("main")
     assert operator_errors == []
     assert creator_errors == []
 
