@@ -15,6 +15,7 @@ import contextlib
 import logging
 import secrets
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -112,10 +113,12 @@ def serve(
     # The API's worker drains what /api/v1 queues through the scheduler, as `run` does.
     worker = worker or PostWorker(ApiDrain(settings, token_store, clock=clock))
     app = create_app(config, settings=settings, clock=clock, token_store=token_store, worker=worker)
+    # Bound here, not by waitress: a port in use then raises before waitress has opened
+    # anything (it would leave its wake-up pipe open).
+    listener = bind_listener(config.host, config.port)
     server = waitress.create_server(
         app,
-        host=config.host,
-        port=config.port,
+        sockets=[listener],
         threads=WAITRESS_THREADS,
         max_request_body_size=MAX_REQUEST_BODY,
         ident="tiktok-orchestrator",
@@ -141,6 +144,21 @@ def serve(
         worker.stop()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv4 or IPv6, as the host is written)."""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 def _listening(server: object, config: WebConfig) -> tuple[str, int]:

@@ -306,8 +306,6 @@ def test_the_openapi_document_validates_and_matches_the_routes(rig: ApiRig) -> N
 
     document = requests.get(rig.url + "/api/v1/openapi.json", timeout=10).json()
     assert document["openapi"] == "3.1.0"
-    validator = pytest.importorskip("openapi_spec_validator")
-    validator.validate(document)
     documented = {
         (path, method.upper())
         for path, operations in document["paths"].items()
@@ -325,6 +323,8 @@ def test_the_openapi_document_validates_and_matches_the_routes(rig: ApiRig) -> N
             if method not in ("HEAD", "OPTIONS"):
                 served.add((path, method))
     assert documented == served
+    validator = pytest.importorskip("openapi_spec_validator")  # the test extra has it
+    validator.validate(document)
 
 
 def _app_of(rig: ApiRig) -> object:

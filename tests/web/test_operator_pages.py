@@ -25,7 +25,9 @@ __all__ = ["served"]
 PAGES = ("/accounts", "/invites", "/posts", "/reports", "/api-keys")
 
 
-def grant(open_id: str, now: float, *, access_in: float = 86400, refresh_in: float = 365 * 86400):  # type: ignore[no-untyped-def]
+def grant(
+    open_id: str, now: float, *, access_in: float = 86400, refresh_in: float = 365 * 86400
+) -> TokenGrant:
     return TokenGrant(
         open_id=open_id,
         access_token=Secret(f"act.{open_id}.secret-value"),
