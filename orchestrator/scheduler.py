@@ -55,8 +55,9 @@ from orchestrator.errors import (
 )
 from orchestrator.manifest import Entry, Manifest, Mode, content_identity, entry_identity
 from orchestrator.media import FileMedia, PhotoMedia, VideoUrlMedia, media_fingerprint
+from orchestrator.outcomes import ErrorInfo
 from orchestrator.preflight import creator_problems
-from orchestrator.report import EntryResult, ErrorInfo, RunReport
+from orchestrator.report import EntryResult, RunReport
 from orchestrator.retry import RetryBudget
 from orchestrator.secret import Secret
 from orchestrator.store.journal import (

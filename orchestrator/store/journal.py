@@ -41,7 +41,7 @@ from orchestrator.secret import Secret
 from orchestrator.store.crypto import TokenCipher
 from orchestrator.store.db import StoreConnection, StoreDatabase
 from orchestrator.tiktok.chunks import ChunkPlan
-from orchestrator.upload import (
+from orchestrator.upload.events import (
     ChunkConfirmed,
     Deferred,
     Failed,
