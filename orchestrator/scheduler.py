@@ -3,7 +3,7 @@
 Theory of operation:
 
 1. **Plan** (main thread, no network): every selected entry gets its identity and a decision
-   from the journal (``Journal.decide``): already done, a permanent failure to repeat,
+   from the journal (``rerun.decide``): already done, a permanent failure to repeat,
    uncertain, resume, or start. Entries whose ``publish_at`` is in the future are deferred.
 2. **Users in parallel** (``jobs`` threads), each user's entries in manifest order. Per user:
    a usable token first (a user whose tokens are dead fails alone, with the ``auth login``
@@ -58,12 +58,11 @@ from orchestrator.media import FileMedia, PhotoMedia, VideoUrlMedia, media_finge
 from orchestrator.outcomes import ErrorInfo
 from orchestrator.preflight import creator_problems
 from orchestrator.report import EntryResult, RunReport
+from orchestrator.rerun import Action, Decision, decide
 from orchestrator.retry import RetryBudget
 from orchestrator.secret import Secret
 from orchestrator.store.journal import (
     DONE_STATES,
-    Action,
-    Decision,
     EntryMeta,
     EntryState,
     Journal,
@@ -353,8 +352,8 @@ class Run:
                 request_digest=_request_digest(entry, fingerprint),
                 fingerprint=fingerprint,
             )
-            decision = self.journal.decide(
-                meta.identity,
+            decision = decide(
+                self.journal.get(meta.identity),
                 request_digest=meta.request_digest,
                 fingerprint=fingerprint,
                 retry_failed=self.options.retry_failed,
@@ -540,8 +539,8 @@ class Run:
                 return
             planned = by_identity[claim.identity]
             try:
-                decision = self.journal.decide(
-                    claim.identity,
+                decision = decide(
+                    self.journal.get(claim.identity),
                     request_digest=planned.meta.request_digest,
                     fingerprint=planned.meta.fingerprint,
                     retry_failed=self.options.retry_failed,
