@@ -297,8 +297,8 @@ def run(
     says so).
     """
     from orchestrator.logs import configure_logging
-    from orchestrator.runner import Tunables
     from orchestrator.scheduler import RunOptions
+    from orchestrator.settings import RunSettings as Tunables
 
     configure_logging(verbosity=verbose - quiet, fmt=log_format)
     options = RunOptions(

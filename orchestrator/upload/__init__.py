@@ -74,7 +74,7 @@ from orchestrator.upload.events import (
 # imports ``orchestrator.upload.events``, and Python runs this file first, so an eager import
 # here would load the driver, the TikTok client and requests into every store user.
 if TYPE_CHECKING:
-    from orchestrator.upload.driver import UploadConfig, Uploader, UploadOutcome
+    from orchestrator.upload.driver import Uploader, UploadOutcome
     from orchestrator.upload.machine import ChunkAnswer, ChunkReply, MachineEvent, UploadMachine
     from orchestrator.upload.request import (
         CONTENT_TYPES,
@@ -86,7 +86,6 @@ if TYPE_CHECKING:
     )
 
 _LAZY: Final = {
-    "UploadConfig": "driver",
     "UploadOutcome": "driver",
     "Uploader": "driver",
     "ChunkAnswer": "machine",
@@ -134,7 +133,6 @@ __all__ = [
     "Source",
     "SourceChanged",
     "Uncertain",
-    "UploadConfig",
     "UploadEvent",
     "UploadMachine",
     "UploadOutcome",

@@ -31,7 +31,8 @@ from orchestrator.errors import (
 from orchestrator.outcomes import ErrorInfo
 from orchestrator.progress import NullProgress, ProgressSubscriber
 from orchestrator.retry import Retrier
-from orchestrator.tiktok.chunks import DEFAULT_CHUNK, Chunk, ChunkPlan, plan_chunks
+from orchestrator.settings import RunSettings
+from orchestrator.tiktok.chunks import Chunk, ChunkPlan, plan_chunks
 from orchestrator.tiktok.client import (
     InitResult,
     PostMode,
@@ -40,7 +41,7 @@ from orchestrator.tiktok.client import (
     TikTokClient,
 )
 from orchestrator.tiktok.codes import classify_fail_reason
-from orchestrator.transport import FileWindow, Timeouts, Transport
+from orchestrator.transport import FileWindow, Transport
 from orchestrator.upload.events import (
     ChunkConfirmed,
     Deferred,
@@ -64,72 +65,7 @@ from orchestrator.upload.request import FileSource, PhotoSource, Source, UploadR
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UploadConfig", "UploadOutcome", "Uploader"]
-
-
-@dataclass(frozen=True)
-class UploadConfig:
-    """The engine's tunables. Times in seconds, sizes in bytes, rates in bytes per second.
-
-    - ``chunk_size``: preferred chunk size (see ``chunks.DEFAULT_CHUNK``).
-    - ``chunk_connect_timeout`` / ``chunk_read_timeout``: per socket operation of a chunk PUT.
-    - ``chunk_min_rate`` and ``chunk_min_deadline``: a chunk PUT is abandoned after
-      ``max(chunk_min_deadline, length / chunk_min_rate)`` whatever the server does.
-    - ``upload_url_ttl``: how long an upload URL lives (TikTok: one hour), counted from the
-      moment the init was sent; ``upload_url_margin``: no chunk is started closer to its end.
-    - ``max_reinits``: new inits allowed after upload URLs died, per entry and run.
-    - ``max_source_changes``: fresh uploads started because the file changed while it was
-      being sent, per entry and run; one more change fails the entry ``file_changed``.
-    - ``max_resyncs``: 416 answers in a row before the server's progress is called incoherent.
-    - ``max_settles``: status fetches to settle a lost last-chunk acknowledgement.
-    - ``poll_first`` … ``poll_max``: status polling interval, growing by ``poll_factor``;
-      ``poll_timeout``: how long to poll before leaving the entry ``processing``.
-    """
-
-    chunk_size: int = DEFAULT_CHUNK
-    chunk_connect_timeout: float = 10.0
-    chunk_read_timeout: float = 60.0
-    chunk_min_rate: float = 100_000.0
-    chunk_min_deadline: float = 60.0
-    upload_url_ttl: float = 3600.0
-    upload_url_margin: float = 30.0
-    max_reinits: int = 2
-    max_source_changes: int = 2
-    max_resyncs: int = 3
-    max_settles: int = 3
-    poll_first: float = 2.0
-    poll_factor: float = 1.5
-    poll_max: float = 30.0
-    poll_timeout: float = 600.0
-
-    def __post_init__(self) -> None:
-        positive = (
-            self.chunk_connect_timeout,
-            self.chunk_read_timeout,
-            self.chunk_min_rate,
-            self.chunk_min_deadline,
-            self.upload_url_ttl,
-            self.poll_first,
-            self.poll_max,
-        )
-        if any(value <= 0 for value in positive):
-            raise ValueError("upload timeouts, rates and poll intervals must be positive")
-        if self.poll_factor < 1 or self.poll_max < self.poll_first or self.poll_timeout < 0:
-            raise ValueError("polling must back off: poll_factor >= 1, poll_max >= poll_first")
-        limits = (self.max_reinits, self.max_source_changes, self.max_resyncs, self.max_settles)
-        if min(*limits, self.upload_url_margin) < 0:
-            raise ValueError("upload limits cannot be negative")
-
-    def chunk_timeouts(self, length: int) -> Timeouts:
-        """The timeouts of one chunk PUT of ``length`` bytes."""
-        return Timeouts(
-            connect=self.chunk_connect_timeout,
-            read=self.chunk_read_timeout,
-            total=max(self.chunk_min_deadline, length / self.chunk_min_rate),
-        )
-
-
-# -- events and the journal interface ----------------------------------------------------------
+__all__ = ["UploadOutcome", "Uploader"]
 
 
 @dataclass(frozen=True)
@@ -281,13 +217,13 @@ class Uploader:
         transport: Transport,
         *,
         retry: Retrier,
-        config: UploadConfig | None = None,
+        config: RunSettings | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._client = client
         self._transport = transport
         self._retry = retry
-        self._config = config or UploadConfig()
+        self._config = config or RunSettings()
         self._clock = clock or SystemClock()
 
     def upload(
@@ -532,7 +468,7 @@ class Uploader:
             identity = FileIdentity.of(os.fstat(run.file.fileno()))
         try:
             plan = (
-                plan_chunks(source.size, self._config.chunk_size)
+                plan_chunks(source.size, self._config.preferred_chunk_size)
                 if isinstance(source, FileSource)
                 else None
             )

@@ -16,12 +16,14 @@ module no prefix covers fails the test until it is placed here on purpose.
 3. store — SQLite/PostgreSQL: tokens, journal rows, queue, locks, shared pacing.
 4. transport — the only module that imports requests.
 5. tiktok — the API and OAuth clients.
-6. upload — the engine: request, sans-I/O machine, driver; and progress subscribers.
-7. rerun and pre-flight — the rerun policy over journal records, creator checks.
-8. scheduler — planning, gates, fan-out.
-9. use cases — ``runner``, ``lookup``, ``auth``, the public ``api``, the sandbox simulator
+6. run settings — every tunable of the engine and the run (``settings.RunSettings``); it
+   names the transport's timeouts and the queue's lease, and the engine reads it.
+7. upload — the engine: request, sans-I/O machine, driver; and progress subscribers.
+8. rerun and pre-flight — the rerun policy over journal records, creator checks.
+9. scheduler — planning, gates, fan-out.
+10. use cases — ``runner``, ``lookup``, ``auth``, the public ``api``, the sandbox simulator
    (the CLI's ``--sandbox`` wires it).
-10. front ends — ``cli`` (and ``__main__``), then the web app.
+11. front ends — ``cli`` (and ``__main__``), then the web app.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("store",),
     ("transport",),
     ("tiktok.client", "tiktok.oauth"),
+    ("settings",),
     ("upload", "progress"),
     ("rerun", "preflight"),
     ("scheduler",),

@@ -14,6 +14,7 @@ from orchestrator.clock import ManualClock
 from orchestrator.errors import IllegalTransitionError, UploadError
 from orchestrator.retry import Retrier, RetryBudget, SlidingWindowPacer
 from orchestrator.secret import Secret
+from orchestrator.settings import RunSettings
 from orchestrator.tiktok.chunks import MIN_CHUNK, plan_chunks
 from orchestrator.tiktok.client import PostInfo, PostMode, TikTokClient
 from orchestrator.upload import (
@@ -33,7 +34,6 @@ from orchestrator.upload import (
     SentToInbox,
     SourceChanged,
     Uncertain,
-    UploadConfig,
     Uploaded,
     Uploader,
     UploadEvent,
@@ -122,7 +122,7 @@ def make_rig(video: tuple[Path, str], **config: object) -> Rig:
         client,
         fake,
         retry=retry,
-        config=UploadConfig(**settings),
+        config=RunSettings(**settings),
         clock=clock,  # type: ignore[arg-type]
     )
     return Rig(clock, fake, tokens, uploader, MemoryJournal(), Progress(), video[0], video[1])
