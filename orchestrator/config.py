@@ -41,6 +41,8 @@ ENV_NO_PROXY = "NO_PROXY"
 ENV_CA_BUNDLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 """Where a private CA's PEM bundle may be named, first found wins (requests' and OpenSSL's
 names; ``.netrc`` is never read, so no credential is attached from it)."""
+ENV_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+"""Set by GitHub Actions: a run appends its Markdown summary to the file it names."""
 STORE_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -64,6 +66,8 @@ class Settings:
     token_key: Secret | None = field(default=None, repr=False)
     store_url: Secret | None = field(default=None, repr=False)
     """A PostgreSQL connection URL (it may hold a password), or None for the home's SQLite."""
+    step_summary: Path | None = None
+    """Where GitHub Actions wants the run's Markdown summary appended (``$GITHUB_STEP_SUMMARY``)."""
 
     def require_client(self) -> tuple[str, Secret]:
         """The app credentials, or a ConfigError saying which variable to set."""
@@ -204,6 +208,7 @@ def load_settings(
         client_secret=Secret(secret) if secret else None,
         token_key=Secret(token_key) if token_key else None,
         store_url=store_url,
+        step_summary=Path(step_summary) if (step_summary := env.get(ENV_STEP_SUMMARY)) else None,
     )
     if settings.token_key is not None:
         decode_token_key(settings.token_key)

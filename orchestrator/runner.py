@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.clock import Clock, SystemClock
+from orchestrator.clock import Clock, InterruptibleClock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.errors import AuthError, NeedsLoginError, UsageError
 from orchestrator.manifest import Manifest, load_manifest
@@ -39,7 +39,6 @@ from orchestrator.retry import (
     SlidingWindowPacer,
 )
 from orchestrator.scheduler import (
-    InterruptibleClock,
     NullObserver,
     Run,
     RunObserver,
@@ -130,7 +129,7 @@ def run_manifest(
             refresher = OAuthClient.from_settings(
                 settings, transport, clock, timeouts=tunables.api_timeouts or OAUTH_TIMEOUTS
             )
-            tokens = TokenProvider(store, refresher, clock=run_clock)
+            tokens = TokenProvider(store, refresher, clock=run_clock, retry=retrier)
         pacer: SlidingWindowPacer
         if isinstance(store.database, PostgresDatabase):
             # Counted in the database: the windows hold across workers and reruns.

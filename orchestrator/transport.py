@@ -53,6 +53,7 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 
+from orchestrator import __version__
 from orchestrator.config import NetworkSettings, is_loopback_host, load_network
 from orchestrator.errors import (
     CertificateError,
@@ -63,7 +64,7 @@ from orchestrator.errors import (
     UploadError,
 )
 
-USER_AGENT = "tiktok-orchestrator/0.1"
+USER_AGENT = f"tiktok-orchestrator/{__version__}"
 _RESPONSE_READ_BLOCK = 64 * 1024
 
 SEND_BLOCK = 1024 * 1024

@@ -1,10 +1,21 @@
-"""Seal the test suite from the machine: no real home, no real credentials, no real API."""
+"""Seal the test suite from the machine: no real home, no real credentials, no real API.
+
+Shared fixtures and the test tiers live in ``tests/support/`` (loaded below as plugins).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = [
+    "tests.support.tiers",
+    "tests.support.logs",
+    "tests.support.sandbox_api",
+    "tests.support.run_support",
+    "pytester",  # tests/unit/test_tiers.py runs throw-away suites
+]
 
 _SEALED_VARS = (
     "TIKTOK_CLIENT_KEY",

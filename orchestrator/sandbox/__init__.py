@@ -100,7 +100,9 @@ class Sandbox:
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            # stop() waits for the loop to notice the shutdown: half the interval on average,
+            # paid by every test that starts a sandbox.
+            kwargs={"poll_interval": 0.01},
             name=f"tiktok-sandbox:{port}",
             daemon=True,
         )

@@ -14,8 +14,9 @@ and the old one stops working, so two refreshers using the same token lock the u
 3. Send the refresh while holding both locks, and store the new access token *and* the rotated
    refresh token in that same transaction. ``invalid_grant`` marks the user "needs login" in
    it. The write lock is held across the HTTP call on purpose; the token endpoint's timeouts
-   (``oauth.OAUTH_TIMEOUTS``) and three attempts keep that well under the database's
-   ``busy_timeout``, so waiting processes get their turn rather than an error.
+   (``oauth.OAUTH_TIMEOUTS``) and three attempts (``REFRESH_POLICY``: ``retry.py``'s jittered
+   backoff, drawn from the run's retry budget when there is a run) keep that well under the
+   database's ``busy_timeout``, so waiting processes get their turn rather than an error.
 
 This module must not print, log token values, or call TikTok for anything but a refresh.
 """
@@ -39,6 +40,7 @@ from orchestrator.errors import (
     StoreCorruptError,
     TransportError,
 )
+from orchestrator.retry import Retrier, RetryPolicy
 from orchestrator.secret import Secret
 from orchestrator.store.backend import is_shared, open_database
 from orchestrator.store.crypto import TokenCipher, open_cipher
@@ -383,32 +385,25 @@ class TokenStore:
 # -- the provider --------------------------------------------------------------------------------
 
 
-def retry_transient_refresh_errors(
-    call: Callable[[], T],
-    *,
-    attempts: int,
-    sleep: Callable[[float], None],
-    first_backoff: float,
-) -> T:
-    """Run ``call``, retrying connection errors and server trouble (5xx, ``server_error``).
+def is_transient_refresh_error(exc: BaseException) -> bool:
+    """Connection errors and server trouble (5xx, ``server_error``) at the token endpoint.
 
-    Kept small and local until ``orchestrator/retry.py`` provides the project's one policy.
     Retrying after a lost answer is no worse than not retrying: if TikTok did rotate the token,
     the retry gets ``invalid_grant`` (the user must sign in again either way).
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except (TransportError, OAuthError) as exc:
-            retryable = isinstance(exc, TransportError) or (
-                isinstance(exc, OAuthError) and exc.retryable
-            )
-            if not retryable or attempt == attempts:
-                raise
-            delay = first_backoff * 2 ** (attempt - 1)
-            log.warning("token refresh failed (%s); retrying in %.1f s", exc, delay)
-            sleep(delay)
-    raise AssertionError("unreachable: the loop returns or raises")
+    if isinstance(exc, TransportError):
+        return True
+    return isinstance(exc, OAuthError) and exc.retryable
+
+
+REFRESH_POLICY = RetryPolicy(
+    max_attempts=REFRESH_ATTEMPTS,
+    base=REFRESH_FIRST_BACKOFF,
+    cap=4 * REFRESH_FIRST_BACKOFF,
+    retryable=is_transient_refresh_error,
+)
+"""How a refresh is retried: ``retry.py``'s full-jitter backoff, kept short because the
+database write lock is held across the call (at most 1 + 2 s of waiting in three attempts)."""
 
 
 @dataclass(frozen=True)
@@ -430,19 +425,20 @@ class TokenProvider:
         *,
         clock: Clock,
         margin: float = DEFAULT_REFRESH_MARGIN,
-        refresh_attempts: int = REFRESH_ATTEMPTS,
-        first_backoff: float = REFRESH_FIRST_BACKOFF,
-        sleep: Callable[[float], None] | None = None,
+        retry: Retrier | None = None,
+        policy: RetryPolicy = REFRESH_POLICY,
     ) -> None:
-        if margin < 0 or refresh_attempts < 1:
-            raise ValueError("margin must be >= 0 and refresh_attempts >= 1")
+        """``retry`` is the run's :class:`Retrier` (its clock and retry budget) when there is a
+        run; without one, refreshes get a retrier of their own on ``clock``. ``policy`` says
+        how one refresh is retried (:data:`REFRESH_POLICY`)."""
+        if margin < 0:
+            raise ValueError("margin must be >= 0")
         self._store = store
         self._refresher = refresher
         self._clock = clock
         self.margin = margin
-        self._attempts = refresh_attempts
-        self._first_backoff = first_backoff
-        self._sleep = sleep if sleep is not None else clock.sleep
+        self._retry = retry if retry is not None else Retrier(policy, clock=clock)
+        self._policy = policy
         self._guard = threading.Lock()
         self._user_locks: dict[str, threading.Lock] = {}
 
@@ -537,11 +533,8 @@ class TokenProvider:
                 log.debug("user %s: tokens were refreshed by someone else; using those", open_id)
                 return _RefreshResult(credentials=current)
             try:
-                grant = retry_transient_refresh_errors(
-                    lambda: self._refresher.refresh(current.refresh_token),
-                    attempts=self._attempts,
-                    sleep=self._sleep,
-                    first_backoff=self._first_backoff,
+                grant = self._retry.call(
+                    lambda: self._refresher.refresh(current.refresh_token), policy=self._policy
                 )
             except OAuthError as exc:
                 if exc.error != "invalid_grant":
@@ -555,8 +548,8 @@ class TokenProvider:
                 return _RefreshResult(needs_login=NeedsLoginError(open_id, reason))
             except TransportError as exc:
                 raise AuthError(
-                    f"user {open_id}: refreshing the token failed after {self._attempts} "
-                    f"attempts: {exc}",
+                    f"user {open_id}: refreshing the token failed after "
+                    f"{self._policy.max_attempts} attempts: {exc}",
                     hint="TikTok's token endpoint did not answer; try again later",
                 ) from exc
             if grant.open_id != open_id:

@@ -232,6 +232,8 @@ ORCHESTRATOR_CODES: Final = MappingProxyType(
         "dry_run": "a dry run: nothing was sent; the message says what a real run would do",
         "unexpected_error": "the orchestrator hit an unexpected error on this entry (a bug: "
         "please report it with the log); the other entries went on and a rerun tries it again",
+        "invalid_response": "TikTok answered ok without the fields the call must carry; "
+        "a rerun asks again (if it persists, report it with the log_id)",
     }
 )
 """The orchestrator's own error codes in reports, with what to do about each."""

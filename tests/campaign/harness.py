@@ -70,7 +70,7 @@ from tests.campaign.schedule import (
     Schedule,
     Trigger,
 )
-from tests.functional.run_support import (
+from tests.support.run_support import (
     REPO,
     SAMPLE,
     Child,

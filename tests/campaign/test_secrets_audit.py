@@ -23,7 +23,7 @@ from orchestrator.store.db import DB_FILENAME
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from tests.campaign.harness import find_secrets, play
 from tests.campaign.schedule import generate
-from tests.functional.run_support import assert_published_once, open_rig
+from tests.support.run_support import assert_published_once, open_rig
 
 
 def test_audit_finds_a_secret_planted_in_a_log_a_report_or_the_home(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from orchestrator.scheduler import RunOptions
 from orchestrator.store.journal import Journal
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from orchestrator.upload import ChunkConfirmed, UploadEvent
-from tests.functional.run_support import (
+from tests.support.run_support import (
     Hooks,
     RunRig,
     assert_published_once,

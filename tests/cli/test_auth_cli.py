@@ -175,7 +175,9 @@ def test_refresh_that_cannot_reach_tiktok_exits_1(
     assert result.exit_code == 1
     assert "error: user user-a: refreshing the token failed after 3 attempts" in result.output
     assert "hint:" in result.output
-    assert slept == [1.0, 2.0]
+    assert len(slept) == 2  # jittered: at most 1 s, then at most 2 s
+    assert 0 <= slept[0] <= 1.0
+    assert 0 <= slept[1] <= 2.0
 
 
 def test_remove_forgets_the_user(home: Path, tmp_path: Path) -> None:

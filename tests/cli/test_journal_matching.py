@@ -4,10 +4,8 @@ entry adopts its record, and a posted entry's deleted video does not block the m
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +13,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
-from tests.functional.run_support import (
+from tests.support.run_support import (
     Served,
     assert_published_once,
     completed_by_digest,
-    served,
 )
 
-__all__ = ["served"]
-
 USER = "sandbox-user-1"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`run` points the orchestrator's log at click's captured stderr; undo that after."""
-    logger = logging.getLogger("orchestrator")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 def invoke(served: Served, *args: str) -> Result:

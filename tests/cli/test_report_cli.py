@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
-from tests.functional.run_support import Served, served
-
-__all__ = ["served"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    logger = logging.getLogger("orchestrator")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
+from tests.support.run_support import Served
 
 
 def _invoke(served: Served, *args: str) -> Result:

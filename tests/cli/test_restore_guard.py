@@ -7,33 +7,17 @@ that posts more, the backup put back → every command refuses (exit 1), nothing
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
 from orchestrator.store.db import DB_FILENAME
-from tests.functional.run_support import Served, assert_published_once, served
-
-__all__ = ["served"]
+from tests.support.run_support import Served, assert_published_once
 
 USER = "sandbox-user-1"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`run` points the orchestrator's log at click's captured stderr; undo that after."""
-    logger = logging.getLogger("orchestrator")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 def invoke(served: Served, *args: str) -> Result:

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
-from tests import media_factory as mf
+from tests.support import media_factory as mf
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
 from orchestrator.sandbox import SandboxConfig, SandboxUser
-from tests.functional.run_support import Served, serve
+from tests.support.run_support import Served, serve
 
 USERS = (
     SandboxUser("open-public", "Public"),

@@ -311,7 +311,9 @@ def test_server_errors_and_resets_during_refresh_are_retried(world: World) -> No
             user = provider.refresh(USER)
     assert user.generation == 2
     assert world.sandbox.calls("token") == 3
-    assert clock.slept == [1.0, 2.0]
+    assert len(clock.slept) == 2  # full jitter: at most 1 s, then at most 2 s
+    assert 0 <= clock.slept[0] <= 1.0
+    assert 0 <= clock.slept[1] <= 2.0
     assert world.sandbox.violations() == []
 
 

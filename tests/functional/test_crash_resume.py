@@ -23,17 +23,14 @@ import pytest
 
 from orchestrator.sandbox import Fault, Sandbox
 from orchestrator.tiktok.chunks import MIN_CHUNK
-from tests.functional.run_support import (
+from tests.support.run_support import (
     TWO_CHUNKS,
     Served,
     assert_published_once,
     completed_by_digest,
     journal_rows,
-    served,
     wait_until,
 )
-
-__all__ = ["served"]
 
 USER = "sandbox-user-1"
 HOLD = 30.0  # seconds a delayed answer would take: far longer than any test waits
@@ -116,7 +113,19 @@ KILL_POINTS = [
 ]
 
 
-@pytest.mark.parametrize("point", KILL_POINTS, ids=[p.name for p in KILL_POINTS])
+FAST_KILL_POINTS = ("after-init", "mid-chunk")
+"""The kill points the fast tier replays (an init TikTok holds, an upload cut mid-chunk); the
+others are in the slow tier, beside the campaign's kills at random moments."""
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        p if p.name in FAST_KILL_POINTS else pytest.param(p, marks=pytest.mark.slow)
+        for p in KILL_POINTS
+    ],
+    ids=[p.name for p in KILL_POINTS],
+)
 def test_sigkill_then_rerun_publishes_every_entry_exactly_once(
     served: Served, point: KillPoint
 ) -> None:
@@ -162,7 +171,14 @@ URL_SOURCES = {
 }
 
 
-@pytest.mark.parametrize("kind", list(URL_SOURCES))
+@pytest.mark.parametrize(
+    "kind",
+    # The photo case takes the same path as the video URL; it is in the slow tier.
+    [
+        pytest.param(kind, marks=pytest.mark.slow) if kind == "photo" else kind
+        for kind in URL_SOURCES
+    ],
+)
 def test_sigkill_after_a_url_init_was_sent_leaves_it_uncertain_never_retried(
     served: Served, kind: str
 ) -> None:

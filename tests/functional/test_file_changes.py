@@ -13,6 +13,8 @@ import struct
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from orchestrator.sandbox import Fault
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from orchestrator.upload import (
@@ -20,18 +22,17 @@ from orchestrator.upload import (
     SourceChanged,
     UploadState,
 )
-from tests.functional.run_support import (
+from tests.functional.test_upload_sandbox import Rig, file_request, make_video, rig
+from tests.support.run_support import (
     SAMPLE,
     Served,
     completed_by_digest,
     journal_rows,
-    served,
     sha256_of,
     wait_until,
 )
-from tests.functional.test_upload_sandbox import Rig, file_request, make_video, rig
 
-__all__ = ["rig", "served"]
+__all__ = ["rig"]  # test_upload_sandbox's rig, not run_support's
 
 USER = "sandbox-user-1"
 HOLD = 30.0
@@ -67,6 +68,7 @@ def _sparse_clip(folder: Path, name: str, size: int) -> Path:
     return path
 
 
+@pytest.mark.slow  # 40 MB, a SIGKILL and a rerun as real processes
 def test_file_edited_between_a_kill_and_the_rerun_is_uploaded_afresh(served: Served) -> None:
     """40 MB in 5 MiB chunks, SIGKILL after 3 chunks, 4 KiB overwritten at 6,000,000 and
     30,000,000: the rerun abandons the old upload (never completed) and publishes exactly the

@@ -23,7 +23,7 @@ from orchestrator.runner import run_manifest
 from orchestrator.sandbox import SandboxConfig
 from orchestrator.scheduler import RunOptions
 from orchestrator.transport import HttpResponse, HttpTransport
-from tests.functional.run_support import RunRig, open_rig
+from tests.support.run_support import RunRig, open_rig
 
 INIT_LIMIT = 6
 WINDOW = 60.0

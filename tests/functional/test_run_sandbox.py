@@ -31,7 +31,7 @@ from orchestrator.tiktok.chunks import MIN_CHUNK
 from orchestrator.tiktok.codes import ORCHESTRATOR_CODES
 from orchestrator.transport import Timeouts
 from orchestrator.upload import ChunkConfirmed, Uploader, UploadEvent, UploadRequest
-from tests.functional.run_support import (
+from tests.support.run_support import (
     TWO_CHUNKS,
     Hooks,
     RunRig,
@@ -39,14 +39,11 @@ from tests.functional.run_support import (
     completed_by_digest,
     journal_rows,
     open_rig,
-    rig,
     sandbox_settings,
     sign_in,
     token_grant,
     write_manifest,
 )
-
-__all__ = ["rig"]
 
 
 def test_multi_user_manifest_publishes_everything_once_byte_exact(rig: RunRig) -> None:
@@ -596,7 +593,7 @@ def test_one_video_for_several_users_is_fingerprinted_once_and_posted_to_each(
     rig: RunRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A clip shared by three accounts: hashed once for the plan, published once per account."""
-    import orchestrator.scheduler as scheduler
+    import orchestrator.scheduler.plan as scheduler
 
     calls: list[object] = []
     real = scheduler.media_fingerprint

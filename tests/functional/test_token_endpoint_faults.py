@@ -14,14 +14,11 @@ from orchestrator.auth import list_users
 from orchestrator.sandbox import Fault
 from orchestrator.scheduler import RunOptions
 from orchestrator.store.tokens import REFRESH_ATTEMPTS, TokenState, TokenStore
-from tests.functional.run_support import (
+from tests.support.run_support import (
     Hooks,
     RunRig,
     assert_published_once,
-    rig,
 )
-
-__all__ = ["rig"]
 
 USER = "sandbox-user-1"
 

@@ -8,27 +8,28 @@ on it exit 0 or 2 with a message, never with a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli import cli
 from orchestrator.errors import ManifestError
 from orchestrator.manifest import Manifest, load_manifest, manifest_schema
+from tests.support.tiers import fuzz_examples
 
 FUZZ = settings(
-    # FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps the suite quick.
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")),
+    # --all runs the full count; FUZZ_EXAMPLES=5000 for a longer hunt.
+    max_examples=fuzz_examples(200),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -107,8 +108,12 @@ yaml_pieces = st.sampled_from(
         "defaults: &d {mode: direct}\n",
         "  - <<: *d\n",
         "  - *d\n",
-        "!!python/object/apply:os.system ['true']\n",
-        "x: !!python/name:os.system\n",
+        # Each of these would leave a trace (see leave_trace) if a constructor ran it.
+        "!!python/object/apply:tests.fuzz.test_fuzz_manifest.leave_trace ['apply']\n",
+        "x: !!python/object/apply:tests.fuzz.test_fuzz_manifest.leave_trace ['apply']\n",
+        "x: !!python/object/new:tests.fuzz.test_fuzz_manifest.Trace ['new']\n",
+        "x: !!python/object:tests.fuzz.test_fuzz_manifest.Trace {how: object}\n",
+        "x: !!python/name:tests.fuzz.test_fuzz_manifest.leave_trace\n",
         "y: !!binary aGVsbG8=\n",
         "z: !!timestamp 2026-11-22\n",
         "w: !custom tag\n",
@@ -124,17 +129,6 @@ yaml_pieces = st.sampled_from(
     ]
 )
 yaml_texts = st.lists(yaml_pieces | st.text(max_size=20), max_size=10).map("".join)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the orchestrator logger; leave it as it was for the next test."""
-    logger = logging.getLogger("orchestrator")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 def _load(data: bytes, suffix: str) -> Manifest | None:
@@ -178,12 +172,82 @@ def test_any_yaml_document_is_a_manifest_or_a_manifest_error(document: Any) -> N
     _load(_dump_yaml(document), ".yaml")
 
 
+TRACES: list[str] = []
+"""What object-building YAML tags managed to run (must stay empty)."""
+
+
+def leave_trace(how: str = "name") -> str:
+    """A callable a ``!!python/object/apply`` tag would call: it leaves a trace."""
+    TRACES.append(how)
+    return how
+
+
+class Trace:
+    """A class ``!!python/object/new`` / ``!!python/object`` would build: it leaves a trace."""
+
+    def __new__(cls, *args: object) -> Trace:
+        TRACES.append(f"new {cls.__name__}")
+        return super().__new__(cls)
+
+    def __setstate__(self, state: object) -> None:
+        TRACES.append("setstate")
+
+
+_TRACED_MANIFEST = "version: 1\nentries:\n  - user_id: u\n    video_path: {tag}\n"
+
+
+def test_the_trace_payloads_leave_a_trace_when_a_loader_runs_them() -> None:
+    """The payloads are live: yaml's unsafe loader runs each (so the property below, that the
+    manifest loader never does, can fail)."""
+    found = []
+    for tag in (
+        "!!python/object/apply:tests.fuzz.test_fuzz_manifest.leave_trace ['apply']",
+        "!!python/object/new:tests.fuzz.test_fuzz_manifest.Trace ['new']",
+        "!!python/object:tests.fuzz.test_fuzz_manifest.Trace {how: object}",
+    ):
+        TRACES.clear()
+        yaml.unsafe_load(_TRACED_MANIFEST.format(tag=tag))
+        found.append(bool(TRACES))
+    TRACES.clear()
+    assert found == [True, True, True]
+
+
 @FUZZ
+@example(text=_TRACED_MANIFEST.format(tag="!!python/object/apply:os.getcwd []"))
+@example(
+    text=_TRACED_MANIFEST.format(
+        tag="!!python/object/apply:tests.fuzz.test_fuzz_manifest.leave_trace ['apply']"
+    )
+)
+@example(
+    text=_TRACED_MANIFEST.format(tag="!!python/object/new:tests.fuzz.test_fuzz_manifest.Trace []")
+)
+@example(text="- !!python/object:tests.fuzz.test_fuzz_manifest.Trace {how: object}\n")
 @given(text=yaml_texts)
 def test_any_yaml_text_is_a_manifest_or_a_manifest_error_and_builds_no_object(text: str) -> None:
     """YAML text with tags, anchors, merge keys and broken syntax loads or raises
-    ManifestError; a tag that would construct a Python object never runs."""
-    _load(text.encode(), ".yaml")
+    ManifestError; a tag that would construct a Python object never runs (it would leave a
+    trace), and a loaded manifest holds plain data only."""
+    TRACES.clear()
+    manifest = _load(text.encode(), ".yaml")
+    assert TRACES == [], f"a YAML tag ran Python code: {TRACES}"
+    if manifest is not None:
+        assert not _holds_objects(manifest), manifest
+
+
+def _holds_objects(value: object) -> bool:
+    """Whether ``value`` (a manifest, its entries, their fields) holds a tag-built object."""
+    if isinstance(value, Trace) or (callable(value) and not isinstance(value, type)):
+        return True
+    if isinstance(value, str | bytes | int | float | bool | type(None) | Path):
+        return False
+    if isinstance(value, Mapping):
+        return any(_holds_objects(k) or _holds_objects(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_holds_objects(item) for item in value)
+    if dataclasses.is_dataclass(value):
+        return any(_holds_objects(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
 
 
 def _invoke(args: list[str], home: Path) -> tuple[int, str]:

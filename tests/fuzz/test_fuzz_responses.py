@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,10 +63,11 @@ from orchestrator.upload import (
     UploadRequest,
     UploadState,
 )
+from tests.support.tiers import fuzz_examples
 
 FUZZ = settings(
-    # FUZZ_EXAMPLES=5000 for a longer hunt; the default keeps the suite quick.
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    # --all runs the full count; FUZZ_EXAMPLES=5000 for a longer hunt.
+    max_examples=fuzz_examples(300),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

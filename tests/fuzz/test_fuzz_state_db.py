@@ -1,13 +1,14 @@
 """Fuzzing state.db with random byte flips: every command on the damaged file exits with a
-documented code and a message, never a traceback (FUZZ_EXAMPLES=500 for a longer hunt)."""
+documented code and a message, never a traceback (--all: 20 examples; FUZZ_EXAMPLES=500 for a
+longer hunt)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,9 +16,10 @@ from hypothesis import strategies as st
 from orchestrator.cli import cli
 from orchestrator.store.db import DB_FILENAME
 from tests.cli.test_damaged_store import READ_ONLY_COMMANDS, seeded_home
+from tests.support.tiers import fuzz_examples
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "5")),
+    max_examples=fuzz_examples(20),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -29,6 +31,7 @@ _flips = st.lists(
 )
 
 
+@pytest.mark.slow  # every example runs every read-only command on a damaged copy
 @FUZZ
 @given(flips=_flips)
 def test_flipped_bytes_in_state_db_give_only_documented_errors(

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from hypothesis import given
 
-from orchestrator import manifest
+from orchestrator.manifest import documents as reading
 from tests.fuzz.test_fuzz_manifest import FUZZ, documents, yaml_texts
 
 
@@ -25,8 +25,8 @@ def _same(left: Any, right: Any) -> bool:
 
 
 def _compare(text: str) -> None:
-    fast = manifest._parse_yaml(text, manifest._Document())
-    full = manifest._parse_yaml_with_lines(text, manifest._Document())
+    fast = reading._parse_yaml(text, reading.Document())
+    full = reading._parse_yaml_with_lines(text, reading.Document())
     assert fast.failed == full.failed
     assert fast.problems == full.problems
     if not full.failed:

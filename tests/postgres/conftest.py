@@ -32,7 +32,7 @@ import pytest
 from orchestrator.clock import SystemClock
 from orchestrator.config import load_settings
 from orchestrator.sandbox import SandboxConfig
-from tests.functional.run_support import USERS, Served, serve, sign_in
+from tests.support.run_support import USERS, Served, serve, sign_in
 
 _IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _SERVER_USER = "postgres"

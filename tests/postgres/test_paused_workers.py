@@ -30,7 +30,7 @@ from orchestrator.settings import RunSettings
 from orchestrator.store.postgres import PostgresDatabase
 from orchestrator.store.queue import WorkQueue, read_items
 from orchestrator.tiktok.chunks import MIN_CHUNK
-from tests.functional.run_support import (
+from tests.support.run_support import (
     TWO_CHUNKS,
     USERS,
     Child,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.run_support import USERS, completed_by_digest, wait_until
 from tests.postgres.conftest import PgServer, shared_store
+from tests.support.run_support import USERS, completed_by_digest, wait_until
 
 pytestmark = pytest.mark.slow
 

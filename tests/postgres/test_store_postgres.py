@@ -17,7 +17,7 @@ from orchestrator.store.db import MIGRATIONS
 from orchestrator.store.postgres import PostgresDatabase, postgres_ddl
 from orchestrator.store.tokens import TokenProvider, TokenStore
 from orchestrator.tiktok.oauth import TokenGrant
-from tests.functional.run_support import wait_until
+from tests.support.run_support import wait_until
 
 
 def _key() -> str:

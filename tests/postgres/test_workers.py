@@ -27,7 +27,7 @@ from orchestrator.secret import Secret
 from orchestrator.store.postgres import PostgresDatabase
 from orchestrator.store.queue import QueueItem, read_items
 from orchestrator.tiktok.chunks import MIN_CHUNK
-from tests.functional.run_support import (
+from tests.support.run_support import (
     TWO_CHUNKS,
     USERS,
     Child,

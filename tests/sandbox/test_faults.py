@@ -12,7 +12,7 @@ import requests
 
 from orchestrator.clock import ManualClock
 from orchestrator.sandbox import Fault, Sandbox
-from tests.sandbox.conftest import MIN_CHUNK, Api, error_code, put_chunk
+from tests.support.sandbox_api import MIN_CHUNK, Api, error_code, put_chunk
 
 SIZE = 2 * MIN_CHUNK
 CHUNK = MIN_CHUNK

@@ -13,7 +13,7 @@ import requests
 
 from orchestrator.clock import ManualClock
 from orchestrator.sandbox import Fault, Sandbox, SandboxConfig
-from tests.sandbox.conftest import Api, running_api
+from tests.support.sandbox_api import Api, running_api
 
 REDIRECT = "http://127.0.0.1:8765/callback/"
 SCOPES = "user.info.basic,video.publish,video.upload"

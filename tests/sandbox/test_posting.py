@@ -10,7 +10,7 @@ import requests
 
 from orchestrator.clock import ManualClock
 from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxUser
-from tests.sandbox.conftest import MIN_CHUNK, Api, error_code, put_chunk, running_api
+from tests.support.sandbox_api import MIN_CHUNK, Api, error_code, put_chunk, running_api
 
 SMALL = 1_000  # a whole one-chunk upload
 

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.clock import ManualClock
 from orchestrator.sandbox import Fault, Sandbox
-from tests.sandbox.conftest import MIN_CHUNK, Api, error_code, pattern, pattern_sha256, put_chunk
+from tests.support.sandbox_api import MIN_CHUNK, Api, error_code, pattern, pattern_sha256, put_chunk
 
 # A quick two-chunk plan: the last chunk absorbs one extra byte.
 SIZE = 2 * MIN_CHUNK + 1

@@ -23,7 +23,7 @@ from orchestrator.clock import SystemClock
 from orchestrator.errors import PlainHttpError
 from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.transport import HttpTransport
-from tests.functional.run_support import (
+from tests.support.run_support import (
     REPO,
     journal_rows,
     make_clip,

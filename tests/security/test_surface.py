@@ -43,9 +43,7 @@ from orchestrator.secret import Secret
 from orchestrator.store.db import Database
 from orchestrator.store.lock import RunLock
 from orchestrator.tiktok.oauth import CallbackServer
-from tests.functional.run_support import Served, served
-
-__all__ = ["served"]
+from tests.support.run_support import Served
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 

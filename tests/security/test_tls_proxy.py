@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
-import logging
 import os
 import select
 import socket
@@ -33,7 +32,7 @@ from cryptography.x509.oid import NameOID
 from orchestrator.cli import cli
 from orchestrator.clock import SystemClock
 from orchestrator.sandbox import Sandbox, SandboxConfig
-from tests.functional.run_support import (
+from tests.support.run_support import (
     assert_published_once,
     journal_rows,
     make_clip,
@@ -276,17 +275,6 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_getaddrinfo(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`run` points the orchestrator's log at click's captured stderr; undo that after."""
-    logger = logging.getLogger("orchestrator")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 def test_a_certificate_that_does_not_verify_stops_the_run_with_exit_2(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,24 @@ def test_ca_bundle_from_requests_or_openssl_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="REQUESTS_CA_BUNDLE") as caught:
         load_network({"REQUESTS_CA_BUNDLE": str(tmp_path / "missing.pem")})
     assert "PEM" in (caught.value.hint or "")
+
+
+def test_step_summary_path_comes_from_github_actions_variable(tmp_path: Path) -> None:
+    """$GITHUB_STEP_SUMMARY becomes Settings.step_summary; unset or empty means none."""
+    summary = tmp_path / "summary.md"
+    found = load_settings(environ={"GITHUB_STEP_SUMMARY": str(summary)}, home=tmp_path)
+    assert found.step_summary == summary
+    assert load_settings(environ={}, home=tmp_path).step_summary is None
+    assert load_settings(environ={"GITHUB_STEP_SUMMARY": ""}, home=tmp_path).step_summary is None
+
+
+def test_config_is_the_only_module_that_reads_the_environment() -> None:
+    """No module but orchestrator/config.py reads os.environ or calls getenv."""
+    root = Path(__file__).resolve().parents[2] / "orchestrator"
+    readers = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if path.name != "config.py" or path.parent != root
+        if re.search(r"\bos\.environ\b|\bgetenv\(|\bfrom os import .*environ", path.read_text())
+    )
+    assert readers == []

@@ -39,7 +39,7 @@ from orchestrator.media import (
     VideoUrlMedia,
     media_fingerprint,
 )
-from tests import media_factory as mf
+from tests.support import media_factory as mf
 
 REPO = Path(__file__).resolve().parents[2]
 BUILT_IN = Prober(ffprobe=None)  # deterministic whether or not ffmpeg is installed here
@@ -1181,6 +1181,7 @@ def ten_thousand_entries(folder: Path) -> Path:
     return write(folder, "big.json", json.dumps({"version": 1, "entries": entries}))
 
 
+@pytest.mark.slow
 def test_ten_thousand_entries_probe_each_file_once(studio: Path) -> None:
     """10,000 entries over 3 files validate quickly, probing each file exactly once."""
     path = ten_thousand_entries(studio)
@@ -1198,6 +1199,7 @@ def test_ten_thousand_entries_probe_each_file_once(studio: Path) -> None:
     assert elapsed < 5
 
 
+@pytest.mark.slow
 def test_ten_thousand_entries_with_problems_locate_them(studio: Path) -> None:
     """In a 10,000-entry JSON manifest a mistake is still reported with its line."""
     path = ten_thousand_entries(studio)

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import manifest
-from orchestrator.manifest import check_manifest
+from orchestrator.manifest import check_manifest, documents
 from orchestrator.media import Prober
-from tests import media_factory as mf
+from tests.support import media_factory as mf
 
 BUILT_IN = Prober(ffprobe=None)
 
@@ -44,14 +43,14 @@ TEXTS = [
 ]
 
 
-def full_reading(text: str) -> manifest._Document:
-    return manifest._parse_yaml_with_lines(text, manifest._Document())
+def full_reading(text: str) -> documents.Document:
+    return documents._parse_yaml_with_lines(text, documents.Document())
 
 
 @pytest.mark.parametrize("text", TEXTS)
 def test_fast_yaml_reading_matches_the_full_one(text: str) -> None:
     """Data, problems and failure are those of the full reading, for plain and odd documents."""
-    fast = manifest._parse_yaml(text, manifest._Document())
+    fast = documents._parse_yaml(text, documents.Document())
     full = full_reading(text)
     assert fast.failed == full.failed
     assert fast.problems == full.problems
@@ -74,8 +73,8 @@ def test_fast_reading_refuses_what_it_cannot_vouch_for() -> None:
         "a: !!int 1\n",
         "a\n---\nb\n",
     ]:
-        assert manifest._FastYaml(text).build() is manifest._FALLBACK, text
-    assert manifest._FastYaml("a: [1, b, {c: null}]\n").build() == {"a": [1, "b", {"c": None}]}
+        assert documents._FastYaml(text).build() is documents._FALLBACK, text
+    assert documents._FastYaml("a: [1, b, {c: null}]\n").build() == {"a": [1, "b", {"c": None}]}
 
 
 def studio(tmp_path: Path, text: str) -> Path:
@@ -106,7 +105,7 @@ def test_a_valid_yaml_manifest_composes_no_line_map(
     def no_line_map(*_args: object) -> object:
         raise AssertionError("the line map was composed for a valid manifest")
 
-    monkeypatch.setattr(manifest, "_yaml_lines", no_line_map)
+    monkeypatch.setattr(documents, "_yaml_lines", no_line_map)
     monkeypatch.setattr(yaml.CSafeLoader, "get_single_node", no_line_map, raising=False)
     monkeypatch.setattr(yaml.SafeLoader, "get_single_node", no_line_map)
     found = check_manifest(path, prober=BUILT_IN)

@@ -1,5 +1,5 @@
 """Media: container sniffing by bytes, the built-in MP4/MOV and WebM readers, ffprobe, limits and
-fingerprints. Files are built with tests/media_factory.py; ffmpeg is never needed."""
+fingerprints. Files are built with tests/support/media_factory.py; ffmpeg is never needed."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from orchestrator.media import (
     read_webm,
     sniff_container,
 )
-from tests import media_factory as mf
+from tests.support import media_factory as mf
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "manifests" / "samples"
@@ -397,7 +397,7 @@ def test_open_refused_reads_as_permission_denied(
     def refuse(*args: object, **kwargs: object) -> int:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(media.os, "open", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(MediaError) as caught:
         probe_video(path)
     assert caught.value.message == "cannot be read (permission denied)"
@@ -431,7 +431,9 @@ def test_fingerprint_reads_only_both_ends(tmp_path: Path, monkeypatch: pytest.Mo
     path = tmp_path / "big.mp4"
     path.write_bytes(os.urandom(12 * 1024 * 1024))
     _CountingFile.read_total = 0
-    monkeypatch.setattr(media, "_open_regular", lambda p: _CountingFile(p, "r"))
+    monkeypatch.setattr(
+        "orchestrator.media.fingerprint.open_regular", lambda p: _CountingFile(p, "r")
+    )
     fingerprint = fingerprint_file(path)
     assert _CountingFile.read_total == 2 * 1024 * 1024
     assert fingerprint.startswith(f"file:{12 * 1024 * 1024}:")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from orchestrator.manifest import Entry, load_manifest
 from orchestrator.outcomes import ErrorInfo
 from orchestrator.progress import BarObserver, LogObserver
 from orchestrator.report import EntryResult
-from tests.functional.run_support import make_clip, write_manifest
+from tests.support.run_support import make_clip, write_manifest
 
 MIB = 1024 * 1024
 
@@ -85,14 +87,35 @@ def test_log_observer_warns_with_the_error_of_a_failed_entry(
     assert record.getMessage() == "entries[0]: failed: spam_risk_text: refused"
 
 
+def _second_entry(entry: Entry) -> Entry:
+    return dataclasses.replace(entry, index=1, location="entries[1]", user_id="user-2")
+
+
 def test_bar_observer_draws_bars_on_a_terminal_and_clears_them(entry: Entry) -> None:
-    """On a terminal: a bar per active upload and an overall bar, gone when done."""
+    """On a terminal: a bar per active upload (its entry, user, bytes sent of its size) under an
+    overall bar counting entries; when the run ends the last frame is the overall bar alone,
+    and it is erased."""
     screen = io.StringIO()
-    console = Console(file=screen, force_terminal=True, width=100)
+    console = Console(file=screen, force_terminal=True, color_system=None, width=100)
+    other = _second_entry(entry)
     with BarObserver(console) as bars:
-        bars.run_started(1)
+        bars.run_started(2)
         bars.entry_started(entry, 10 * MIB)
-        bars.entry_progress(entry, 5 * MIB)
-        bars.entry_progress(entry, -1 * MIB)  # a rewind is drawn too
+        bars.entry_progress(entry, 6 * MIB)
+        bars.entry_progress(entry, -1 * MIB)  # a rewind is drawn too: 5 MiB held
+        bars.entry_started(other, 20 * MIB)  # adding a bar redraws the frame
+        frame = screen.getvalue()
         bars.entry_finished(entry, _result("published"))
-    assert "entries" in screen.getvalue()
+        bars.entry_finished(other, _result("published"))
+    lines = frame.rsplit("\x1b[2K", 1)[1].splitlines()  # the frame drawn last
+    assert len(lines) == 3
+    assert re.match(r"entries +0/2 ", lines[0])  # overall: no entry finished yet
+    # entries[0]: a bar partly filled (5 of its 10 MiB after the rewind) ...
+    assert re.match(r"entries\[0\] user-1 ━+[╸ ]+ +5\.2/10\.5 MB ", lines[1]), lines[1]
+    # ... entries[1]: an empty bar and its own size.
+    assert re.match(r"entries\[1\] user-2 +0\.0/21\.0 MB ", lines[2]), lines[2]
+    # At the end: one frame with the overall bar alone (2/2), then the cursor comes back and the
+    # frame's lines are erased (transient bars leave the terminal as they found it).
+    end = screen.getvalue()[len(frame) :]
+    assert re.search(r"entries +━+ 2/2 [^\n]*\n\x1b\[\?25h\r(\x1b\[1A\x1b\[2K)+$", end), repr(end)
+    assert "entries[0]" not in end.rsplit("\r\x1b[2K", 1)[1]

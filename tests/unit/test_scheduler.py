@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from orchestrator.clock import ManualClock, SystemClock
-from orchestrator.scheduler import InterruptibleClock, RunInterrupted, RunOptions
+from orchestrator.clock import InterruptibleClock, ManualClock, RunInterrupted, SystemClock
+from orchestrator.scheduler import RunOptions
 
 
 def test_interruptible_clock_tells_the_inner_time_and_sleeps_on_it() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import responses
 
 from orchestrator.clock import ManualClock
 from orchestrator.config import Settings
@@ -18,16 +19,18 @@ from orchestrator.errors import (
     OAuthError,
     StoreCorruptError,
 )
+from orchestrator.retry import Retrier, RetryBudget
 from orchestrator.secret import Secret
 from orchestrator.store.tokens import (
+    REFRESH_POLICY,
     StoredUser,
     TokenProvider,
     TokenState,
     TokenStore,
-    retry_transient_refresh_errors,
 )
-from orchestrator.tiktok.credentials import AccessTokenSource
+from orchestrator.tiktok.client import STATUS_PATH, TikTokClient
 from orchestrator.tiktok.oauth import TokenGrant
+from orchestrator.transport import HttpTransport
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -213,10 +216,29 @@ def test_swapped_token_columns_are_detected(
     assert [user.open_id for user in store.list_users()] == ["u1"]  # listing still works
 
 
-def test_provider_is_an_access_token_source(provider: TokenProvider) -> None:
-    """TokenProvider satisfies the API client's AccessTokenSource seam."""
-    source: AccessTokenSource = provider
-    assert source is provider
+@responses.activate
+def test_client_given_the_provider_sends_the_stored_token_and_the_rotated_one_after_a_401(
+    provider: TokenProvider, store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
+) -> None:
+    """The API client, handed the provider as its token source, sends the stored access
+    token; on a 401 access_token_invalid the provider refreshes once, the retry carries the
+    new token and the rotation is in the store for the next run."""
+    grant = seed(store, endpoint)
+    api = "https://api.test"
+    refused = {"data": {}, "error": {"code": "access_token_invalid", "message": "", "log_id": "l"}}
+    answer = {"data": {"status": "PUBLISH_COMPLETE"}, "error": {"code": "ok", "message": ""}}
+    responses.post(api + STATUS_PATH, json=refused, status=401)
+    responses.post(api + STATUS_PATH, json=answer)
+    transport = HttpTransport()
+    try:
+        client = TikTokClient(api, transport, provider, retry=Retrier(clock=clock), clock=clock)
+        assert client.fetch_status("u1", "p-1").status == "PUBLISH_COMPLETE"
+    finally:
+        transport.close()
+    sent = [call.request.headers["Authorization"] for call in responses.calls]
+    assert sent[0] == f"Bearer {grant.access_token.reveal()}"
+    assert endpoint.calls == [grant.refresh_token.reveal()]
+    assert sent[1] == f"Bearer {provider.access_token('u1').reveal()}" != sent[0]
 
 
 def test_fresh_token_is_returned_without_refresh(
@@ -299,7 +321,8 @@ def test_unknown_user_needs_login(provider: TokenProvider) -> None:
 def test_server_errors_during_refresh_are_retried_with_backoff(
     provider: TokenProvider, store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
 ) -> None:
-    """Two 5xx answers then success: three calls, waits of 1 s and 2 s, refreshed token."""
+    """Two 5xx answers then success: three calls, two jittered waits (at most 1 s, then at most
+    2 s), refreshed token."""
     grant = seed(store, endpoint)
     clock.advance(3 * HOUR)
     endpoint.failures = [
@@ -309,7 +332,9 @@ def test_server_errors_during_refresh_are_retried_with_backoff(
     clock.slept.clear()
     assert provider.access_token("u1") != grant.access_token
     assert len(endpoint.calls) == 3
-    assert clock.slept == [1.0, 2.0]
+    assert len(clock.slept) == 2
+    assert 0 <= clock.slept[0] <= 1.0
+    assert 0 <= clock.slept[1] <= 2.0
 
 
 def test_refresh_failing_every_attempt_fails_the_user_only(
@@ -463,14 +488,60 @@ def test_two_stores_on_one_home_refresh_once(
     assert len(set(results)) == 1
 
 
-def test_retry_helper_gives_up_on_refusals_at_once() -> None:
-    """A non-retryable OAuth error is raised on the first attempt."""
-    calls: list[int] = []
+def test_refusals_are_not_retried(
+    provider: TokenProvider, store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
+) -> None:
+    """A non-retryable OAuth error (invalid_grant) is final on the first attempt, no wait."""
+    seed(store, endpoint)
+    clock.advance(3 * HOUR)
+    endpoint.failures = [OAuthError("invalid_grant", "no")]
+    clock.slept.clear()
+    with pytest.raises(NeedsLoginError):
+        provider.access_token("u1")
+    assert len(endpoint.calls) == 1
+    assert clock.slept == []
 
-    def call() -> int:
-        calls.append(1)
-        raise OAuthError("invalid_grant", "no")
 
-    with pytest.raises(OAuthError):
-        retry_transient_refresh_errors(call, attempts=3, sleep=lambda s: None, first_backoff=1)
-    assert calls == [1]
+def test_refresh_backoff_is_full_jitter_bounded_by_the_policy(
+    store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
+) -> None:
+    """Each wait is the random draw times the policy's ceiling (1 s, then 2 s): jittered, never
+    above the ceiling, slept on the injected clock."""
+    draws = iter([0.5, 0.25])
+    retrier = Retrier(REFRESH_POLICY, clock=clock, draw=lambda: next(draws))
+    provider = TokenProvider(store, endpoint, clock=clock, retry=retrier)
+    grant = seed(store, endpoint)
+    clock.advance(3 * HOUR)
+    endpoint.failures = [
+        ConnectError("POST /v2/oauth/token/: connection failed (connection reset)"),
+        OAuthError("server_error", "HTTP 503", http_status=503),
+    ]
+    clock.slept.clear()
+    assert provider.access_token("u1") != grant.access_token
+    assert clock.slept == [0.5, 0.5]
+    assert [REFRESH_POLICY.ceiling(n) for n in (1, 2)] == [1.0, 2.0]
+
+
+def test_refresh_retries_draw_from_the_runs_budget(
+    store: TokenStore, endpoint: FakeTokenEndpoint, clock: ManualClock
+) -> None:
+    """With the run's budget spent down to one retry, a dead token endpoint gets two calls for
+    the first user and one for the next: refreshes do not retry outside the run's budget."""
+    budget = RetryBudget(max_retries=1, max_wait=600)
+    provider = TokenProvider(
+        store, endpoint, clock=clock, retry=Retrier(clock=clock, budget=budget)
+    )
+    seed(store, endpoint, "u1")
+    seed(store, endpoint, "u2")
+    clock.advance(3 * HOUR)
+    down = ConnectError("POST /v2/oauth/token/: connection failed (connection refused)")
+    endpoint.failures = [down] * 6
+    endpoint.calls.clear()
+    with pytest.raises(AuthError, match="refreshing the token failed"):
+        provider.access_token("u1")
+    assert len(endpoint.calls) == 2
+    with pytest.raises(AuthError, match="refreshing the token failed"):
+        provider.access_token("u2")
+    assert len(endpoint.calls) == 3
+    assert budget.retries == 1
+    assert budget.exhausted

@@ -1,0 +1,303 @@
+"""`run` and `validate`: parse the options, call the use case, render, pick the exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from orchestrator.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    cli,
+    exit_code_for_report,
+    handles_errors,
+    options_of,
+    render,
+)
+from orchestrator.clock import SystemClock
+from orchestrator.config import Settings
+from orchestrator.errors import ManifestError
+
+if TYPE_CHECKING:
+    from orchestrator.report import RunReport
+    from orchestrator.scheduler import RunObserver
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option(
+    "--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here."
+)
+@click.option(
+    "--junit", "junit_path", type=click.Path(dir_okay=False), help="Write JUnit XML here."
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False),
+    help="Write a Markdown summary here.",
+)
+@click.option(
+    "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Users in parallel."
+)
+@click.option("--dry-run", is_flag=True, help="Plan only: no upload, no token refresh written.")
+@click.option("--only-user", multiple=True, metavar="OPEN_ID", help="Only this user (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N entries.")
+@click.option("--retry-failed", is_flag=True, help="Retry entries that failed permanently before.")
+@click.option(
+    "--poll-timeout",
+    type=click.FloatRange(min=0),
+    default=600,
+    show_default=True,
+    help="Seconds to poll for a final status.",
+)
+@click.option(
+    "--sandbox", is_flag=True, help="Run against the built-in simulator with a throw-away home."
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--no-progress", is_flag=True, help="Plain log lines even on a terminal.")
+@click.option(
+    "--daily-cap",
+    type=click.IntRange(min=0),
+    default=15,
+    show_default=True,
+    help="Direct posts per user per 24 h (counted from the journal); the rest are deferred.",
+)
+@click.option(
+    "--inbox-cap",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Inbox shares per user per 24 h; the rest are deferred.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(5_242_880, 64_000_000),
+    default=None,
+    metavar="BYTES",
+    help="Preferred chunk size, 5242880..64000000 (default: the largest; smaller chunks "
+    "resend less after a failure on a poor connection).",
+)
+@click.option(
+    "--run-id",
+    metavar="ID",
+    help="With a PostgreSQL --store: the shared run this worker joins (default: from the "
+    "manifest's content, so workers given the same file share it). See `report --run-id`.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="With a PostgreSQL --store: seconds, on the database server's clock, after a worker's "
+    "last heartbeat before another worker may take over its entries and creators (a dead or "
+    "paused worker's).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output.")
+@click.option("-q", "--quiet", count=True, help="Less log output.")
+@click.pass_context
+@handles_errors
+def run(
+    ctx: click.Context,
+    manifest: str,
+    report_path: str | None,
+    junit_path: str | None,
+    markdown_path: str | None,
+    jobs: int,
+    dry_run: bool,
+    only_user: tuple[str, ...],
+    limit: int | None,
+    retry_failed: bool,
+    poll_timeout: float,
+    sandbox: bool,
+    log_format: str,
+    no_progress: bool,
+    daily_cap: int,
+    inbox_cap: int,
+    chunk_size: int | None,
+    run_id: str | None,
+    lease: float,
+    verbose: int,
+    quiet: int,
+) -> None:
+    """Validate MANIFEST, then upload everything that is due and write the report.
+
+    Without --report the JSON report goes to the home's reports/ folder. A rerun never posts
+    twice: what is done is reported as already_done, an interrupted upload resumes.
+
+    Exit codes: 0 nothing failed (planned deferrals and processing are not failures), 1 an entry
+    failed or is uncertain (or the report could not be written), 2 invalid manifest or
+    configuration (nothing sent), 69 TikTok could not be reached or kept failing so entries
+    were deferred (nothing failed), 75 another run holds the lock, 130 interrupted (the report
+    says so).
+    """
+    from orchestrator import api
+    from orchestrator.logs import configure_logging
+
+    configure_logging(verbosity=verbose - quiet, fmt=log_format)
+    outputs = _ReportPaths(
+        json=Path(report_path) if report_path else None,
+        junit=Path(junit_path) if junit_path else None,
+        markdown=Path(markdown_path) if markdown_path else None,
+    )
+    show_bars = not no_progress and sys.stderr.isatty() and log_format == "text"
+
+    def start(settings: Settings, observer: RunObserver) -> RunReport:
+        return api.run(
+            Path(manifest),
+            settings=settings,
+            observer=observer,
+            jobs=jobs,
+            dry_run=dry_run,
+            only_users=only_user,
+            limit=limit,
+            retry_failed=retry_failed,
+            daily_cap=daily_cap,
+            inbox_cap=inbox_cap,
+            poll_timeout=poll_timeout,
+            chunk_size=chunk_size,
+            lease=lease,
+            # The sandbox's run is its own (a throw-away home): no shared run to join.
+            run_id=None if sandbox else run_id,
+        )
+
+    if sandbox:
+        from orchestrator.sandbox.demo import sandbox_session
+
+        with sandbox_session(options_of(ctx).settings()) as settings:
+            code = _run_and_report(settings, start, outputs, show_bars, sandbox=True)
+    else:
+        code = _run_and_report(options_of(ctx).settings(), start, outputs, show_bars)
+    ctx.exit(code)
+
+
+@dataclass(frozen=True)
+class _ReportPaths:
+    json: Path | None
+    junit: Path | None
+    markdown: Path | None
+
+
+def _run_and_report(
+    settings: Settings,
+    start: Callable[[Settings, RunObserver], RunReport],
+    outputs: _ReportPaths,
+    show_bars: bool,
+    *,
+    sandbox: bool = False,
+) -> int:
+    """Run (``start``) with progress shown, print the summary, write the reports; the exit
+    code."""
+    import signal
+
+    from orchestrator.errors import ReportsNotWritten
+    from orchestrator.progress import BarObserver
+    from orchestrator.report import write_reports
+
+    def terminate(_signum: int, _frame: object) -> None:
+        # systemd stops a unit with SIGTERM: treat it like Ctrl-C (finish the step, report).
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        observer = render.progress_observer(show_bars)
+        with observer if isinstance(observer, BarObserver) else contextlib.nullcontext():
+            report = start(settings, observer)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    render.print_run_summary(report)
+    code = exit_code_for_report(report)
+    try:
+        written = write_reports(
+            report,
+            json_path=outputs.json or _default_report_path(settings, report, sandbox),
+            junit_path=outputs.junit,
+            markdown_path=outputs.markdown,
+            step_summary=settings.step_summary,
+        )
+    except ReportsNotWritten as exc:
+        # The run is over and journalled whatever happens here: say what was not written.
+        # The exit code still tells about the entries (1 and 130 stay); a run that went
+        # well (or only met an outage, 69) exits 1, because an output the user asked for is
+        # missing.
+        written = [path for path in exc.written if isinstance(path, Path)]
+        for failure in exc.failures:
+            click.echo(f"error: report not written: {failure}", err=True)
+        click.echo(
+            f"hint: {exc.hint or 'free some disk space or choose another path'}; the journal "
+            "is intact (`tiktok-orchestrator history` shows every entry)",
+            err=True,
+        )
+        if code in (EXIT_OK, EXIT_UNAVAILABLE):
+            code = EXIT_FAILED
+    for path in written:
+        click.echo(f"report: {path}")
+    if report.interrupted:
+        click.echo("interrupted: the report lists what is left; run again to go on", err=True)
+    elif code == EXIT_UNAVAILABLE:
+        click.echo(
+            "error: TikTok could not be reached or kept failing; the entries it left were "
+            f"deferred (exit {EXIT_UNAVAILABLE})\nhint: check the network, "
+            "ORCHESTRATOR_API_BASE and TikTok's status, then run again",
+            err=True,
+        )
+    return code
+
+
+def _default_report_path(settings: Settings, report: RunReport, sandbox: bool) -> Path | None:
+    """Where the JSON report goes without --report: the home's reports folder, or for a
+    sandbox run (whose home is thrown away) ./reports in the current folder. A dry run keeps
+    its plan only where --report says: the home is not written by a dry run."""
+    if report.dry_run and not sandbox:
+        return None
+    if sandbox:
+        return Path("reports") / f"sandbox-run-{report.run_id}.json"
+    return settings.home / "reports" / f"run-{report.run_id}.json"
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also check each user's token, scopes and creator_info (privacy levels, disabled "
+    "interactions, max duration). Sends no post.",
+)
+@click.pass_context
+@handles_errors
+def validate(ctx: click.Context, manifest: str, online: bool) -> None:
+    """Check MANIFEST offline (schema, semantics, media) and list every problem at once."""
+    # Imported here: jsonschema and yaml take a noticeable moment to import, which `--help` and
+    # the other commands need not pay.
+    from orchestrator.runner import check_with_journal
+
+    checked, journal_notes = check_with_journal(options_of(ctx).settings(), Path(manifest))
+    for note in (*checked.notes, *journal_notes):
+        click.echo(f"note: {note}", err=True)
+    if not online:
+        click.echo(checked.summary())
+        return
+    from orchestrator.preflight import check_online
+
+    settings = options_of(ctx).settings()
+    settings.require_client()
+    found = check_online(settings, checked, clock=SystemClock())
+    for note in found.notes:
+        click.echo(f"note: {note}", err=True)
+    if found.problems:
+        raise ManifestError(
+            f"{len(found.problems)} problem(s) found online for "
+            f"{found.users_checked} user(s); nothing was posted",
+            list(found.problems),
+        )
+    click.echo(f"{checked.summary()}; online: {found.users_checked} user(s) checked")
