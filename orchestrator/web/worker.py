@@ -40,8 +40,9 @@ from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.errors import OrchestratorError, RunLockedError
 from orchestrator.report import render_json
-from orchestrator.runner import Tunables, run_manifest
+from orchestrator.runner import run_manifest
 from orchestrator.scheduler import RunOptions
+from orchestrator.settings import RunSettings
 from orchestrator.store.journal import EntryState, Journal, JournalRecord
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import WebPost, WebPostStore
@@ -111,7 +112,7 @@ class ApiDrain:
         store: TokenStore,
         *,
         clock: Clock,
-        tunables: Tunables | None = None,
+        tunables: RunSettings | None = None,
         options: RunOptions | None = None,
     ) -> None:
         self._settings = settings

@@ -55,7 +55,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("retry", "media", "manifest", "report"),
     ("store",),
     ("transport",),
-    ("tiktok.client", "tiktok.oauth"),
+    ("tiktok.client", "tiktok.oauth", "tiktok.web_oauth"),
     ("settings",),
     ("upload", "progress"),
     ("rerun", "preflight"),

@@ -15,8 +15,8 @@ import requests
 
 from orchestrator.clock import SystemClock
 from orchestrator.config import Settings, load_web_config
-from orchestrator.runner import Tunables
 from orchestrator.sandbox import Sandbox, SandboxConfig
+from orchestrator.settings import RunSettings
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import ApiKeyStore
 from orchestrator.tiktok.chunks import MIN_CHUNK
@@ -87,7 +87,9 @@ def open_api_rig(
         )
         with TokenStore.open(settings, clock=clock) as store:
             key = ApiKeyStore(store.database, clock=clock).create("tests").value
-            drain = ApiDrain(settings, store, clock=clock, tunables=Tunables(chunk_size=MIN_CHUNK))
+            drain = ApiDrain(
+                settings, store, clock=clock, tunables=RunSettings(chunk_size=MIN_CHUNK)
+            )
             worker = PostWorker(drain, poll_interval=0.05)
             app = create_app(
                 web_config, settings=settings, clock=clock, token_store=store, worker=worker

@@ -16,9 +16,9 @@ from typing import Any
 
 from orchestrator.clock import SystemClock
 from orchestrator.config import Settings, WebConfig
-from orchestrator.runner import Tunables
 from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.secret import Secret
+from orchestrator.settings import RunSettings
 from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from orchestrator.web import create_app
@@ -70,7 +70,9 @@ def web_rig(tmp_path: Path) -> Iterator[WebRig]:
             public_url=base, admin_password=Secret(ADMIN_PASSWORD), upload_roots=(media,)
         )
         with TokenStore.open(settings, clock=clock) as store:
-            drain = ApiDrain(settings, store, clock=clock, tunables=Tunables(chunk_size=MIN_CHUNK))
+            drain = ApiDrain(
+                settings, store, clock=clock, tunables=RunSettings(chunk_size=MIN_CHUNK)
+            )
             worker = PostWorker(drain, poll_interval=0.05)
             holder["app"] = create_app(
                 config, settings=settings, clock=clock, token_store=store, worker=worker
