@@ -22,6 +22,7 @@ anything but the manifest it was asked to write.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -108,6 +109,11 @@ def parse_every(text: str) -> timedelta:
 
 def local_timezone() -> tzinfo:
     """The machine's timezone with its DST rules (/etc/localtime), else today's offset."""
+    # /etc/localtime is usually a link into the zoneinfo tree: its tail is the IANA name.
+    target = os.path.realpath("/etc/localtime")
+    if "zoneinfo/" in target:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(target.split("zoneinfo/", 1)[1])
     try:
         with open("/etc/localtime", "rb") as file:
             return ZoneInfo.from_file(file, key="localtime")
