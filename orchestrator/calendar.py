@@ -8,7 +8,8 @@ each is put to :func:`orchestrator.scheduler.gates.cap_verdict` — the very rul
 with the journal's inits of the last 24 h and the entries before it that the cap let through:
 an entry the run would defer is marked ``over_cap`` with the cap's code, before any run defers
 it. ``sent`` counts the inits the journal recorded on the day (TikTok counts each accepted
-init toward the caps); ``room`` is the cap less the inits of the day, sent or planned.
+init toward the caps); ``room`` is what each cap has left at the day's last post (or at the
+day's end): the cap less the inits, sent or planned, of the 24 h before that moment.
 
 :func:`build_calendar` is pure (tests give it times); :func:`read_calendar` reads the manifest
 and the journal (never writes, never sends a request).
@@ -57,7 +58,8 @@ class CalendarPost:
 
 @dataclass(frozen=True)
 class CalendarDay:
-    """One creator's local day."""
+    """One creator's local day: its posts, the inits the journal recorded on it (``sent``),
+    and each cap's room at its last post or its end (``room``)."""
 
     user_id: str
     day: date
@@ -108,7 +110,6 @@ def build_calendar(
     for (user, mode), times in inits.items():
         for moment in times:
             sent[(user, datetime.fromtimestamp(moment, tz).date(), mode)] += 1
-    planned: dict[tuple[str, date, Mode], int] = defaultdict(int)
     due_posts: dict[tuple[str, date], list[CalendarPost]] = defaultdict(list)
     pending = [post for post in posts if not post.done]
     later = 0
@@ -128,7 +129,6 @@ def build_calendar(
         local = datetime.fromtimestamp(due, tz)
         if verdict is None:
             times.append(due)  # the run's init: it fills the window for the posts after it
-            planned[(post.user_id, local.date(), post.mode)] += 1
         due_posts[(post.user_id, local.date())].append(
             CalendarPost(
                 entry=post.entry,
@@ -143,7 +143,18 @@ def build_calendar(
     for user in users:
         for day in shown:
             counts = {mode: sent[(user, day, mode)] for mode in Mode}
-            used = {mode: counts[mode] + planned[(user, day, mode)] for mode in Mode}
+            posts_of_day = due_posts[(user, day)]
+            # The caps are rolling 24 h windows: the room is what is left at the day's last
+            # post (or at its end), counting the inits, sent or planned, of the 24 h before.
+            moment = (
+                max(post.due for post in posts_of_day).timestamp()
+                if posts_of_day
+                else _start_of(day + timedelta(days=1), tz).timestamp() - 1
+            )
+            used = {
+                mode: sum(1 for t in inits.get((user, mode), ()) if moment - DAY <= t <= moment)
+                for mode in Mode
+            }
             rows.append(
                 CalendarDay(
                     user_id=user,

@@ -57,7 +57,7 @@ def test_over_cap_posts_are_marked_and_room_counts_sent_and_planned() -> None:
     calendar = build_calendar(
         posts, journal, now=NOW, days=2, tz=BERLIN, daily_direct_cap=3, pending_inbox_cap=1
     )
-    today, tomorrow, b_today, _b_tomorrow = calendar.days
+    today, tomorrow, b_today, b_tomorrow = calendar.days
     assert [(p.entry, p.over_cap) for p in today.posts] == [
         ("fits", None),
         ("too-many", "daily_cap"),
@@ -67,6 +67,8 @@ def test_over_cap_posts_are_marked_and_room_counts_sent_and_planned() -> None:
     assert today.room == {Mode.DIRECT: 0, Mode.INBOX: 0}
     assert today.over_cap == 2
     assert [(p.entry, p.over_cap) for p in tomorrow.posts] == [("tomorrow", None)]
-    assert tomorrow.room[Mode.DIRECT] == 2
+    # At 9:00 tomorrow the window holds yesterday's 9:00 and 12:00 inits and this one.
+    assert tomorrow.room[Mode.DIRECT] == 0
+    assert b_tomorrow.room[Mode.DIRECT] == 3
     assert b_today.user_id == "b"
     assert [(p.entry, p.over_cap) for p in b_today.posts] == [("other-creator", None)]
