@@ -4,9 +4,10 @@ Every command is a thin shell around a plain function elsewhere in the package (
 ``orchestrator.api``); errors become exit codes here and nowhere else (:func:`exit_code_for`).
 
 Layout: this module holds the click group, the global options and the exit codes; the commands
-live in ``run`` (run, validate), ``auth`` (the auth group), ``history`` (history, status,
-report), ``store`` (the store group), ``sandbox`` and ``web`` (serve, auth invite, api-key);
-``render`` draws every table, summary and progress display.
+live in ``run`` (run, validate), ``auth`` (the auth group), ``manifest`` (convert, new),
+``calendar``, ``history`` (history, status, report), ``store`` (the store group), ``sandbox``
+and ``web`` (serve, auth invite, api-key); ``render`` draws every table, summary and progress
+display.
 
 Exit codes (SPEC §8): 0 nothing failed · 1 an entry failed or is uncertain · 2 invalid manifest,
 configuration or usage (nothing was sent) · 69 nothing failed but TikTok could not be reached or
@@ -188,7 +189,7 @@ def cli(
 
 # The commands register themselves on the group above; imported last because they import it.
 # Each keeps its heavy imports inside its functions (the `--help` fast path).
-from orchestrator.cli import auth, history, run, sandbox, store, web  # noqa: E402
+from orchestrator.cli import auth, calendar, history, manifest, run, sandbox, store, web  # noqa: E402
 
 __all__ = [
     "EXIT_FAILED",
@@ -199,12 +200,14 @@ __all__ = [
     "EXIT_USAGE",
     "GlobalOptions",
     "auth",
+    "calendar",
     "cli",
     "exit_code_for",
     "exit_code_for_report",
     "handles_errors",
     "history",
     "main",
+    "manifest",
     "options_of",
     "run",
     "sandbox",
