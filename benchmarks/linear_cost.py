@@ -34,9 +34,9 @@ from harness import SandboxProcess, machine_line, write_manifest, write_small_mp
 from orchestrator.clock import ManualClock
 from orchestrator.manifest import Entry
 from orchestrator.report import EntryResult
-from orchestrator.runner import Tunables, run_manifest
+from orchestrator.runner import run_manifest
 from orchestrator.scheduler import NullObserver, RunOptions
-from orchestrator.upload import UploadConfig
+from orchestrator.settings import RunSettings
 
 GOAL_RATIO = 5.2
 
@@ -101,7 +101,7 @@ def run_once(entries: int, users: int, jobs: int) -> tuple[float, float, float, 
         manifest_path = build(folder, entries, users)
         settings = sandbox.settings(folder / "home", clock)
         options = RunOptions(jobs=jobs, daily_direct_cap=1_000_000, pending_inbox_cap=1_000_000)
-        tunables = Tunables(upload=UploadConfig(poll_first=0.01, poll_max=0.05))
+        tunables = RunSettings(poll_first=0.01, poll_max=0.05)
         cpu_started = time.process_time()
         started = time.perf_counter()
         times = EntryTimes()

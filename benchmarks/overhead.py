@@ -9,7 +9,7 @@ server answers at once: a zero-latency TikTok.
 Clock: the run gets a :class:`ManualClock`, so the client-side pacing TikTok requires (6 inits
 per user per minute: 20 entries per user would otherwise wait three minutes each) costs no wall
 time; poll intervals are irrelevant here (no status fetch answers PROCESSING) but are set small
-too (``UploadConfig(poll_first=0.01, poll_max=0.05)``). Wall time is ``time.perf_counter``.
+too (``RunSettings(poll_first=0.01, poll_max=0.05)``). Wall time is ``time.perf_counter``.
 
 Figures:
 
@@ -62,9 +62,10 @@ from harness import (
 from orchestrator.clock import ManualClock
 from orchestrator.config import Settings
 from orchestrator.manifest import load_manifest
-from orchestrator.runner import Tunables, run_manifest
+from orchestrator.runner import run_manifest
 from orchestrator.sandbox import Sandbox
 from orchestrator.scheduler import Run, RunOptions
+from orchestrator.settings import RunSettings
 from orchestrator.store.db import Database
 from orchestrator.store.journal import EntryMeta, Journal
 from orchestrator.store.tokens import TokenStore
@@ -75,7 +76,6 @@ from orchestrator.upload import (
     Published,
     Resynced,
     SentToInbox,
-    UploadConfig,
     Uploaded,
     UploadEvent,
 )
@@ -281,7 +281,7 @@ def measure(args: argparse.Namespace) -> None:
             clock=clock,
         )
         options = RunOptions(jobs=args.jobs, daily_direct_cap=1_000_000)
-        tunables = Tunables(upload=UploadConfig(poll_first=0.01, poll_max=0.05))
+        tunables = RunSettings(poll_first=0.01, poll_max=0.05)
         profiles: list[cProfile.Profile] = []
         cpu_started = time.process_time()
         started = time.perf_counter()

@@ -40,11 +40,11 @@ from harness import (
 )
 
 from orchestrator.clock import ManualClock
-from orchestrator.runner import Tunables, run_manifest
+from orchestrator.runner import run_manifest
 from orchestrator.sandbox import Sandbox
 from orchestrator.scheduler import RunOptions
+from orchestrator.settings import RunSettings
 from orchestrator.transport import Body, HttpResponse, HttpTransport, Timeouts
-from orchestrator.upload import UploadConfig
 
 INIT_LIMIT = 6
 WINDOW = 60.0
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         transport_close = transport.close
         transport.close = lambda: None  # type: ignore[method-assign]  # shared by the runs
         options = RunOptions(jobs=args.users, daily_direct_cap=1_000_000)
-        tunables = Tunables(upload=UploadConfig(poll_first=0.01, poll_max=0.05))
+        tunables = RunSettings(poll_first=0.01, poll_max=0.05)
         statuses: Counter[str] = Counter()
         share = -(-len(entries) // args.runs)
         for run in range(args.runs):

@@ -71,13 +71,13 @@ from harness import REPO, child_env, cpu_model, machine_line
 from orchestrator.clock import SystemClock
 from orchestrator.retry import PaceLimit, Retrier, SlidingWindowPacer
 from orchestrator.secret import Secret
+from orchestrator.settings import RunSettings
 from orchestrator.tiktok.chunks import DEFAULT_CHUNK, ChunkPlan, plan_chunks
 from orchestrator.tiktok.client import PostInfo, PostMode, TikTokClient
 from orchestrator.transport import SEND_BLOCK, FileWindow, HttpTransport
 from orchestrator.upload import (
     FileSource,
     Initialised,
-    UploadConfig,
     Uploaded,
     Uploader,
     UploadEvent,
@@ -214,7 +214,7 @@ class Engine:
                 client,
                 transport,
                 retry=Retrier(clock=clock),
-                config=UploadConfig(chunk_size=chunk, poll_timeout=0),
+                config=RunSettings(chunk_size=chunk, poll_timeout=0),
                 clock=clock,
             )
             request = UploadRequest(

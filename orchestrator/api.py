@@ -101,8 +101,9 @@ def run(
     app credentials, ``RunLockedError`` while another run holds the home. A rerun never posts
     twice: the journal in the home remembers every entry.
     """
-    from orchestrator.runner import Tunables, run_manifest
+    from orchestrator.runner import run_manifest
     from orchestrator.scheduler import RunOptions
+    from orchestrator.settings import RunSettings
 
     options = RunOptions(
         jobs=jobs,
@@ -113,7 +114,7 @@ def run(
         daily_direct_cap=daily_cap,
         pending_inbox_cap=inbox_cap,
     )
-    tunables = Tunables(poll_timeout=poll_timeout, chunk_size=chunk_size, lease=lease)
+    tunables = RunSettings(poll_timeout=poll_timeout, chunk_size=chunk_size, lease=lease)
     with _manifest_file(manifest, base_dir) as path:
         return run_manifest(
             settings or load_settings(),

@@ -39,6 +39,7 @@ from orchestrator.store.tokens import (
 from orchestrator.tiktok.oauth import (
     DEFAULT_CALLBACK_TIMEOUT,
     DEFAULT_SCOPES,
+    AuthorizationCode,
     CallbackServer,
     OAuthClient,
     TokenGrant,
@@ -119,28 +120,70 @@ def login(
         show_url(request.url)
         authorization = parse_pasted_redirect(read_pasted_url(), expected_state=request.state)
 
-    grant = oauth.exchange_code(
-        authorization.code,
+    stored = store_authorization(
+        oauth,
+        store,
+        authorization,
         code_verifier=request.code_verifier,
         redirect_uri=settings.redirect_uri,
+        requested_scopes=request.scopes,
+    )
+    return LoginResult(
+        user=stored.user,
+        requested_scopes=request.scopes,
+        missing_scopes=stored.missing_scopes,
+        browser_opened=browser_opened,
+        display_name_error=stored.display_name_error,
+    )
+
+
+@dataclass(frozen=True)
+class StoredAuthorization:
+    """An authorization code turned into stored tokens, and what user info said."""
+
+    user: StoredUser
+    missing_scopes: frozenset[str]
+    """Requested scopes the user did not grant."""
+    avatar_url: str | None = None
+    display_name_error: str | None = None
+    """Why the display name could not be fetched, if it could not."""
+
+
+def store_authorization(
+    oauth: OAuthClient,
+    store: TokenStore,
+    authorization: AuthorizationCode,
+    *,
+    code_verifier: Secret,
+    redirect_uri: str,
+    requested_scopes: Sequence[str],
+) -> StoredAuthorization:
+    """Exchange a code, name the user, and store their tokens (one row per open_id).
+
+    The one path from a code to the store, for ``auth login`` (desktop) and a creator's web
+    connect alike: connecting again replaces the user's tokens, never adds a second account.
+    """
+    grant = oauth.exchange_code(
+        authorization.code, code_verifier=code_verifier, redirect_uri=redirect_uri
     )
     if not grant.scopes and authorization.granted_scopes:
         grant = _with_scopes(grant, authorization.granted_scopes)
 
     display_name: str | None = None
+    avatar_url: str | None = None
     display_name_error: str | None = None
     if "user.info.basic" in grant.scopes:
         try:
-            display_name = oauth.fetch_user_info(grant.access_token).display_name
+            info = oauth.fetch_user_info(grant.access_token)
+            display_name, avatar_url = info.display_name, info.avatar_url
         except (ApiError, TransportError) as exc:
             # The tokens are good; a missing display name must not waste the login.
             display_name_error = str(exc)
     user = store.save_grant(grant, display_name=display_name)
-    return LoginResult(
+    return StoredAuthorization(
         user=user,
-        requested_scopes=request.scopes,
-        missing_scopes=frozenset(request.scopes) - grant.scopes,
-        browser_opened=browser_opened,
+        missing_scopes=frozenset(requested_scopes) - grant.scopes,
+        avatar_url=avatar_url,
         display_name_error=display_name_error,
     )
 

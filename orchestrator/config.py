@@ -292,3 +292,194 @@ def load_network(environ: Mapping[str, str] | None = None) -> NetworkSettings:
                 )
             break
     return NetworkSettings(proxies=proxies, no_proxy=no_proxy, ca_bundle=ca_bundle)
+
+
+# -- the web application (`serve`) ---------------------------------------------------------------
+
+ENV_PUBLIC_URL = "ORCHESTRATOR_PUBLIC_URL"
+ENV_ADMIN_PASSWORD = "ORCHESTRATOR_ADMIN_PASSWORD"  # noqa: S105 - a variable name, not a secret
+ENV_ADMIN_PASSWORD_HASH = "ORCHESTRATOR_ADMIN_PASSWORD_HASH"  # noqa: S105 - a variable name
+ENV_TRUSTED_PROXIES = "ORCHESTRATOR_TRUSTED_PROXIES"
+ENV_UPLOAD_ROOTS = "ORCHESTRATOR_UPLOAD_ROOTS"
+ENV_WEB_PKCE = "ORCHESTRATOR_WEB_PKCE"
+WEB_ENV_VARS = (
+    ENV_PUBLIC_URL,
+    ENV_ADMIN_PASSWORD,
+    ENV_ADMIN_PASSWORD_HASH,
+    ENV_TRUSTED_PROXIES,
+    ENV_UPLOAD_ROOTS,
+    ENV_WEB_PKCE,
+)
+DEFAULT_WEB_HOST = "127.0.0.1"
+DEFAULT_WEB_PORT = 8700
+DEFAULT_SESSION_LIFETIME = 12 * 3600.0
+"""Seconds an operator's login lasts."""
+WEB_PKCE_READINGS = ("s256", "hex")
+"""How the code challenge is written for a Web app: ``s256`` is base64url(SHA-256(verifier)) as
+RFC 7636 and TikTok's Web reference say; ``hex`` is the hex SHA-256 the desktop flow needs
+(tiktok-api.md §2.1), for apps where TikTok's server turns out to expect it."""
+DEFAULT_WEB_PKCE = "s256"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """How ``serve`` listens, which address browsers see, and who may sign in."""
+
+    public_url: str
+    """What the browsers see, without a trailing slash; the OAuth redirect URI is
+    ``{public_url}/connect/callback/``."""
+    host: str = DEFAULT_WEB_HOST
+    port: int = DEFAULT_WEB_PORT
+    admin_password: Secret | None = field(default=None, repr=False)
+    admin_password_hash: Secret | None = field(default=None, repr=False)
+    """A ``$scrypt$...`` string made by ``orchestrator.web.security.hash_password``."""
+    trusted_proxies: int = 0
+    """How many reverse proxies in front set ``X-Forwarded-Proto/Host/For`` (0: trust none)."""
+    upload_roots: tuple[Path, ...] = ()
+    """The folders a posted entry's ``video_path`` may name (none: no ``video_path`` at all)."""
+    pkce: str = DEFAULT_WEB_PKCE
+    session_lifetime: float = DEFAULT_SESSION_LIFETIME
+    warnings: tuple[str, ...] = ()
+    """What the command should tell the operator at start (e.g. a plain-http public URL)."""
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies carry ``Secure`` when browsers reach the app over https."""
+        return self.public_url.startswith("https://")
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_url}/connect/callback/"
+
+
+def _check_public_url(value: str) -> tuple[str, tuple[str, ...]]:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{ENV_PUBLIC_URL} (or --public-url) must be an https:// URL, got {value!r}",
+            hint="the address the creators' browsers see, e.g. https://posts.example.com",
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            f"{ENV_PUBLIC_URL} must not have a query or fragment, got {value!r}",
+            hint="e.g. https://posts.example.com or https://example.com/orchestrator",
+        )
+    if parts.scheme == "http":
+        if not is_loopback_host(parts.hostname):
+            # Session cookies, invite tokens and OAuth codes would cross the network in clear.
+            raise ConfigError(
+                f"{ENV_PUBLIC_URL} is a plain http:// URL to {parts.hostname}: logins, invites "
+                "and TikTok's authorization codes would travel in clear text",
+                hint="put serve behind a TLS reverse proxy (Caddy or nginx, see the README) and "
+                f"set {ENV_PUBLIC_URL}=https://...; http:// is accepted only for 127.0.0.1 "
+                "or localhost",
+            )
+        return value.rstrip("/"), (
+            f"{ENV_PUBLIC_URL} is plain http:// ({value}): fine for trying it on this machine, "
+            "but creators elsewhere need an https:// address",
+        )
+    return value.rstrip("/"), ()
+
+
+def load_web_config(
+    *,
+    environ: Mapping[str, str] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    public_url: str | None = None,
+    trusted_proxies: int | None = None,
+    upload_roots: str | None = None,
+    pkce: str | None = None,
+    require_password: bool = True,
+) -> WebConfig:
+    """Build the ``serve`` settings from options (which win) and the environment.
+
+    Without a public URL, a loopback bind gets ``http://HOST:PORT`` (with the plain-http
+    warning); any other bind must name its public URL. The admin password is read from the
+    environment only (arguments show in ``ps``)."""
+    env = os.environ if environ is None else environ
+
+    def pick(option: str | None, var: str) -> str | None:
+        if option:
+            return option
+        value = env.get(var, "").strip()
+        return value or None
+
+    bind_host = host or DEFAULT_WEB_HOST
+    bind_port = DEFAULT_WEB_PORT if port is None else port
+    url = pick(public_url, ENV_PUBLIC_URL)
+    if url is None:
+        if not is_loopback_host(bind_host):
+            raise ConfigError(
+                f"serve binds {bind_host}, which is not loopback, but {ENV_PUBLIC_URL} is not set",
+                hint=f"set {ENV_PUBLIC_URL} (or --public-url) to the https:// address the "
+                "creators' browsers see",
+            )
+        shown = f"[{bind_host}]" if ":" in bind_host else bind_host
+        url = f"http://{shown}:{bind_port}"
+    checked_url, warnings = _check_public_url(url)
+
+    proxies_text = (
+        str(trusted_proxies)
+        if trusted_proxies is not None
+        else (env.get(ENV_TRUSTED_PROXIES, "").strip() or "0")
+    )
+    if not proxies_text.isdigit() or int(proxies_text) > 10:
+        raise ConfigError(
+            f"{ENV_TRUSTED_PROXIES} (or --trusted-proxies) must be a number from 0 to 10, "
+            f"got {proxies_text!r}",
+            hint="the number of reverse proxies in front of serve (1 for one Caddy or nginx)",
+        )
+
+    roots_text = pick(upload_roots, ENV_UPLOAD_ROOTS) or ""
+    roots: list[Path] = []
+    for part in roots_text.split(os.pathsep):
+        if not part.strip():
+            continue
+        root = Path(part.strip()).expanduser()
+        if not root.is_dir():
+            raise ConfigError(
+                f"{ENV_UPLOAD_ROOTS} (or --upload-roots) names {root}, which is not a folder",
+                hint=f"list existing folders separated by {os.pathsep!r}",
+            )
+        roots.append(root.resolve())
+
+    pkce_value = (pick(pkce, ENV_WEB_PKCE) or DEFAULT_WEB_PKCE).lower()
+    if pkce_value not in WEB_PKCE_READINGS:
+        raise ConfigError(
+            f"{ENV_WEB_PKCE} (or --pkce) must be one of {', '.join(WEB_PKCE_READINGS)}, "
+            f"got {pkce_value!r}",
+            hint=f"{DEFAULT_WEB_PKCE} unless TikTok answers 'Code verifier or code challenge "
+            "is invalid', then hex",
+        )
+
+    password = env.get(ENV_ADMIN_PASSWORD, "")
+    password_hash = env.get(ENV_ADMIN_PASSWORD_HASH, "").strip()
+    if password and password_hash:
+        raise ConfigError(
+            f"both {ENV_ADMIN_PASSWORD} and {ENV_ADMIN_PASSWORD_HASH} are set",
+            hint="keep one (the hash is better: the password is then nowhere on the server)",
+        )
+    if password_hash and not password_hash.startswith("$scrypt$"):
+        raise ConfigError(
+            f"{ENV_ADMIN_PASSWORD_HASH} is not a $scrypt$ hash",
+            hint="make one with: python -m orchestrator.web.security hash-password",
+        )
+    if require_password and not password and not password_hash:
+        raise ConfigError(
+            f"neither {ENV_ADMIN_PASSWORD} nor {ENV_ADMIN_PASSWORD_HASH} is set: nobody could "
+            "sign in to the operator's pages",
+            hint=f"export {ENV_ADMIN_PASSWORD_HASH} (python -m orchestrator.web.security "
+            f"hash-password) or {ENV_ADMIN_PASSWORD}",
+        )
+    return WebConfig(
+        public_url=checked_url,
+        host=bind_host,
+        port=bind_port,
+        admin_password=Secret(password) if password else None,
+        admin_password_hash=Secret(password_hash) if password_hash else None,
+        trusted_proxies=int(proxies_text),
+        upload_roots=tuple(roots),
+        pkce=pkce_value,
+        warnings=warnings,
+    )

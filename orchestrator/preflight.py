@@ -18,7 +18,7 @@ from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.errors import ApiError, AuthError, OrchestratorError
 from orchestrator.manifest import Entry, Manifest, Mode
-from orchestrator.report import ErrorInfo
+from orchestrator.outcomes import ErrorInfo
 from orchestrator.store.tokens import TokenProvider, TokenStore
 from orchestrator.tiktok.client import CreatorInfo, TikTokClient
 from orchestrator.tiktok.oauth import OAuthClient

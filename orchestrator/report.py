@@ -19,20 +19,17 @@ from typing import Any, Final
 
 from orchestrator.errors import FileWriteError, ReportsNotWritten
 from orchestrator.files import write_atomic
+from orchestrator.outcomes import EntryStatus, ErrorInfo
 
-STATUSES: Final = (
-    "published",
-    "sent_to_inbox",
-    "already_done",
-    "processing",
-    "deferred",
-    "failed",
-    "uncertain",
-    "planned",
+STATUSES: Final = tuple(EntryStatus)
+"""Every entry status, in the order the report's summary lists them."""
+SUCCESS_STATUSES: Final = frozenset(
+    {EntryStatus.PUBLISHED, EntryStatus.SENT_TO_INBOX, EntryStatus.ALREADY_DONE}
 )
-SUCCESS_STATUSES: Final = frozenset({"published", "sent_to_inbox", "already_done"})
-FAILURE_STATUSES: Final = frozenset({"failed", "uncertain"})
-SKIPPED_STATUSES: Final = frozenset({"processing", "deferred", "planned"})
+FAILURE_STATUSES: Final = frozenset({EntryStatus.FAILED, EntryStatus.UNCERTAIN})
+SKIPPED_STATUSES: Final = frozenset(
+    {EntryStatus.PROCESSING, EntryStatus.DEFERRED, EntryStatus.PLANNED}
+)
 OUTAGE_CODES: Final = frozenset(
     {"unavailable", "retry_budget_spent", "transport", "internal_error", "rate_limit_exceeded"}
 )
@@ -48,17 +45,6 @@ def is_outage(error: ErrorInfo | None) -> bool:
     return error.code in OUTAGE_CODES or (
         error.code.startswith("http_5") and error.code[5:].isdigit()
     )
-
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    """Why an entry failed, was deferred or is uncertain, as TikTok and we explain it."""
-
-    code: str
-    message: str
-    log_id: str | None = None
-    retryable: bool = False
-    hint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +67,11 @@ class EntryResult:
     error: ErrorInfo | None = None
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown entry status {self.status!r}")
+        # Stored as the EntryStatus member whatever the caller passed (the same string).
+        try:
+            object.__setattr__(self, "status", EntryStatus(self.status))
+        except ValueError:
+            raise ValueError(f"unknown entry status {self.status!r}") from None
 
 
 @dataclass(frozen=True)
@@ -120,7 +109,10 @@ class RunReport:
     @property
     def has_outage(self) -> bool:
         """An entry was deferred because TikTok could not be reached or kept failing."""
-        return any(entry.status == "deferred" and is_outage(entry.error) for entry in self.entries)
+        return any(
+            entry.status == EntryStatus.DEFERRED and is_outage(entry.error)
+            for entry in self.entries
+        )
 
 
 def _iso(moment: datetime) -> str:
@@ -195,7 +187,7 @@ def render_junit(report: RunReport) -> bytes:
         {
             "name": f"tiktok-orchestrator {report.manifest}",
             "tests": str(summary["total"]),
-            "failures": str(summary["failed"] + summary["uncertain"]),
+            "failures": str(summary[EntryStatus.FAILED] + summary[EntryStatus.UNCERTAIN]),
             "errors": "0",
             "skipped": str(sum(summary[s] for s in SKIPPED_STATUSES)),
             "timestamp": _iso(report.started_at),

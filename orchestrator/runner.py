@@ -25,7 +25,6 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.clock import Clock, InterruptibleClock, SystemClock
@@ -37,7 +36,6 @@ from orchestrator.retry import (
     TIKTOK_LIMITS,
     Retrier,
     RetryBudget,
-    RetryPolicy,
     SlidingWindowPacer,
 )
 from orchestrator.scheduler import (
@@ -49,18 +47,19 @@ from orchestrator.scheduler import (
     posted_check,
 )
 from orchestrator.secret import Secret
+from orchestrator.settings import RunSettings
 from orchestrator.store.backend import is_shared
 from orchestrator.store.db import DB_FILENAME, ensure_private_home
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import RunLock
 from orchestrator.store.postgres import PostgresDatabase
-from orchestrator.store.queue import DEFAULT_LEASE, Heartbeat, WorkQueue
+from orchestrator.store.queue import Heartbeat, WorkQueue
 from orchestrator.store.shared_pacing import SharedPacer
 from orchestrator.store.tokens import TokenProvider, TokenState, TokenStore
 from orchestrator.tiktok.client import API_TIMEOUTS, TikTokClient
 from orchestrator.tiktok.oauth import OAUTH_TIMEOUTS, OAuthClient
-from orchestrator.transport import HttpTransport, Timeouts, Transport
-from orchestrator.upload import UploadConfig, Uploader
+from orchestrator.transport import HttpTransport, Transport
+from orchestrator.upload import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -68,55 +67,12 @@ INIT_WINDOW = TIKTOK_LIMITS["video_init"].window
 """Seconds of earlier runs' inits that still count in TikTok's init windows."""
 
 
-@dataclass(frozen=True)
-class Tunables:
-    """Engine settings a run may change (tests shorten them; users rarely need to).
-
-    - ``poll_timeout``: seconds to poll an entry's status before leaving it ``processing``.
-    - ``budget_retries`` / ``budget_wait``: the run-wide retry budget — at most this many
-      retries, and this many seconds of backoff summed over every thread, for the whole run.
-      Each request still has its own limit (``retry_policy``: 5 attempts, backoff capped at
-      64 s). Measured with the defaults and ``--jobs 4``: against an API answering 503 to
-      everything, 3 users end in ~11 s and 40 users in ~42 s (126 requests; the budget is
-      spent after 22 users and the other 18 are deferred without a request).
-    - ``chunk_size``: preferred chunk size in bytes (``tiktok.chunks`` limits apply).
-    - ``upload``: the upload engine's other settings (``poll_timeout`` and ``chunk_size``
-      above win over the same fields in it).
-    - ``retry_policy``: how each request is retried (None: ``tiktok-api.md`` §9's).
-    - ``api_timeouts``: the limits of every API and token-endpoint request (None: the
-      clients' own, ``client.API_TIMEOUTS`` and ``oauth.OAUTH_TIMEOUTS``).
-    """
-
-    poll_timeout: float = 600.0
-    budget_retries: int = 100
-    budget_wait: float = 600.0
-    chunk_size: int | None = None
-    upload: UploadConfig | None = None
-    retry_policy: RetryPolicy | None = None
-    lease: float = DEFAULT_LEASE
-    """Shared store only: seconds a dead worker's claim on an entry lasts (store/queue.py)."""
-    api_timeouts: Timeouts | None = None
-
-    def __post_init__(self) -> None:
-        if self.poll_timeout < 0:
-            raise ValueError("poll_timeout cannot be negative")
-        if self.lease <= 0:
-            raise ValueError("the lease must be positive")
-        if self.budget_retries < 0 or self.budget_wait < 0:
-            raise ValueError("the retry budget cannot be negative")
-
-    def upload_config(self) -> UploadConfig:
-        base = self.upload or UploadConfig()
-        chunk_size = self.chunk_size if self.chunk_size is not None else base.chunk_size
-        return replace(base, poll_timeout=self.poll_timeout, chunk_size=chunk_size)
-
-
 def run_manifest(
     settings: Settings,
     manifest_path: Path,
     options: RunOptions,
     *,
-    tunables: Tunables | None = None,
+    tunables: RunSettings | None = None,
     clock: Clock | None = None,
     observer: RunObserver | None = None,
     stop: threading.Event | None = None,
@@ -133,15 +89,15 @@ def run_manifest(
     With a shared (PostgreSQL) store there is no home lock: this process is one worker of the
     run named ``run_id`` (default: derived from the manifest's bytes, so workers given the same
     file share its work), claiming entries from the store's queue; its report covers the whole
-    run. ``run_id`` is otherwise this run's own (default: a random one).
+    run. ``run_id`` is otherwise this run's own (default: a random one). ``tunables`` are the
+    run's :class:`RunSettings` (default: ``RunSettings()``), used as given.
     """
     shared = is_shared(settings)
     clock = clock or SystemClock()
-    tunables = tunables or Tunables()
+    tunables = tunables or RunSettings()
     stop = stop or threading.Event()
     if not options.dry_run:
         settings.require_client()
-    upload_config = tunables.upload_config()
     ensure_private_home(settings.home)
     with contextlib.ExitStack() as stack:
         if not shared and not options.dry_run:
@@ -190,7 +146,7 @@ def run_manifest(
             clock=run_clock,
             timeouts=tunables.api_timeouts or API_TIMEOUTS,
         )
-        uploader = Uploader(client, transport, retry=retrier, config=upload_config, clock=run_clock)
+        uploader = Uploader(client, transport, retry=retrier, config=tunables, clock=run_clock)
         queue: WorkQueue | None = None
         if shared and not options.dry_run:
             # A dry run writes nothing, so it claims nothing: it plans every entry itself.
@@ -217,7 +173,7 @@ def run_manifest(
             observer=observer or NullObserver(),
             stop=stop,
             run_id=run_id,
-            chunk_size=upload_config.chunk_size,
+            chunk_size=tunables.preferred_chunk_size,
             queue=queue,
         )
         report = run.execute()

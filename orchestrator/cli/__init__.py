@@ -4,9 +4,10 @@ Every command is a thin shell around a plain function elsewhere in the package (
 ``orchestrator.api``); errors become exit codes here and nowhere else (:func:`exit_code_for`).
 
 Layout: this module holds the click group, the global options and the exit codes; the commands
-live in ``run`` (run, validate), ``auth`` (the auth group), ``doctor``, ``history`` (history,
-status, report), ``store`` (the store group) and ``sandbox``; ``render`` draws every table,
-summary and progress display.
+live in ``run`` (run, validate), ``auth`` (the auth group), ``manifest`` (convert, new),
+``calendar``, ``doctor``, ``history`` (history, status, report), ``store`` (the store group),
+``sandbox`` and ``web`` (serve, auth invite, api-key); ``render`` draws every table, summary and
+progress display.
 
 Exit codes (SPEC §8): 0 nothing failed · 1 an entry failed or is uncertain · 2 invalid manifest,
 configuration or usage (nothing was sent) · 69 nothing failed but TikTok could not be reached or
@@ -188,7 +189,17 @@ def cli(
 
 # The commands register themselves on the group above; imported last because they import it.
 # Each keeps its heavy imports inside its functions (the `--help` fast path).
-from orchestrator.cli import auth, doctor, history, run, sandbox, store  # noqa: E402
+from orchestrator.cli import (  # noqa: E402
+    auth,
+    calendar,
+    doctor,
+    history,
+    manifest,
+    run,
+    sandbox,
+    store,
+    web,
+)
 
 __all__ = [
     "EXIT_FAILED",
@@ -199,6 +210,7 @@ __all__ = [
     "EXIT_USAGE",
     "GlobalOptions",
     "auth",
+    "calendar",
     "cli",
     "doctor",
     "exit_code_for",
@@ -206,10 +218,12 @@ __all__ = [
     "handles_errors",
     "history",
     "main",
+    "manifest",
     "options_of",
     "run",
     "sandbox",
     "store",
+    "web",
 ]
 
 

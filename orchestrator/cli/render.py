@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from orchestrator.api import UserSummary
+    from orchestrator.calendar import Calendar
     from orchestrator.lookup import RunEntry
     from orchestrator.report import RunReport
     from orchestrator.scheduler import RunObserver
@@ -332,3 +333,84 @@ def print_run_table(run_id: str, rows: Sequence[dict[str, Any]]) -> None:
         counts[str(row["state"])] = counts.get(str(row["state"]), 0) + 1
     summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
     click.echo(f"run {run_id}: {len(rows)} entries: {summary}")
+
+
+# -- calendar --------------------------------------------------------------------------------------
+
+
+def calendar_json(calendar: Calendar) -> dict[str, Any]:
+    """`calendar --json`: the fields the README documents."""
+    return {
+        "timezone": calendar.timezone,
+        "generated_at": calendar.generated_at.isoformat(timespec="seconds"),
+        "caps": {
+            "daily_direct": calendar.daily_direct_cap,
+            "pending_inbox": calendar.pending_inbox_cap,
+        },
+        "done": calendar.done,
+        "later": calendar.later,
+        "days": [
+            {
+                "user_id": day.user_id,
+                "date": day.day.isoformat(),
+                "scheduled": [
+                    {
+                        "entry": post.entry,
+                        "mode": post.mode.value,
+                        "due": post.due.isoformat(timespec="seconds"),
+                        "due_now": post.due_now,
+                        "over_cap": post.over_cap,
+                    }
+                    for post in day.posts
+                ],
+                "sent": {mode.value: count for mode, count in day.sent.items()},
+                "room": {mode.value: count for mode, count in day.room.items()},
+                "over_cap": day.over_cap,
+            }
+            for day in calendar.days
+        ],
+    }
+
+
+def print_calendar(calendar: Calendar) -> None:
+    """`calendar`: a row per creator and day with something scheduled or sent; over-cap
+    posts marked (a run defers them)."""
+    from orchestrator.manifest import Mode
+
+    table = _table("user", "day", "scheduled", "sent", "room direct", "room inbox")
+    caps = calendar.caps()
+    shown = 0
+    for day in calendar.days:
+        if not day.posts and not any(day.sent.values()):
+            continue
+        shown += 1
+        posts = []
+        for post in day.posts:
+            when = "now" if post.due_now else post.due.strftime("%H:%M")
+            text = f"{when} {post.entry}" + (" (inbox)" if post.mode is Mode.INBOX else "")
+            posts.append(
+                f"[bold red]{text} OVER CAP: {post.over_cap}[/]" if post.over_cap else text
+            )
+        sent = ", ".join(f"{count} {mode.value}" for mode, count in day.sent.items() if count)
+        table.add_row(
+            day.user_id,
+            day.day.strftime("%a %Y-%m-%d"),
+            "\n".join(posts) or "-",
+            sent or "-",
+            f"{day.room[Mode.DIRECT]}/{caps[Mode.DIRECT]}",
+            f"{day.room[Mode.INBOX]}/{caps[Mode.INBOX]}",
+        )
+    out = console()
+    out.print(f"Calendar in {calendar.timezone} from {calendar.generated_at:%Y-%m-%d %H:%M}")
+    if shown:
+        out.print(table)
+    else:
+        out.print("Nothing scheduled or sent in these days.")
+    over = sum(day.over_cap for day in calendar.days)
+    if over:
+        out.print(
+            f"[bold red]{over} post(s) over a cap[/]: a run defers them until the cap has room "
+            "(--daily-cap, --inbox-cap)"
+        )
+    if calendar.later or calendar.done:
+        out.print(f"{calendar.done} done already, {calendar.later} due after these days")

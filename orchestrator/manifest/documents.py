@@ -1,10 +1,11 @@
-"""Reading a manifest document: bytes to plain data (JSON or YAML), with the line of any value
+"""Reading a manifest document: bytes to plain data (JSON, YAML or CSV), with the line of any value
 found when a problem needs placing.
 
 JSON and YAML (``yaml.safe_load`` semantics: plain data only, object-building tags refused) are
 read with line and column for syntax errors, and duplicate keys are reported rather than silently
 overwritten. A valid YAML manifest is built straight from libyaml's events (the fast path); the
-node tree with its lines is composed only for a document with a problem.
+node tree with its lines is composed only for a document with a problem. A ``.csv`` file is
+read by :mod:`.csvdoc`, whose problems are placed by row and column instead of line.
 
 What this module must not do: judge the data (schema.py, checks.py) or read more than
 ``MAX_MANIFEST_BYTES`` of a file.
@@ -23,6 +24,7 @@ from typing import Any, Final
 
 import yaml
 
+from orchestrator.manifest.csvdoc import parse_csv
 from orchestrator.manifest.model import DocPath, ManifestForm, Problem
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -41,6 +43,8 @@ class Document:
     failed: bool = False
     problems: list[Problem] = field(default_factory=list)
     line_finder: Callable[[], dict[DocPath, int]] | None = None
+    locator: Callable[[DocPath], str] | None = None
+    """How a CSV names a place (``row 4, column privacy_level (C)``); None: the field path."""
     _lines: dict[DocPath, int] | None = None
 
     @property
@@ -58,6 +62,8 @@ class Document:
         return None
 
     def location(self, path: DocPath) -> str:
+        if self.locator is not None:
+            return self.locator(path)
         text = ""
         for part in path:
             text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
@@ -91,6 +97,8 @@ def read_document(path: Path) -> Document:
         return document
     if not text.strip():
         return _failed(document, "is empty", "write `version: 1` and a list of `entries`")
+    if path.suffix.lower() == ".csv":
+        return parse_csv(text, document)
     as_json = path.suffix.lower() == ".json" or (
         path.suffix.lower() not in (".yaml", ".yml") and text.lstrip()[:1] in ("{", "[")
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orchestrator.sandbox.rules import MAX_WEB_REDIRECT_URIS, web_redirect_problem
+
 # Scopes (tiktok-api.md §2, §3a).
 SCOPE_USER_INFO_BASIC = "user.info.basic"
 SCOPE_USER_INFO_PROFILE = "user.info.profile"
@@ -24,6 +26,18 @@ KNOWN_SCOPES = (
     SCOPE_VIDEO_LIST,
 )
 DEFAULT_GRANT_SCOPES = (SCOPE_USER_INFO_BASIC, SCOPE_VIDEO_PUBLISH, SCOPE_VIDEO_UPLOAD)
+
+# App types (tiktok-api.md §2, §2.1): a Desktop app redirects to a loopback http port; a Web app
+# registers https redirect URIs, matched exactly.
+APP_DESKTOP = "desktop"
+APP_WEB = "web"
+APP_TYPES = (APP_DESKTOP, APP_WEB)
+
+# PKCE challenge readings a Web app may accept (§2.1: RFC 7636 base64url is the reference;
+# whether web also takes the desktop flow's hex is unknown, so the sandbox can pin either).
+PKCE_S256 = "s256"  # base64url(sha256(verifier)), no padding
+PKCE_HEX = "hex"  # hex(sha256(verifier)), as the desktop flow wants
+PKCE_READINGS = (PKCE_S256, PKCE_HEX)
 
 # Privacy levels (tiktok-api.md §3).
 PUBLIC_TO_EVERYONE = "PUBLIC_TO_EVERYONE"
@@ -118,8 +132,16 @@ class SandboxConfig:
       not yet posted per creator per 24 h.
     - ``unaudited``: an unaudited app — private accounts only, ``SELF_ONLY`` posts only, at most
       ``unaudited_user_cap`` posting users per 24 h.
+    - ``app_type``: ``"desktop"`` (Login Kit for Desktop: hex PKCE, loopback redirects) or
+      ``"web"`` (Login Kit for Web: https redirect URIs registered in ``redirect_uris``).
     - ``redirect_uris``: empty accepts any ``http`` loopback URI with a port (a Desktop app);
-      otherwise the exact registered URIs.
+      otherwise the exact registered URIs. A Web app must register 1 to 10, each under 512
+      characters, absolute ``https://``, without query or fragment.
+    - ``web_pkce``: the PKCE challenge readings a Web app accepts at token exchange, ``"s256"``
+      (RFC 7636 base64url) and/or ``"hex"``; both by default, since TikTok's is unknown.
+    - ``allow_loopback_http_redirect``: **sandbox-only allowance, for tests**: a Web app may
+      also register ``http://127.0.0.1:PORT/connect/callback/`` (or ``localhost``). Real TikTok
+      accepts only https redirect URIs for a Web app.
     - ``verified_url_prefixes``: URL prefixes verified for PULL_FROM_URL.
     """
 
@@ -137,12 +159,16 @@ class SandboxConfig:
     unaudited: bool = False
     unaudited_user_cap: int = 5
     redirect_uris: tuple[str, ...] = ()
+    app_type: str = APP_DESKTOP
+    web_pkce: tuple[str, ...] = PKCE_READINGS
+    allow_loopback_http_redirect: bool = False
     verified_url_prefixes: tuple[str, ...] = ("https://media.example.com/",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "users", tuple(self.users))
         object.__setattr__(self, "redirect_uris", tuple(self.redirect_uris))
         object.__setattr__(self, "verified_url_prefixes", tuple(self.verified_url_prefixes))
+        object.__setattr__(self, "web_pkce", tuple(self.web_pkce))
         if not self.users:
             raise ValueError("the sandbox needs at least one user")
         ids = [user.open_id for user in self.users]
@@ -166,6 +192,25 @@ class SandboxConfig:
         for prefix in self.verified_url_prefixes:
             if not prefix.startswith("https://"):
                 raise ValueError(f"verified URL prefix must be https: {prefix!r}")
+        if self.app_type not in APP_TYPES:
+            raise ValueError(f"app_type must be one of {APP_TYPES}, not {self.app_type!r}")
+        if not self.web_pkce or any(r not in PKCE_READINGS for r in self.web_pkce):
+            raise ValueError(f"web_pkce must be a non-empty subset of {PKCE_READINGS}")
+        if self.app_type == APP_WEB:
+            self._check_web_redirect_uris()
+
+    def _check_web_redirect_uris(self) -> None:
+        if not 1 <= len(self.redirect_uris) <= MAX_WEB_REDIRECT_URIS:
+            raise ValueError(
+                f"a web app registers 1 to {MAX_WEB_REDIRECT_URIS} redirect URIs, "
+                f"not {len(self.redirect_uris)}"
+            )
+        for uri in self.redirect_uris:
+            problem = web_redirect_problem(
+                uri, allow_loopback_http=self.allow_loopback_http_redirect
+            )
+            if problem is not None:
+                raise ValueError(f"redirect URI {uri!r}: {problem}")
 
     def user(self, open_id: str) -> SandboxUser | None:
         """The configured user with this open_id, if any."""

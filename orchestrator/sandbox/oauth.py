@@ -5,6 +5,11 @@ the PKCE challenge is the *hex* SHA-256 of the verifier (base64url is refused wi
 ``invalid_request``), refresh tokens rotate (a used one answers ``invalid_grant``), errors come
 as flat JSON at HTTP 200. Codes are single-use and live ``authorization_code_ttl`` seconds.
 
+A sandbox configured as a **Web** app (``app_type="web"``, §2.1) takes the readings of the
+challenge listed in ``web_pkce`` (RFC 7636 base64url and/or hex; both by default, since what
+TikTok's web flow accepts is unknown), only its registered redirect URIs (exact match), and
+``disable_auto_auth``; its consent page's buttons are Approve and Deny.
+
 Reusing a used code or rotated refresh token is always refused, but it is recorded as a
 violation only once the client had shown it received what replaced it (it presented the new
 access or refresh token): before that, the answer may have been lost on the way or the client
@@ -15,14 +20,12 @@ Must not: do I/O (the server does), or hold secrets anywhere but the state's tok
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from orchestrator.sandbox.config import KNOWN_SCOPES
+from orchestrator.sandbox.config import APP_WEB, KNOWN_SCOPES, PKCE_HEX, PKCE_S256
 from orchestrator.sandbox.messages import (
     Reply,
     Request,
@@ -37,7 +40,9 @@ from orchestrator.sandbox.rules import (
     hex_challenge,
     is_loopback_redirect,
     looks_like_hex_challenge,
+    looks_like_s256_challenge,
     media_type,
+    s256_challenge,
     valid_code_verifier,
 )
 from orchestrator.sandbox.state import AuthorizationCode, SandboxState
@@ -54,6 +59,7 @@ _PASSED_THROUGH = (
     "state",
     "code_challenge",
     "code_challenge_method",
+    "disable_auto_auth",
 )
 
 
@@ -141,7 +147,12 @@ class OAuthEndpoints:
                 "invalid_request",
                 "code_challenge and code_challenge_method=S256 are required.",
             )
-        if not looks_like_hex_challenge(challenge):
+        if self._config.app_type == APP_WEB:
+            if params.get("disable_auto_auth", "1") not in ("0", "1"):
+                flag("disable_auto_auth is neither 0 nor 1")
+            if not any(self._challenge_shapes(challenge)):
+                flag(f"code_challenge has none of the accepted shapes {self._config.web_pkce}")
+        elif not looks_like_hex_challenge(challenge):
             # TikTok accepts it here and fails the exchange; the violation is noted now.
             flag("code_challenge is not 64 hex characters (hex SHA-256)")
         return AuthorizeRequest(
@@ -151,6 +162,22 @@ class OAuthEndpoints:
             code_challenge=challenge,
             params={k: params[k] for k in _PASSED_THROUGH if k in params},
         )
+
+    def _challenge_shapes(self, challenge: str) -> tuple[bool, ...]:
+        """Per accepted web reading: whether ``challenge`` has its shape."""
+        shapes = {PKCE_S256: looks_like_s256_challenge, PKCE_HEX: looks_like_hex_challenge}
+        return tuple(shapes[reading](challenge) for reading in self._config.web_pkce)
+
+    def _challenge_matches(self, verifier: str, challenge: str) -> bool:
+        """Whether ``verifier`` answers ``challenge`` under the app type's PKCE readings."""
+        if self._config.app_type == APP_WEB:
+            derive = {PKCE_S256: s256_challenge, PKCE_HEX: hex_challenge}
+            readings = [derive[reading](verifier) for reading in self._config.web_pkce]
+        else:
+            readings = [hex_challenge(verifier)]
+        # Every reading is compared (no early exit), in constant time.
+        matches = [hmac.compare_digest(r.encode(), challenge.encode()) for r in readings]
+        return any(matches)
 
     def authorize_page(self, request: Request) -> Reply:
         """GET: the consent page (or an error page / error redirect)."""
@@ -164,6 +191,7 @@ class OAuthEndpoints:
             scopes=checked.scopes,
             hidden=checked.params,
             action=AUTHORIZE_PATH,
+            approve_label="Approve" if self._config.app_type == APP_WEB else "Authorize",
         )
         return html_page(200, page)
 
@@ -275,8 +303,8 @@ class OAuthEndpoints:
             return oauth_error(
                 "invalid_grant", "redirect_uri does not match the authorize request.", log_id
             )
-        if not valid_code_verifier(verifier) or not hmac.compare_digest(
-            hex_challenge(verifier), code.code_challenge
+        if not valid_code_verifier(verifier) or not self._challenge_matches(
+            verifier, code.code_challenge
         ):
             state.violation("token", self._pkce_problem(verifier, code.code_challenge))
             return oauth_error("invalid_request", MSG_PKCE, log_id)
@@ -292,13 +320,16 @@ class OAuthEndpoints:
             state.client_tokens.append(token)
         return oauth_ok({"access_token": token, "expires_in": 7200, "token_type": "Bearer"})
 
-    @staticmethod
-    def _pkce_problem(verifier: str, challenge: str) -> str:
+    def _pkce_problem(self, verifier: str, challenge: str) -> str:
         if not valid_code_verifier(verifier):
             return "code_verifier is not 43-128 characters of [A-Za-z0-9-._~]"
-        digest = hashlib.sha256(verifier.encode("ascii")).digest()
-        if challenge == base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"):
+        web = self._config.app_type == APP_WEB
+        if challenge == s256_challenge(verifier):
+            if web:
+                return f"code_challenge is base64url; this web app accepts {self._config.web_pkce}"
             return "code_challenge is base64url(sha256(verifier)); TikTok's desktop flow wants hex"
+        if web and challenge == hex_challenge(verifier):
+            return f"code_challenge is hex; this web app accepts {self._config.web_pkce}"
         return "code_verifier does not match code_challenge"
 
     def _refresh(self, form: dict[str, str]) -> Reply:

@@ -30,8 +30,10 @@ def authorize_page(
     scopes: Sequence[str],
     hidden: Mapping[str, str],
     action: str,
+    approve_label: str = "Authorize",
 ) -> str:
-    """The consent form: a user picker, one checked box per requested scope, two buttons."""
+    """The consent form: a user picker, one checked box per requested scope, two buttons
+    (``approve_label``, "Approve" for a Web app, and Deny)."""
     options = "\n".join(
         f'      <option value="{escape(user.open_id)}">{escape(user.display_name)} '
         f"(@{escape(user.username)}, {'private' if user.private else 'public'})</option>"
@@ -42,6 +44,7 @@ def authorize_page(
         f"{escape(scope)}</label>"
         for scope in scopes
     )
+    approve = escape(approve_label)
     fields = "\n".join(
         f'  <input type="hidden" name="{escape(name)}" value="{escape(value)}">'
         for name, value in hidden.items()
@@ -64,7 +67,7 @@ def authorize_page(
     <legend>Allow this app to</legend>
 {boxes}
   </fieldset>
-  <button type="submit" name="action" value="authorize" class="authorize">Authorize</button>
+  <button type="submit" name="action" value="authorize" class="authorize">{approve}</button>
   <button type="submit" name="action" value="deny" class="deny">Deny</button>
 </form>
 </body>

@@ -7,6 +7,7 @@ endpoint code decides which error code a problem becomes. Numbers are from ``tik
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -32,8 +33,14 @@ VIDEO_CONTENT_TYPES = ("video/mp4", "video/quicktime", "video/webm")
 MSG_CHUNK_SIZE = "The chunk size is invalid"
 MSG_PKCE = "Code verifier or code challenge is invalid."
 
+# Redirect URIs of a Web app (tiktok-api.md §2.1).
+MAX_WEB_REDIRECT_URIS = 10
+MAX_REDIRECT_URI_LENGTH = 511  # "under 512 characters"
+LOOPBACK_CONNECT_PATH = "/connect/callback/"
+
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _HEX_CHALLENGE = re.compile(r"[0-9a-f]{64}")
+_BASE64URL_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
@@ -154,6 +161,48 @@ def valid_code_verifier(verifier: str) -> bool:
 def hex_challenge(verifier: str) -> str:
     """TikTok's desktop challenge: lowercase hex of SHA-256 of the verifier (not base64url)."""
     return hashlib.sha256(verifier.encode("ascii")).hexdigest()
+
+
+def s256_challenge(verifier: str) -> str:
+    """RFC 7636's S256 challenge: base64url of SHA-256 of the verifier, without padding."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def looks_like_s256_challenge(challenge: str) -> bool:
+    """Whether a challenge has RFC 7636's S256 shape (43 base64url characters, no padding)."""
+    return _BASE64URL_CHALLENGE.fullmatch(challenge) is not None
+
+
+def web_redirect_problem(uri: str, *, allow_loopback_http: bool = False) -> str | None:
+    """What keeps ``uri`` from being a Web app's redirect URI (§2.1), or None.
+
+    ``allow_loopback_http`` is the sandbox-only allowance for tests: ``http`` on 127.0.0.1 or
+    localhost, with a port, at ``/connect/callback/``.
+    """
+    if len(uri) > MAX_REDIRECT_URI_LENGTH:
+        return f"is {len(uri)} characters; the limit is {MAX_REDIRECT_URI_LENGTH}"
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return "is not a URL"
+    if parts.query or parts.fragment or "?" in uri or "#" in uri:
+        return "must be static: no query, no fragment"
+    if not parts.hostname:
+        return "must be absolute"
+    if parts.scheme == "https":
+        return None
+    if (
+        allow_loopback_http
+        and parts.scheme == "http"
+        and parts.hostname in ("127.0.0.1", "localhost")
+        and port is not None
+        and parts.path.startswith("/")
+        and parts.path.endswith(LOOPBACK_CONNECT_PATH)
+    ):
+        return None
+    return "must be https (a loopback http address only with the sandbox's test allowance)"
 
 
 def looks_like_hex_challenge(challenge: str) -> bool:

@@ -3,7 +3,7 @@
 Theory of operation:
 
 1. **Plan** (main thread, no network; ``plan.py``): every selected entry gets its identity and a
-   decision from the journal (``Journal.decide``): already done, a permanent failure to repeat,
+   decision from the journal (``rerun.decide``): already done, a permanent failure to repeat,
    uncertain, resume, or start. Entries whose ``publish_at`` is in the future are deferred.
 2. **Users in parallel** (``jobs`` threads; ``run.py``), each user's entries in manifest order.
    Per user (``gates.py``): a usable token first (a user whose tokens are dead fails alone, with

@@ -29,8 +29,8 @@ from orchestrator.errors import (
     UnsafeConnectionError,
 )
 from orchestrator.manifest import Entry, Mode
+from orchestrator.outcomes import ErrorInfo
 from orchestrator.preflight import creator_problems
-from orchestrator.report import ErrorInfo
 from orchestrator.secret import Secret
 from orchestrator.tiktok.client import CreatorInfo, TikTokClient
 

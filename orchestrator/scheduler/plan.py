@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from orchestrator.errors import MediaError
 from orchestrator.manifest import Entry, Manifest, Mode, content_identity, entry_identity
 from orchestrator.media import FileMedia, media_fingerprint
-from orchestrator.report import EntryResult, ErrorInfo
+from orchestrator.outcomes import ErrorInfo
+from orchestrator.report import EntryResult
+from orchestrator.rerun import Action, Decision, decide
 from orchestrator.scheduler.requests import display_path, entry_kind, request_digest, source_text
 from orchestrator.scheduler.results import LOST_INIT, entry_result, stored_error
 from orchestrator.store.journal import (
     DONE_STATES,
-    Action,
-    Decision,
     EntryMeta,
     EntryState,
     Journal,
@@ -111,8 +111,8 @@ def plan_entries(
             request_digest=request_digest(entry, fingerprint),
             fingerprint=fingerprint,
         )
-        decision = journal.decide(
-            meta.identity,
+        decision = decide(
+            journal.get(meta.identity),
             request_digest=meta.request_digest,
             fingerprint=fingerprint,
             retry_failed=retry_failed,

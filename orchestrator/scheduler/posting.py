@@ -22,7 +22,9 @@ from orchestrator.errors import (
     UnsafeConnectionError,
 )
 from orchestrator.manifest import Entry
-from orchestrator.report import EntryResult, ErrorInfo
+from orchestrator.outcomes import ErrorInfo
+from orchestrator.report import EntryResult
+from orchestrator.rerun import Action
 from orchestrator.retry import RetryBudget
 from orchestrator.scheduler.gates import (
     DAY,
@@ -47,7 +49,7 @@ from orchestrator.scheduler.results import (
     halted_result,
     interrupted_result,
 )
-from orchestrator.store.journal import Action, EntryState, Journal
+from orchestrator.store.journal import EntryState, Journal
 from orchestrator.tiktok.chunks import DEFAULT_CHUNK
 from orchestrator.tiktok.client import TikTokClient
 from orchestrator.upload import Deferred, Failed, Uploader, UploadState

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 from orchestrator.manifest import Entry
 from orchestrator.media import FileMedia, VideoUrlMedia
-from orchestrator.report import EntryResult, ErrorInfo
+from orchestrator.outcomes import ErrorInfo
+from orchestrator.report import EntryResult
+from orchestrator.rerun import Action, Decision
 from orchestrator.scheduler.requests import source_text
 from orchestrator.store.journal import (
-    Action,
-    Decision,
     EntryMeta,
     EntryState,
     Journal,

@@ -23,6 +23,7 @@ from orchestrator.clock import Clock, RunInterrupted
 from orchestrator.errors import ClaimLostError, StoreConnectionLost, StoreError
 from orchestrator.manifest import Entry, Manifest
 from orchestrator.report import EntryResult, RunReport
+from orchestrator.rerun import decide
 from orchestrator.retry import RetryBudget
 from orchestrator.scheduler.gates import TokenStates, UserState
 from orchestrator.scheduler.observer import NullObserver, RunObserver
@@ -291,8 +292,8 @@ class Run:
                 return
             planned = by_identity[claim.identity]
             try:
-                decision = self.journal.decide(
-                    claim.identity,
+                decision = decide(
+                    self.journal.get(claim.identity),
                     request_digest=planned.meta.request_digest,
                     fingerprint=planned.meta.fingerprint,
                     retry_failed=self.options.retry_failed,

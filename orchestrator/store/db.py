@@ -234,6 +234,63 @@ _JOURNAL_V3 = (
     "CREATE INDEX journal_events_identity_event_at ON journal_events (identity, event, at)",
 )
 
+_WEB_V1 = (
+    # The `serve` web application (store/web.py). Every secret handed out (an invite token, an
+    # API key, an OAuth state) is >= 128 random bits and kept only as its SHA-256 hex digest:
+    # random secrets need no slow hash, and a leaked database hands out nothing usable.
+    # Times are Unix seconds; `scopes` is comma-separated like users.scopes.
+    """
+    CREATE TABLE invites (
+        id         TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        label      TEXT NOT NULL,
+        scopes     TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at    REAL,
+        revoked_at REAL,
+        open_id    TEXT
+    )
+    """,
+    """
+    CREATE TABLE api_keys (
+        id           TEXT PRIMARY KEY,
+        key_hash     TEXT NOT NULL UNIQUE,
+        label        TEXT NOT NULL,
+        created_at   REAL NOT NULL,
+        last_used_at REAL,
+        revoked_at   REAL
+    )
+    """,
+    # A post made through /api/v1: the manifest entry it stands for (JSON), the digest of the
+    # request body (the same Idempotency-Key with another body is refused), and where an
+    # uploaded video was spooled. The journal holds its progress under the entry's identity.
+    """
+    CREATE TABLE web_posts (
+        id              TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        body_digest     TEXT NOT NULL,
+        entry           TEXT NOT NULL,
+        created_at      REAL NOT NULL,
+        cancelled_at    REAL,
+        upload_path     TEXT
+    )
+    """,
+    "CREATE INDEX web_posts_created ON web_posts (created_at)",
+    # One "Continue with TikTok" click: the OAuth state (hashed), the invite it is bound to,
+    # the PKCE verifier sealed with the token cipher, and the hash of the browser cookie.
+    """
+    CREATE TABLE connect_states (
+        state_hash      TEXT PRIMARY KEY,
+        invite_id       TEXT NOT NULL,
+        sealed_verifier BLOB NOT NULL,
+        browser_hash    TEXT NOT NULL,
+        created_at      REAL NOT NULL,
+        used_at         REAL
+    )
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
@@ -241,6 +298,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("work queue and shared rate windows", _WORK_QUEUE_V1),
     Migration("creator holds for shared runs", _CREATOR_HOLDS_V1),
     Migration("journal per-user init index", _JOURNAL_V3),
+    Migration("web: invites, API keys, posts, connect states", _WEB_V1),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
 

@@ -16,16 +16,18 @@ Theory of operation:
   returns, so the engine takes its next step only once the journal knows the last one.
 - The upload URL authorises by itself, so it is sealed like the tokens (AES-GCM, associated
   data = the entry's identity and purpose ``upload_url``).
-- :meth:`Journal.decide` turns a stored row into what this run should do with the entry
-  (skip, repeat a failure, poll, resume, start) — the rerun rules of SPEC §5 in one place.
+- ``rerun.decide`` (a pure function, not here) turns a stored row into what this run should do
+  with the entry (skip, repeat a failure, poll, resume, start) — the rerun rules of SPEC §5.
 - A file upload's ``Initialised`` event keeps the file's stat identity, and each
   ``ChunkConfirmed`` the SHA-256 of the bytes sent (in the events' detail): a rerun in a new
-  process compares the file with both before it sends another byte (:meth:`Journal.decide`
-  hands them to the engine in the :class:`ResumePoint`).
+  process compares the file with both before it sends another byte (an UPLOADING
+  :class:`JournalRecord` carries them, and ``rerun.decide`` hands them to the engine in the
+  ``ResumePoint``).
 - Every accepted init is an ``Initialised`` event; TikTok counts each one toward the creator's
   daily caps, so :meth:`Journal.init_times` counts those events, not finished uploads.
 
-It must not talk to the network or decide scheduling beyond the rerun rules.
+It only reads and writes rows: it must not talk to the network or decide what to do with an
+entry.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from orchestrator.secret import Secret
 from orchestrator.store.crypto import TokenCipher
 from orchestrator.store.db import StoreConnection, StoreDatabase
 from orchestrator.tiktok.chunks import ChunkPlan
-from orchestrator.upload import (
+from orchestrator.upload.events import (
     ChunkConfirmed,
     Deferred,
     Failed,
@@ -49,14 +51,12 @@ from orchestrator.upload import (
     Initialised,
     Processing,
     Published,
-    ResumePoint,
     Resynced,
     SentToInbox,
     SourceChanged,
     Uncertain,
     Uploaded,
     UploadEvent,
-    UploadState,
 )
 
 
@@ -130,25 +130,10 @@ class JournalRecord:
     updated_at: float
     uploaded_at: float | None
     finished_at: float | None
-
-
-class Action(enum.Enum):
-    """What this run does with an entry, decided from the journal (SPEC §5)."""
-
-    START = "start"  # a fresh attempt: init and upload
-    RESUME = "resume"  # go on with the recorded upload, or poll it; never a new init
-    ALREADY_DONE = "already_done"  # published or sent to the inbox in an earlier run
-    REPEAT_FAILURE = "repeat_failure"  # a permanent failure, reported without calling TikTok
-    UNCERTAIN = "uncertain"  # an init whose answer was lost may have posted: never retried
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The action for one entry and, for RESUME, where to resume from."""
-
-    action: Action
-    record: JournalRecord | None = None
-    resume_point: ResumePoint | None = None
+    sent_file: FileIdentity | None = None
+    """UPLOADING only: the file's stat identity when the current upload was initialised."""
+    chunk_digests: tuple[str | None, ...] = ()
+    """UPLOADING only: the SHA-256 of each chunk confirmed since (None where unknown)."""
 
 
 _NEW_ROW: Final = """
@@ -309,94 +294,16 @@ class Journal:
             inits.append((str(row["user_id"]), endpoint, float(row["at"])))
         return inits
 
-    def decide(
-        self,
-        identity: str,
-        *,
-        request_digest: str,
-        fingerprint: str,
-        retry_failed: bool = False,
-    ) -> Decision:
-        """The rerun rules of SPEC §5 for one entry (reads only)."""
-        record = self.get(identity)
-        if record is None:
-            return Decision(Action.START)
-        state = record.state
-        if state in DONE_STATES:
-            return Decision(Action.ALREADY_DONE, record)
-        if state is EntryState.UNCERTAIN:
-            return Decision(Action.UNCERTAIN, record)
-        if state is EntryState.INITIALISING:
-            # What was being initialised decides, not what the manifest says now. A file's lost
-            # init is an orphan upload URL: nothing publishes until its last byte is accepted.
-            # A URL or photo init publishes when accepted: it may have posted.
-            if record.kind == "file":
-                return Decision(Action.START, record)
-            return Decision(Action.UNCERTAIN, record)
-        if state is EntryState.FAILED:
-            changed = record.request_digest != request_digest
-            if record.error_retryable or retry_failed or changed:
-                return Decision(Action.START, record)
-            return Decision(Action.REPEAT_FAILURE, record)
-        if state is EntryState.DEFERRED:
-            return Decision(Action.START, record)
-        assert record.publish_id is not None
-        if state is EntryState.UPLOADING:
-            return self._resume_transfer(record, fingerprint)
-        # UPLOADED or PROCESSING: TikTok has the media; only polling is allowed.
-        return Decision(
-            Action.RESUME,
-            record,
-            ResumePoint(state=UploadState(state.value), publish_id=record.publish_id),
-        )
-
-    def _resume_transfer(self, record: JournalRecord, fingerprint: str) -> Decision:
-        assert record.publish_id is not None
-        plan = record.plan
-        same_media = record.fingerprint is None or record.fingerprint == fingerprint
-        if same_media and plan is not None and record.upload_url is not None:
-            # Even with an expired URL the engine gets the whole picture: it decides between a
-            # new init (the URL died before the last chunk could have gone) and settling by
-            # status (the last chunk may have gone: never init again).
-            source, digests = self._sent_file(record)
-            return Decision(
-                Action.RESUME,
-                record,
-                ResumePoint(
-                    state=UploadState.UPLOADING,
-                    publish_id=record.publish_id,
-                    upload_url=record.upload_url,
-                    url_expires_at=record.url_expires_at,
-                    plan=plan,
-                    bytes_confirmed=record.bytes_confirmed,
-                    source=source,
-                    chunk_digests=digests,
-                ),
-            )
-        # The file under this entry's id is no longer the one being uploaded (it was replaced):
-        # its bytes must not be appended to the old file's upload.
-        last_chunk = None if plan is None else plan.chunk(plan.total_chunk_count - 1)
-        if last_chunk is not None and record.bytes_confirmed < last_chunk.first:
-            # The old upload's last chunk was never sent: it cannot complete, so cannot publish.
-            return Decision(Action.START, record)
-        # The old upload's last chunk may have gone out: TikTok's status settles it.
-        return Decision(
-            Action.RESUME,
-            record,
-            ResumePoint(state=UploadState.UPLOADED, publish_id=record.publish_id),
-        )
-
     def _sent_file(
-        self, record: JournalRecord
+        self, identity: str, plan: ChunkPlan
     ) -> tuple[FileIdentity | None, tuple[str | None, ...]]:
         """The file's stat identity at the current upload's init and the SHA-256 of each chunk
         confirmed since (None where a resync moved past chunks we never saw confirmed)."""
-        assert record.plan is not None
         rows = self._database.fetch_all(
             "SELECT event, detail FROM journal_events WHERE identity = ?"
             " AND id >= (SELECT COALESCE(MAX(id), 0) FROM journal_events"
             "            WHERE identity = ? AND event = 'Initialised') ORDER BY id",
-            (record.identity, record.identity),
+            (identity, identity),
         )
         source: FileIdentity | None = None
         digests: list[str | None] = []
@@ -410,8 +317,8 @@ class Journal:
                 index = int(detail["chunk"])
                 digests = [*digests[:index], *[None] * (index - len(digests)), detail.get("sha256")]
             elif row["event"] == "Resynced":
-                held = record.plan.next_chunk(int(detail["bytes"]))
-                count = held.index if held is not None else record.plan.total_chunk_count
+                held = plan.next_chunk(int(detail["bytes"]))
+                count = held.index if held is not None else plan.total_chunk_count
                 digests = digests[:count] + [None] * (count - len(digests))
         return source, tuple(digests)
 
@@ -661,6 +568,11 @@ class Journal:
             )
         )
         retryable = row["error_retryable"]
+        state = EntryState(row["state"])
+        sent_file: FileIdentity | None = None
+        digests: tuple[str | None, ...] = ()
+        if state is EntryState.UPLOADING and plan is not None:
+            sent_file, digests = self._sent_file(row["identity"], plan)
         return JournalRecord(
             identity=row["identity"],
             entry_id=row["entry_id"],
@@ -670,7 +582,7 @@ class Journal:
             source=row["source"],
             request_digest=row["request_digest"],
             fingerprint=row["media_fingerprint"],
-            state=EntryState(row["state"]),
+            state=state,
             publish_id=row["publish_id"],
             upload_url=upload_url,
             url_expires_at=row["url_expires_at"],
@@ -689,6 +601,8 @@ class Journal:
             updated_at=row["updated_at"],
             uploaded_at=row["uploaded_at"],
             finished_at=row["finished_at"],
+            sent_file=sent_file,
+            chunk_digests=digests,
         )
 
 

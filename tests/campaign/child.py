@@ -18,24 +18,22 @@ from typing import Any
 from orchestrator import cli, runner
 from orchestrator.report import RunReport
 from orchestrator.retry import RetryPolicy
+from orchestrator.settings import RunSettings
 from orchestrator.transport import Timeouts
-from orchestrator.upload import UploadConfig
 
 READ_TIMEOUT = 1.0
 """Seconds between two reads before a request is given up (the campaign's ``delay`` is longer)."""
 
-CAMPAIGN_TUNABLES = runner.Tunables(
+CAMPAIGN_TUNABLES = RunSettings(
     retry_policy=RetryPolicy(max_attempts=5, base=0.02, cap=0.25),
     api_timeouts=Timeouts(connect=2.0, read=READ_TIMEOUT, total=3.0),
-    upload=UploadConfig(
-        chunk_connect_timeout=2.0,
-        chunk_read_timeout=READ_TIMEOUT,
-        chunk_min_rate=20_000_000.0,
-        chunk_min_deadline=3.0,
-        poll_first=0.05,
-        poll_factor=1.5,
-        poll_max=0.3,
-    ),
+    chunk_connect_timeout=2.0,
+    chunk_read_timeout=READ_TIMEOUT,
+    chunk_min_rate=20_000_000.0,
+    chunk_min_deadline=3.0,
+    poll_first=0.05,
+    poll_factor=1.5,
+    poll_max=0.3,
 )
 
 
@@ -45,10 +43,10 @@ def _with_campaign_tunables(real: Any) -> Any:
         manifest_path: Path,
         options: Any,
         *,
-        tunables: runner.Tunables | None = None,
+        tunables: RunSettings | None = None,
         **kwargs: Any,
     ) -> RunReport:
-        asked = tunables or runner.Tunables()
+        asked = tunables or RunSettings()
         merged = replace(
             CAMPAIGN_TUNABLES, poll_timeout=asked.poll_timeout, chunk_size=asked.chunk_size
         )

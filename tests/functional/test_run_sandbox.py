@@ -21,9 +21,10 @@ from orchestrator.clock import ManualClock
 from orchestrator.errors import StoreError
 from orchestrator.manifest import Entry
 from orchestrator.report import render_json, report_schema
-from orchestrator.runner import Tunables, run_manifest
+from orchestrator.runner import run_manifest
 from orchestrator.sandbox import Fault, Sandbox, SandboxConfig, SandboxUser
 from orchestrator.scheduler import RunOptions
+from orchestrator.settings import RunSettings
 from orchestrator.store.journal import Journal
 from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK
@@ -289,7 +290,7 @@ def test_api_answering_503_to_everything_ends_the_run_within_its_budget(tmp_path
         for endpoint in ("creator_info", "video_init", "upload", "status", "token"):
             custom.sandbox.schedule(Fault(endpoint=endpoint, call=None, status=503))
         started = custom.clock.monotonic()
-        tunables = Tunables(chunk_size=MIN_CHUNK)  # the default budget
+        tunables = RunSettings(chunk_size=MIN_CHUNK)  # the default budget
         report = custom.run(manifest, tunables=tunables)
         elapsed = custom.clock.monotonic() - started
         assert set(custom.statuses(report)) == {"deferred"}

@@ -21,6 +21,7 @@ from orchestrator.retry import Retrier, RetryBudget, SlidingWindowPacer
 from orchestrator.sandbox import Fault, Sandbox, SandboxConfig
 from orchestrator.sandbox.config import FAIL_REASONS
 from orchestrator.secret import Secret
+from orchestrator.settings import RunSettings
 from orchestrator.tiktok.chunks import DEFAULT_CHUNK, MIN_CHUNK
 from orchestrator.tiktok.client import PostInfo, PostMode, TikTokClient
 from orchestrator.tiktok.codes import classify_fail_reason
@@ -32,7 +33,6 @@ from orchestrator.upload import (
     MemoryJournal,
     PhotoSource,
     Resynced,
-    UploadConfig,
     Uploader,
     UploadOutcome,
     UploadRequest,
@@ -131,7 +131,7 @@ def _rig(config: SandboxConfig, **upload_config: float) -> Iterator[Rig]:
             client,
             transport,
             retry=retry,
-            config=UploadConfig(**settings),  # type: ignore[arg-type]
+            config=RunSettings(**settings),  # type: ignore[arg-type]
             clock=clock,
         )
         try:

@@ -22,10 +22,11 @@ import pytest
 from orchestrator import runner
 from orchestrator.config import load_settings
 from orchestrator.manifest import Entry
-from orchestrator.runner import Tunables, run_manifest, shared_run_id
+from orchestrator.runner import run_manifest, shared_run_id
 from orchestrator.sandbox import Fault
 from orchestrator.scheduler import RunOptions
 from orchestrator.secret import Secret
+from orchestrator.settings import RunSettings
 from orchestrator.store.postgres import PostgresDatabase
 from orchestrator.store.queue import WorkQueue, read_items
 from orchestrator.tiktok.chunks import MIN_CHUNK
@@ -241,7 +242,7 @@ def test_a_heartbeat_that_finds_the_user_taken_over_stops_the_chunk_being_sent(
         settings,
         manifest,
         RunOptions(jobs=1),
-        tunables=Tunables(chunk_size=MIN_CHUNK),
+        tunables=RunSettings(chunk_size=MIN_CHUNK),
         observer=hooks,
     )
     assert stolen == [0]  # the heartbeat renewed none of the hold and claim it had

@@ -31,10 +31,11 @@ from orchestrator.clock import Clock, ManualClock, SystemClock
 from orchestrator.config import Settings
 from orchestrator.manifest import Entry
 from orchestrator.report import EntryResult, RunReport
-from orchestrator.runner import Tunables, run_manifest
+from orchestrator.runner import run_manifest
 from orchestrator.sandbox import Sandbox, SandboxConfig
 from orchestrator.scheduler import RunObserver, RunOptions
 from orchestrator.secret import Secret
+from orchestrator.settings import RunSettings
 from orchestrator.store.db import DB_FILENAME
 from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK
@@ -131,7 +132,7 @@ class RunRig:
     clock: ManualClock
     settings: Settings
     folder: Path
-    tunables: Tunables = field(default_factory=lambda: Tunables(chunk_size=MIN_CHUNK))
+    tunables: RunSettings = field(default_factory=lambda: RunSettings(chunk_size=MIN_CHUNK))
 
     @property
     def home(self) -> Path:
@@ -150,7 +151,7 @@ class RunRig:
         manifest: Path,
         options: RunOptions | None = None,
         *,
-        tunables: Tunables | None = None,
+        tunables: RunSettings | None = None,
         observer: RunObserver | None = None,
         stop: threading.Event | None = None,
     ) -> RunReport:

@@ -19,7 +19,7 @@ from orchestrator.errors import (
     StoreError,
 )
 from orchestrator.manifest import Mode
-from orchestrator.report import ErrorInfo
+from orchestrator.outcomes import ErrorInfo
 from orchestrator.scheduler.gates import (
     DAY,
     Scope,

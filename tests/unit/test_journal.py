@@ -9,9 +9,10 @@ import pytest
 
 from orchestrator.clock import ManualClock
 from orchestrator.config import Settings
+from orchestrator.rerun import Action, decide
 from orchestrator.secret import Secret
 from orchestrator.store.db import DB_FILENAME
-from orchestrator.store.journal import Action, EntryMeta, EntryState, Journal
+from orchestrator.store.journal import EntryMeta, EntryState, Journal
 from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK, plan_chunks
 from orchestrator.upload import (
@@ -55,9 +56,10 @@ def meta(
     return EntryMeta(identity, None, user, mode, kind, "a.mp4", digest, fingerprint)
 
 
-def decide(journal: Journal, identity: str = "entry-1", **kw: object) -> Action:
+def action(journal: Journal, identity: str = "entry-1", **kw: object) -> Action:
+    """What rerun.decide makes of the journal's row for ``identity``."""
     options = {"request_digest": "d1", "fingerprint": "f1", **kw}
-    return journal.decide(identity, **options).action  # type: ignore[arg-type]
+    return decide(journal.get(identity), **options).action  # type: ignore[arg-type]
 
 
 def started(journal: Journal, m: EntryMeta | None = None) -> EntryMeta:
@@ -69,7 +71,7 @@ def started(journal: Journal, m: EntryMeta | None = None) -> EntryMeta:
 
 def test_an_unknown_entry_starts(journal: Journal) -> None:
     """No row: a fresh attempt."""
-    assert decide(journal) is Action.START
+    assert action(journal) is Action.START
 
 
 def test_published_and_sent_to_inbox_are_already_done(journal: Journal) -> None:
@@ -77,46 +79,46 @@ def test_published_and_sent_to_inbox_are_already_done(journal: Journal) -> None:
     m = started(journal)
     journal.record(m.identity, m.user_id, Uploaded())
     journal.record(m.identity, m.user_id, Published(("7",)))
-    assert decide(journal, request_digest="changed", retry_failed=True) is Action.ALREADY_DONE
+    assert action(journal, request_digest="changed", retry_failed=True) is Action.ALREADY_DONE
 
 
 @pytest.mark.parametrize("kind", ["video_url", "photo"])
 def test_a_url_or_photo_init_left_initialising_is_uncertain(journal: Journal, kind: str) -> None:
     """An init may have been accepted with its answer lost: never retried automatically."""
     journal.begin(meta(kind=kind))
-    assert decide(journal) is Action.UNCERTAIN
-    assert decide(journal, retry_failed=True) is Action.UNCERTAIN
+    assert action(journal) is Action.UNCERTAIN
+    assert action(journal, retry_failed=True) is Action.UNCERTAIN
 
 
 def test_a_file_init_left_initialising_starts_again(journal: Journal) -> None:
     """A lost file init is an orphan upload URL: nothing publishes without the bytes."""
     journal.begin(meta())
-    assert decide(journal) is Action.START
+    assert action(journal) is Action.START
 
 
 def test_the_kind_that_was_initialised_decides_not_the_current_one(journal: Journal) -> None:
     """A URL init lost under an id now pointing at a file is still uncertain."""
     journal.begin(meta(kind="video_url"))
-    assert decide(journal) is Action.UNCERTAIN
+    assert action(journal) is Action.UNCERTAIN
 
 
 def test_permanent_failure_repeats_unless_retry_failed_or_changed(journal: Journal) -> None:
     """A permanent failure is repeated offline; --retry-failed or a changed entry retries."""
     m = started(journal)
     journal.record(m.identity, m.user_id, Failed("spam_risk_text", "no", retryable=False))
-    assert decide(journal) is Action.REPEAT_FAILURE
-    assert decide(journal, retry_failed=True) is Action.START
-    assert decide(journal, request_digest="fixed caption") is Action.START
+    assert action(journal) is Action.REPEAT_FAILURE
+    assert action(journal, retry_failed=True) is Action.START
+    assert action(journal, request_digest="fixed caption") is Action.START
 
 
 def test_retryable_failure_and_deferral_start_again(journal: Journal) -> None:
     """Retryable failures and deferrals are tried again by the next run."""
     m = started(journal)
     journal.record(m.identity, m.user_id, Failed("internal", "try later", retryable=True))
-    assert decide(journal) is Action.START
+    assert action(journal) is Action.START
     other = meta("entry-2")
     journal.settle(other, Deferred("daily cap", 5000.0))
-    assert decide(journal, "entry-2") is Action.START
+    assert action(journal, "entry-2") is Action.START
     record = journal.get("entry-2")
     assert record is not None
     assert record.deferred_until == 5000.0
@@ -128,7 +130,7 @@ def test_an_unfinished_transfer_resumes_on_its_url_from_the_confirmed_bytes(
     """UPLOADING resumes with the stored URL, expiry, plan and confirmed bytes."""
     m = started(journal)
     journal.record(m.identity, m.user_id, ChunkConfirmed(0, MIN_CHUNK))
-    decision = journal.decide(m.identity, request_digest="d1", fingerprint="f1")
+    decision = decide(journal.get(m.identity), request_digest="d1", fingerprint="f1")
     assert decision.action is Action.RESUME
     point = decision.resume_point
     assert point is not None
@@ -149,7 +151,7 @@ def test_a_resumed_transfer_carries_the_file_identity_and_chunk_digests(
     identity = FileIdentity(1, 2, PLAN.video_size, 3, 4)
     journal.record(m.identity, m.user_id, Initialised("p-1", URL, 4000.0, PLAN, identity))
     journal.record(m.identity, m.user_id, ChunkConfirmed(0, MIN_CHUNK, "a" * 64))
-    decision = journal.decide(m.identity, request_digest="d1", fingerprint="f1")
+    decision = decide(journal.get(m.identity), request_digest="d1", fingerprint="f1")
     assert decision.resume_point is not None
     assert decision.resume_point.source == identity
     assert decision.resume_point.chunk_digests == ("a" * 64,)
@@ -160,7 +162,7 @@ def test_a_source_change_leaves_the_entry_to_start_afresh(journal: Journal) -> N
     m = started(journal)
     journal.record(m.identity, m.user_id, ChunkConfirmed(0, MIN_CHUNK, "a" * 64))
     journal.record(m.identity, m.user_id, SourceChanged("edited"))
-    assert decide(journal) is Action.START
+    assert action(journal) is Action.START
     record = journal.get(m.identity)
     assert record is not None
     assert record.upload_url is None
@@ -175,7 +177,7 @@ def test_uploaded_or_processing_is_only_polled(journal: Journal, state: str) -> 
     journal.record(m.identity, m.user_id, Uploaded())
     if state == "processing":
         journal.record(m.identity, m.user_id, Processing("PROCESSING_UPLOAD"))
-    decision = journal.decide(m.identity, request_digest="other", fingerprint="other")
+    decision = decide(journal.get(m.identity), request_digest="other", fingerprint="other")
     assert decision.action is Action.RESUME
     assert decision.resume_point is not None
     assert decision.resume_point.state is UploadState(state)
@@ -187,9 +189,9 @@ def test_a_replaced_file_under_an_id_is_not_appended_to_the_old_upload(
     """Same id, other content, mid-upload: before the last chunk it starts over (the old
     upload cannot complete); with only the last chunk left it is settled by status."""
     m = started(journal)
-    assert decide(journal, fingerprint="new") is Action.START
+    assert action(journal, fingerprint="new") is Action.START
     journal.record(m.identity, m.user_id, ChunkConfirmed(0, MIN_CHUNK))
-    decision = journal.decide(m.identity, request_digest="d1", fingerprint="new")
+    decision = decide(journal.get(m.identity), request_digest="d1", fingerprint="new")
     # Only the last chunk was left: it may have gone out; TikTok's status decides.
     assert decision.action is Action.RESUME
     assert decision.resume_point is not None
@@ -201,7 +203,7 @@ def test_uncertain_stays_uncertain(journal: Journal) -> None:
     m = meta(kind="video_url")
     journal.begin(m)
     journal.record(m.identity, m.user_id, Uncertain("lost"))
-    assert decide(journal, retry_failed=True, request_digest="x") is Action.UNCERTAIN
+    assert action(journal, retry_failed=True, request_digest="x") is Action.UNCERTAIN
 
 
 def test_settle_never_overwrites_progress_tiktok_has(journal: Journal) -> None:

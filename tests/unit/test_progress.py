@@ -13,8 +13,9 @@ import pytest
 from rich.console import Console
 
 from orchestrator.manifest import Entry, load_manifest
+from orchestrator.outcomes import ErrorInfo
 from orchestrator.progress import BarObserver, LogObserver
-from orchestrator.report import EntryResult, ErrorInfo
+from orchestrator.report import EntryResult
 from tests.support.run_support import make_clip, write_manifest
 
 MIB = 1024 * 1024

@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 
 from orchestrator.errors import FileWriteError
+from orchestrator.outcomes import ErrorInfo
 from orchestrator.report import (
     EntryResult,
-    ErrorInfo,
     RunReport,
     render_junit,
     render_markdown,

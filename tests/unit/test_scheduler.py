@@ -8,9 +8,7 @@ import time
 import pytest
 
 from orchestrator.clock import InterruptibleClock, ManualClock, RunInterrupted, SystemClock
-from orchestrator.runner import Tunables
 from orchestrator.scheduler import RunOptions
-from orchestrator.tiktok.chunks import MIN_CHUNK
 
 
 def test_interruptible_clock_tells_the_inner_time_and_sleeps_on_it() -> None:
@@ -55,12 +53,3 @@ def test_run_options_refuse_impossible_values(changes: dict[str, int]) -> None:
     """Zero jobs, a zero limit or a negative cap are refused on construction."""
     with pytest.raises(ValueError, match=r"must|cannot"):
         RunOptions(**changes)  # type: ignore[arg-type]
-
-
-def test_tunables_give_the_engine_their_chunk_size_and_poll_timeout() -> None:
-    """chunk_size and poll_timeout win over the same fields of the engine's config."""
-    config = Tunables(poll_timeout=5, chunk_size=MIN_CHUNK).upload_config()
-    assert config.chunk_size == MIN_CHUNK
-    assert config.poll_timeout == 5
-    with pytest.raises(ValueError, match="budget"):
-        Tunables(budget_retries=-1)

@@ -14,6 +14,7 @@ from orchestrator.clock import ManualClock
 from orchestrator.errors import IllegalTransitionError, UploadError
 from orchestrator.retry import Retrier, RetryBudget, SlidingWindowPacer
 from orchestrator.secret import Secret
+from orchestrator.settings import RunSettings
 from orchestrator.tiktok.chunks import MIN_CHUNK, plan_chunks
 from orchestrator.tiktok.client import PostInfo, PostMode, TikTokClient
 from orchestrator.upload import (
@@ -22,6 +23,7 @@ from orchestrator.upload import (
     Deferred,
     Failed,
     FileSource,
+    FinalChunkSending,
     Initialised,
     MemoryJournal,
     PhotoSource,
@@ -30,8 +32,8 @@ from orchestrator.upload import (
     ResumePoint,
     Resynced,
     SentToInbox,
+    SourceChanged,
     Uncertain,
-    UploadConfig,
     Uploaded,
     Uploader,
     UploadEvent,
@@ -120,7 +122,7 @@ def make_rig(video: tuple[Path, str], **config: object) -> Rig:
         client,
         fake,
         retry=retry,
-        config=UploadConfig(**settings),
+        config=RunSettings(**settings),
         clock=clock,  # type: ignore[arg-type]
     )
     return Rig(clock, fake, tokens, uploader, MemoryJournal(), Progress(), video[0], video[1])
@@ -659,9 +661,55 @@ def test_no_new_init_once_the_last_chunk_may_have_gone(tmp_path: Path) -> None:
     )
     init = Initialised("p1", Secret("https://u"), 0.0, plan_chunks(100))
     machine.record(init)
-    machine.final_bytes_maybe_sent = True
+    machine.record(FinalChunkSending())
     with pytest.raises(IllegalTransitionError, match="settle with a status fetch"):
         machine.record(init)
+
+
+def test_final_chunk_sending_sets_the_flag_without_journalling(tmp_path: Path) -> None:
+    """FinalChunkSending is how the driver tells the machine the last chunk may have gone:
+    it sets final_bytes_maybe_sent, and the journal sees nothing new (older journals match)."""
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x" * 100)
+    journal = MemoryJournal()
+    machine = UploadMachine(
+        UploadRequest("u", PostMode.DIRECT, FileSource(video, 100, "video/mp4"), PostInfo()),
+        journal,
+    )
+    with pytest.raises(IllegalTransitionError, match="needs state uploading"):
+        machine.record(FinalChunkSending())
+    machine.record(Initialised("p1", Secret("https://u"), 0.0, plan_chunks(100)))
+    assert machine.final_bytes_maybe_sent is False
+    machine.record(FinalChunkSending())
+    assert machine.final_bytes_maybe_sent is True
+    assert machine.state is UploadState.UPLOADING
+    assert [type(event).__name__ for event in journal.events] == ["Initialised"]
+    with pytest.raises(IllegalTransitionError, match="last chunk was sent"):
+        machine.record(SourceChanged("the file grew"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("state", UploadState.PUBLISHED),
+        ("final_bytes_maybe_sent", True),
+        ("bytes_confirmed", 100),
+        ("publish_id", "p2"),
+        ("upload_url", None),
+        ("plan", None),
+        ("inits", 0),
+    ],
+)
+def test_machine_state_is_read_only_from_outside(tmp_path: Path, field: str, value: object) -> None:
+    """Assigning to the machine's state raises: it changes only through record(event)."""
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x" * 100)
+    machine = UploadMachine(
+        UploadRequest("u", PostMode.DIRECT, FileSource(video, 100, "video/mp4"), PostInfo()),
+        MemoryJournal(),
+    )
+    with pytest.raises(AttributeError):
+        setattr(machine, field, value)
 
 
 def test_terminal_states_allow_nothing_more() -> None:

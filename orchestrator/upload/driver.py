@@ -1,752 +1,71 @@
-"""One entry's upload to TikTok: an explicit state machine and the driver that runs it.
+"""The upload driver: runs one entry's upload over the network, step by step.
 
-Theory of operation
--------------------
+:class:`Uploader` does the I/O the sans-I/O :class:`~orchestrator.upload.machine.UploadMachine`
+describes: inits through the API client, chunk PUTs through the transport (retried by the
+run's :class:`Retrier`), status polls on the injected clock, and the checks that the file being
+sent is still the file that was initialised. Every step it takes is first recorded on the
+machine (which journals it); it never changes the machine's state any other way.
 
-An upload moves through these states (SPEC §5, §6; :data:`TRANSITIONS` is the full table)::
-
-    PLANNED ──init, file──▶ UPLOADING ──every byte held──▶ UPLOADED ──status──▶ PROCESSING
-       │                    ↺ chunk confirmed,                ▲  │                  │
-       │                      resynced, new init              │  └───────┬──────────┘
-       ├──init, URL or photo──────────────────────────────────┘          ▼
-       │                        │                         PUBLISHED · SENT_TO_INBOX · FAILED
-       ▼                        ▼
-    FAILED · DEFERRED · UNCERTAIN   FAILED · DEFERRED
-
-Every change of state is an event (:data:`UploadEvent`), and every event is handed to the
-:class:`JournalSink` *before* the next request is sent: if the process dies at any moment, the
-journal knows at least as much as is needed to continue without posting twice. The events'
-allowed order is the table :data:`TRANSITIONS`; :class:`UploadMachine` refuses any other order
-with an :class:`IllegalTransitionError` naming the legal next steps.
-
-The rules that keep an upload exactly-once:
-
-- TikTok has no idempotency key: once the last byte of a FILE_UPLOAD (or a URL init) is
-  accepted, TikTok publishes, and a second init is a second post. So once the last chunk has
-  been *sent* (even if its answer was lost), this engine never inits again for the entry: a lost
-  acknowledgement is settled by a status fetch (``uploaded_bytes`` / ``status``).
-- Resending a chunk to the *same* upload URL is always safe. A chunk that failed with 5xx, a
-  reset or a timeout is resent as the same range; a 416 answer carries the server's progress in
-  ``Content-Range``, and the server's progress wins over ours.
-- An upload URL that dies (403/404, or its hour is up) *before* the last chunk was sent is
-  replaced with a new init: an incomplete upload never publishes.
-- A URL or photo init whose answer was lost may have posted: it ends UNCERTAIN, never retried.
-
-The sans-I/O part (:class:`UploadMachine`: state, the transition table, chunk headers and the
-meaning of a chunk answer) does no I/O; :class:`Uploader` does the I/O: the API client, chunk
-PUTs through the transport, the clock for expiry and polling. Progress goes to a
-:class:`ProgressSubscriber`; nothing here prints.
+Progress goes to a :class:`ProgressSubscriber`; nothing here prints.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 import hashlib
 import logging
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import MappingProxyType
-from typing import BinaryIO, Final, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.errors import (
     ApiError,
     AuthError,
-    IllegalTransitionError,
     NeedsLoginError,
     OrchestratorError,
     TransportError,
     UploadError,
 )
-from orchestrator.media import PhotoMedia, VideoUrlMedia
+from orchestrator.outcomes import ErrorInfo
 from orchestrator.progress import NullProgress, ProgressSubscriber
-from orchestrator.report import ErrorInfo
 from orchestrator.retry import Retrier
-from orchestrator.secret import Secret
-from orchestrator.tiktok.chunks import DEFAULT_CHUNK, Chunk, ChunkPlan, plan_chunks
+from orchestrator.settings import RunSettings
+from orchestrator.tiktok.chunks import Chunk, ChunkPlan, plan_chunks
 from orchestrator.tiktok.client import (
     InitResult,
-    PostInfo,
     PostMode,
     PublishState,
     PublishStatus,
     TikTokClient,
 )
 from orchestrator.tiktok.codes import classify_fail_reason
-from orchestrator.transport import FileWindow, HttpResponse, Timeouts, Transport
+from orchestrator.transport import FileWindow, Transport
+from orchestrator.upload.events import (
+    ChunkConfirmed,
+    Deferred,
+    Failed,
+    FileIdentity,
+    FinalChunkSending,
+    Initialised,
+    JournalSink,
+    Processing,
+    Published,
+    ResumePoint,
+    Resynced,
+    SentToInbox,
+    SourceChanged,
+    Uncertain,
+    Uploaded,
+    UploadState,
+)
+from orchestrator.upload.machine import ChunkAnswer, ChunkReply, UploadMachine
+from orchestrator.upload.request import FileSource, PhotoSource, Source, UploadRequest, UrlSource
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "CONTENT_TYPES",
-    "TRANSITIONS",
-    "ChunkConfirmed",
-    "Deferred",
-    "ErrorInfo",
-    "Failed",
-    "FileIdentity",
-    "FileSource",
-    "Initialised",
-    "JournalSink",
-    "MemoryJournal",
-    "NullJournal",
-    "PhotoSource",
-    "PostInfo",
-    "PostMode",
-    "Processing",
-    "Published",
-    "ResumePoint",
-    "Resynced",
-    "SentToInbox",
-    "SourceChanged",
-    "Uncertain",
-    "UploadConfig",
-    "UploadEvent",
-    "UploadMachine",
-    "UploadOutcome",
-    "UploadRequest",
-    "UploadState",
-    "Uploaded",
-    "Uploader",
-    "UrlSource",
-]
-
-CONTENT_TYPES: Final = frozenset({"video/mp4", "video/quicktime", "video/webm"})
-"""The chunk Content-Types TikTok accepts (§5), one per container."""
-
-
-# -- the entry to upload -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileSource:
-    """A local video sent with FILE_UPLOAD; ``content_type`` follows its container."""
-
-    path: Path
-    size: int
-    content_type: str
-
-    def __post_init__(self) -> None:
-        if self.content_type not in CONTENT_TYPES:
-            raise ValueError(
-                f"content_type must be one of {sorted(CONTENT_TYPES)}, not {self.content_type!r}"
-            )
-        if self.size < 1:
-            raise ValueError("a video file has at least one byte")
-
-
-@dataclass(frozen=True)
-class FileIdentity:
-    """A file's stat identity: any write, truncation, replacement or move changes one field.
-
-    Recorded when an upload is initialised and compared before every chunk (and once more
-    before the last byte goes out): the bytes of one upload must all come from one version of
-    the file, or TikTok would publish a splice of two.
-    """
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-
-    @classmethod
-    def of(cls, status: os.stat_result) -> FileIdentity:
-        """The identity in a ``stat``/``fstat`` result."""
-        return cls(
-            status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
-        )
-
-    @classmethod
-    def of_path(cls, path: Path) -> FileIdentity | None:
-        """The identity of the file ``path`` names now (None: it cannot be read)."""
-        try:
-            return cls.of(path.stat())
-        except OSError:
-            return None
-
-
-# TikTok pulls these itself; the manifest's media values are exactly what an init needs.
-UrlSource = VideoUrlMedia
-"""A video TikTok downloads itself (PULL_FROM_URL) from a verified https URL."""
-PhotoSource = PhotoMedia
-"""A photo post's images (PULL_FROM_URL only) and which one is the cover."""
-
-
-Source = FileSource | UrlSource | PhotoSource
-
-
-@dataclass(frozen=True)
-class UploadRequest:
-    """Everything the engine needs to post one entry; ``label`` names it in log lines."""
-
-    open_id: str
-    mode: PostMode
-    source: Source
-    post_info: PostInfo
-    label: str = ""
-
-    @property
-    def name(self) -> str:
-        """How log lines name this entry."""
-        return self.label or self.open_id
-
-
-@dataclass(frozen=True)
-class UploadConfig:
-    """The engine's tunables. Times in seconds, sizes in bytes, rates in bytes per second.
-
-    - ``chunk_size``: preferred chunk size (see ``chunks.DEFAULT_CHUNK``).
-    - ``chunk_connect_timeout`` / ``chunk_read_timeout``: per socket operation of a chunk PUT.
-    - ``chunk_min_rate`` and ``chunk_min_deadline``: a chunk PUT is abandoned after
-      ``max(chunk_min_deadline, length / chunk_min_rate)`` whatever the server does.
-    - ``upload_url_ttl``: how long an upload URL lives (TikTok: one hour), counted from the
-      moment the init was sent; ``upload_url_margin``: no chunk is started closer to its end.
-    - ``max_reinits``: new inits allowed after upload URLs died, per entry and run.
-    - ``max_source_changes``: fresh uploads started because the file changed while it was
-      being sent, per entry and run; one more change fails the entry ``file_changed``.
-    - ``max_resyncs``: 416 answers in a row before the server's progress is called incoherent.
-    - ``max_settles``: status fetches to settle a lost last-chunk acknowledgement.
-    - ``poll_first`` … ``poll_max``: status polling interval, growing by ``poll_factor``;
-      ``poll_timeout``: how long to poll before leaving the entry ``processing``.
-    """
-
-    chunk_size: int = DEFAULT_CHUNK
-    chunk_connect_timeout: float = 10.0
-    chunk_read_timeout: float = 60.0
-    chunk_min_rate: float = 100_000.0
-    chunk_min_deadline: float = 60.0
-    upload_url_ttl: float = 3600.0
-    upload_url_margin: float = 30.0
-    max_reinits: int = 2
-    max_source_changes: int = 2
-    max_resyncs: int = 3
-    max_settles: int = 3
-    poll_first: float = 2.0
-    poll_factor: float = 1.5
-    poll_max: float = 30.0
-    poll_timeout: float = 600.0
-
-    def __post_init__(self) -> None:
-        positive = (
-            self.chunk_connect_timeout,
-            self.chunk_read_timeout,
-            self.chunk_min_rate,
-            self.chunk_min_deadline,
-            self.upload_url_ttl,
-            self.poll_first,
-            self.poll_max,
-        )
-        if any(value <= 0 for value in positive):
-            raise ValueError("upload timeouts, rates and poll intervals must be positive")
-        if self.poll_factor < 1 or self.poll_max < self.poll_first or self.poll_timeout < 0:
-            raise ValueError("polling must back off: poll_factor >= 1, poll_max >= poll_first")
-        limits = (self.max_reinits, self.max_source_changes, self.max_resyncs, self.max_settles)
-        if min(*limits, self.upload_url_margin) < 0:
-            raise ValueError("upload limits cannot be negative")
-
-    def chunk_timeouts(self, length: int) -> Timeouts:
-        """The timeouts of one chunk PUT of ``length`` bytes."""
-        return Timeouts(
-            connect=self.chunk_connect_timeout,
-            read=self.chunk_read_timeout,
-            total=max(self.chunk_min_deadline, length / self.chunk_min_rate),
-        )
-
-
-# -- events and the journal interface ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Initialised:
-    """An init was accepted. ``upload_url`` and ``plan`` are set for FILE_UPLOAD; the URL lives
-    until ``url_expires_at`` (epoch seconds). A second Initialised replaces a dead upload URL.
-    ``source`` is the file's stat identity when it was initialised (FILE_UPLOAD only)."""
-
-    publish_id: str
-    upload_url: Secret | None
-    url_expires_at: float | None
-    plan: ChunkPlan | None
-    source: FileIdentity | None = None
-
-
-@dataclass(frozen=True)
-class ChunkConfirmed:
-    """The server accepted chunk ``index`` (0-based) and now holds ``bytes_confirmed`` bytes.
-    ``digest``: the SHA-256 (hex) of the bytes sent, so a later process can check that the file
-    still holds them before it sends the rest."""
-
-    index: int
-    bytes_confirmed: int
-    digest: str | None = None
-
-
-@dataclass(frozen=True)
-class Resynced:
-    """The server's progress (a 416's Content-Range, or a status fetch) replaced ours."""
-
-    bytes_confirmed: int
-
-
-@dataclass(frozen=True)
-class SourceChanged:
-    """The file changed while its upload was under way (``reason`` says how). That upload is
-    abandoned before its last byte (so it never publishes) and a fresh init follows."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Uploaded:
-    """TikTok has the media: every byte sent (or the last chunk's answer was lost after it was
-    sent), or a URL init accepted. From here on the entry is polled, never initialised again."""
-
-
-@dataclass(frozen=True)
-class Processing:
-    """A status fetch answered ``status`` (not terminal yet)."""
-
-    status: str
-
-
-@dataclass(frozen=True)
-class Published:
-    """Posted (``PUBLISH_COMPLETE``); ``post_ids`` are filled for public posts."""
-
-    post_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SentToInbox:
-    """Delivered to the creator's inbox (``SEND_TO_USER_INBOX``)."""
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The entry failed. ``retryable``: a later run may try it again (a new init)."""
-
-    code: str
-    reason: str
-    retryable: bool
-    hint: str | None = None
-    log_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Deferred:
-    """Not posted now (the creator's caps): ``why``, and ``until`` (epoch s) when known.
-
-    ``code`` is what deferred it (TikTok's ``spam_risk_too_many_posts``, the journal's
-    ``daily_cap``…; None: plain ``deferred``), with TikTok's ``log_id`` and a ``hint`` when
-    there are any, so the report and ``history`` say why exactly.
-    """
-
-    why: str
-    until: float | None = None
-    code: str | None = None
-    log_id: str | None = None
-    hint: str | None = None
-
-
-@dataclass(frozen=True)
-class Uncertain:
-    """A URL or photo init's answer was lost: it may have posted. Never retried automatically."""
-
-    reason: str
-
-
-UploadEvent = (
-    Initialised
-    | ChunkConfirmed
-    | Resynced
-    | SourceChanged
-    | Uploaded
-    | Processing
-    | Published
-    | SentToInbox
-    | Failed
-    | Deferred
-    | Uncertain
-)
-
-
-class JournalSink(Protocol):
-    """Where the engine reports each transition, before taking the next step.
-
-    ``record`` must have made the event durable when it returns; if it raises, the engine stops
-    without sending anything more.
-    """
-
-    def record(self, event: UploadEvent) -> None: ...
-
-
-class NullJournal:
-    """A journal that keeps nothing."""
-
-    def record(self, event: UploadEvent) -> None:
-        return None
-
-
-@dataclass
-class MemoryJournal:
-    """A journal that keeps the events in a list (for tests and dry runs)."""
-
-    events: list[UploadEvent] = field(default_factory=list)
-
-    def record(self, event: UploadEvent) -> None:
-        self.events.append(event)
-
-
-# -- the state machine -----------------------------------------------------------------------------
-
-
-class UploadState(enum.Enum):
-    """Where an entry's upload is."""
-
-    PLANNED = "planned"
-    UPLOADING = "uploading"
-    UPLOADED = "uploaded"
-    PROCESSING = "processing"
-    PUBLISHED = "published"
-    SENT_TO_INBOX = "sent_to_inbox"
-    FAILED = "failed"
-    DEFERRED = "deferred"
-    UNCERTAIN = "uncertain"
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether nothing more can happen to the entry in this run or a later one."""
-        return not TRANSITIONS[self]
-
-
-# Event kinds in the table. An Initialised is "init_upload" when it brings an upload URL
-# (bytes to send) and "init_pull" when TikTok fetches the media itself.
-_INIT_UPLOAD, _INIT_PULL = "init_upload", "init_pull"
-
-_TABLE: Final[dict[UploadState, dict[str, UploadState]]] = {
-    UploadState.PLANNED: {
-        _INIT_UPLOAD: UploadState.UPLOADING,
-        _INIT_PULL: UploadState.UPLOADED,
-        "Failed": UploadState.FAILED,
-        "Deferred": UploadState.DEFERRED,
-        "Uncertain": UploadState.UNCERTAIN,
-    },
-    UploadState.UPLOADING: {
-        "ChunkConfirmed": UploadState.UPLOADING,
-        "Resynced": UploadState.UPLOADING,
-        _INIT_UPLOAD: UploadState.UPLOADING,  # the URL died before the last chunk was sent
-        "SourceChanged": UploadState.PLANNED,  # the file changed: abandon, init afresh
-        "Uploaded": UploadState.UPLOADED,
-        "Failed": UploadState.FAILED,
-        "Deferred": UploadState.DEFERRED,  # the new init was refused for the creator's caps
-    },
-    UploadState.UPLOADED: {
-        "Processing": UploadState.PROCESSING,
-        "Published": UploadState.PUBLISHED,
-        "SentToInbox": UploadState.SENT_TO_INBOX,
-        "Failed": UploadState.FAILED,
-    },
-    UploadState.PROCESSING: {
-        "Processing": UploadState.PROCESSING,
-        "Published": UploadState.PUBLISHED,
-        "SentToInbox": UploadState.SENT_TO_INBOX,
-        "Failed": UploadState.FAILED,
-    },
-    UploadState.PUBLISHED: {},
-    UploadState.SENT_TO_INBOX: {},
-    UploadState.FAILED: {},
-    UploadState.DEFERRED: {},
-    UploadState.UNCERTAIN: {},
-}
-TRANSITIONS: Final[Mapping[UploadState, Mapping[str, UploadState]]] = MappingProxyType(
-    {state: MappingProxyType(moves) for state, moves in _TABLE.items()}
-)
-"""state → {event kind → next state}: every legal step of an upload, and no other."""
-
-
-def _kind(event: UploadEvent) -> str:
-    if isinstance(event, Initialised):
-        return _INIT_UPLOAD if event.upload_url is not None else _INIT_PULL
-    return type(event).__name__
-
-
-def _step_names(state: UploadState) -> str:
-    names = sorted({"Initialised" if k.startswith("init_") else k for k in TRANSITIONS[state]})
-    return ", ".join(names) if names else "nothing (the upload is finished)"
-
-
-@dataclass(frozen=True)
-class ResumePoint:
-    """What a journal knows of an earlier run's upload, to go on without a new init.
-
-    ``state`` is UPLOADING (bytes still to send on ``upload_url`` until ``url_expires_at``,
-    ``bytes_confirmed`` of them confirmed), UPLOADED or PROCESSING (poll ``publish_id``).
-    ``source`` is the file's stat identity at init and ``chunk_digests`` the SHA-256 of each
-    confirmed chunk (None where unknown), so the file can be checked before the rest is sent.
-    """
-
-    state: UploadState
-    publish_id: str
-    upload_url: Secret | None = None
-    url_expires_at: float | None = None
-    plan: ChunkPlan | None = None
-    bytes_confirmed: int = 0
-    source: FileIdentity | None = None
-    chunk_digests: tuple[str | None, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.state not in (UploadState.UPLOADING, UploadState.UPLOADED, UploadState.PROCESSING):
-            raise ValueError(f"an upload cannot be resumed from {self.state.value}")
-        if self.state is UploadState.UPLOADING:
-            if self.upload_url is None or self.plan is None or self.url_expires_at is None:
-                raise ValueError("resuming a transfer needs its upload URL, expiry and plan")
-            if not self.plan.is_boundary(self.bytes_confirmed):
-                raise ValueError("bytes_confirmed must be a chunk boundary of the plan")
-
-
-class ChunkReply(enum.Enum):
-    """What a chunk PUT's answer means."""
-
-    ACCEPTED = "accepted"  # 206: chunk kept, more expected
-    COMPLETE = "complete"  # 201: the upload is complete
-    RESYNC = "resync"  # 416: the server's progress differs; it is in Content-Range
-    URL_DEAD = "url_dead"  # 403/404: this upload URL is over
-    RETRY = "retry"  # 5xx/429: send the same range again
-    REJECTED = "rejected"  # another 4xx: the request itself is wrong
-
-
-@dataclass(frozen=True)
-class ChunkAnswer:
-    """A chunk PUT's answer, read: the reply, the HTTP status, and for a resync the bytes the
-    server holds."""
-
-    reply: ChunkReply
-    status: int
-    received: int | None = None
-
-
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-
-
-class UploadMachine:
-    """The state of one entry's upload, changed only through :meth:`record` (sans-I/O)."""
-
-    def __init__(self, request: UploadRequest, journal: JournalSink) -> None:
-        self.request = request
-        self._journal = journal
-        self.state = UploadState.PLANNED
-        self.publish_id: str | None = None
-        self.upload_url: Secret | None = None
-        self.url_expires_at: float | None = None
-        self.plan: ChunkPlan | None = None
-        self.bytes_confirmed = 0
-        self.final_bytes_maybe_sent = False
-        self.post_ids: tuple[str, ...] = ()
-        self.last_status: str | None = None
-        self.inits = 0
-        self.source_identity: FileIdentity | None = None
-        self.chunk_digests: tuple[str | None, ...] = ()
-        self.source_changes = 0
-
-    @classmethod
-    def resumed(
-        cls, request: UploadRequest, point: ResumePoint, journal: JournalSink
-    ) -> UploadMachine:
-        """A machine in the state an earlier run left (nothing is recorded for restoring it)."""
-        machine = cls(request, journal)
-        machine.state = point.state
-        machine.publish_id = point.publish_id
-        machine.upload_url = point.upload_url
-        machine.url_expires_at = point.url_expires_at
-        machine.plan = point.plan
-        machine.bytes_confirmed = point.bytes_confirmed
-        machine.source_identity = point.source
-        machine.chunk_digests = point.chunk_digests
-        if point.plan is not None and point.state is UploadState.UPLOADING:
-            last = point.plan.chunk(point.plan.total_chunk_count - 1)
-            # The journal cannot say whether the last chunk went out before the earlier run
-            # stopped: if only it was left, assume it did (never re-init on a maybe).
-            machine.final_bytes_maybe_sent = point.bytes_confirmed >= last.first
-        return machine
-
-    def record(self, event: UploadEvent) -> None:
-        """Apply ``event`` if the table allows it from the current state, journalling it first."""
-        kind = _kind(event)
-        after = TRANSITIONS[self.state].get(kind)
-        if after is None:
-            raise IllegalTransitionError(
-                f"cannot record {type(event).__name__} while {self.state.value}; "
-                f"legal next: {_step_names(self.state)}"
-            )
-        self._check(event)
-        self._journal.record(event)
-        self._apply(event)
-        self.state = after
-        log.debug("%s: %s -> %s", self.request.name, kind, after.value)
-
-    def _check(self, event: UploadEvent) -> None:
-        if isinstance(event, Initialised):
-            if self.state is UploadState.UPLOADING and self.final_bytes_maybe_sent:
-                raise IllegalTransitionError(
-                    "cannot init again after the last chunk was sent (it may publish); "
-                    "legal next: settle with a status fetch, then Uploaded or Failed"
-                )
-            if (event.upload_url is None) != (event.plan is None):
-                raise IllegalTransitionError("an upload URL and a chunk plan come together")
-        elif isinstance(event, SourceChanged) and self.final_bytes_maybe_sent:
-            raise IllegalTransitionError(
-                "cannot abandon an upload whose last chunk was sent (it may publish); "
-                "legal next: settle with a status fetch, then Uploaded or Failed"
-            )
-        elif isinstance(event, ChunkConfirmed):
-            assert self.plan is not None
-            chunk = self.plan.chunk(event.index)
-            if event.bytes_confirmed != chunk.end or chunk.first != self.bytes_confirmed:
-                raise IllegalTransitionError(
-                    f"chunk {event.index} cannot be confirmed at {self.bytes_confirmed} bytes; "
-                    f"legal next: ChunkConfirmed for the chunk starting there, or Resynced"
-                )
-        elif isinstance(event, Resynced):
-            assert self.plan is not None
-            if not self.plan.is_boundary(event.bytes_confirmed):
-                raise IllegalTransitionError("a resync must land on a chunk boundary")
-        elif (
-            isinstance(event, Uploaded)
-            and self.plan is not None
-            and self.bytes_confirmed != self.plan.video_size
-            and not self.final_bytes_maybe_sent
-        ):
-            raise IllegalTransitionError(
-                "cannot call the upload complete before its last chunk was sent; "
-                "legal next: ChunkConfirmed, Resynced, Initialised or Failed"
-            )
-
-    def _apply(self, event: UploadEvent) -> None:
-        if isinstance(event, Initialised):
-            self.publish_id = event.publish_id
-            self.upload_url = event.upload_url
-            self.url_expires_at = event.url_expires_at
-            self.plan = event.plan
-            self.bytes_confirmed = 0
-            self.final_bytes_maybe_sent = False
-            self.inits += 1
-            self.source_identity = event.source
-            self.chunk_digests = ()
-        elif isinstance(event, ChunkConfirmed):
-            self.bytes_confirmed = event.bytes_confirmed
-            self.chunk_digests = (*self.chunk_digests[: event.index], event.digest)
-        elif isinstance(event, Resynced):
-            self.bytes_confirmed = event.bytes_confirmed
-            assert self.plan is not None
-            held = self.plan.next_chunk(event.bytes_confirmed)
-            count = held.index if held is not None else self.plan.total_chunk_count
-            # Chunks the server holds that we never saw confirmed have no known digest.
-            known = self.chunk_digests[:count]
-            self.chunk_digests = known + (None,) * (count - len(known))
-        elif isinstance(event, SourceChanged):
-            self.publish_id = None
-            self.upload_url = None
-            self.url_expires_at = None
-            self.plan = None
-            self.bytes_confirmed = 0
-            self.source_identity = None
-            self.chunk_digests = ()
-            self.source_changes += 1
-        elif isinstance(event, Processing):
-            self.last_status = event.status
-        elif isinstance(event, Published):
-            self.post_ids = event.post_ids
-            self.last_status = PublishState.PUBLISH_COMPLETE
-        elif isinstance(event, SentToInbox):
-            self.last_status = PublishState.SEND_TO_USER_INBOX
-
-    @property
-    def plan_size(self) -> int:
-        """The video size of the current plan (0 without one)."""
-        return self.plan.video_size if self.plan is not None else 0
-
-    # -- chunk exchanges (sans-I/O) --
-
-    def next_chunk(self) -> Chunk | None:
-        """The chunk the server expects next, or ``None`` when it holds every byte."""
-        self._require(UploadState.UPLOADING, "next_chunk")
-        assert self.plan is not None
-        return self.plan.next_chunk(self.bytes_confirmed)
-
-    def chunk_headers(self, chunk: Chunk) -> dict[str, str]:
-        """The headers of the PUT carrying ``chunk`` (no Authorization: the URL authorises)."""
-        assert self.plan is not None
-        source = self.request.source
-        assert isinstance(source, FileSource)
-        return {
-            "Content-Type": source.content_type,
-            "Content-Length": str(chunk.length),
-            "Content-Range": self.plan.content_range(chunk),
-        }
-
-    def url_usable(self, now: float, margin: float) -> bool:
-        """Whether the upload URL is still worth a chunk at epoch time ``now``."""
-        return self.url_expires_at is None or now < self.url_expires_at - margin
-
-    def read_chunk_reply(self, chunk: Chunk, response: HttpResponse) -> ChunkAnswer:
-        """What the answer to the PUT of ``chunk`` means."""
-        status = response.status
-        is_last = chunk.end == self.plan_size
-        if status == 206:
-            return ChunkAnswer(ChunkReply.ACCEPTED, status)
-        if status == 201 or (200 <= status < 300 and is_last):
-            return ChunkAnswer(ChunkReply.COMPLETE, status)
-        if 200 <= status < 300:
-            return ChunkAnswer(ChunkReply.ACCEPTED, status)
-        if status == 416:
-            received = self.server_progress(response.header("content-range"))
-            return ChunkAnswer(ChunkReply.RESYNC, status, received)
-        if status in (403, 404, 410):
-            return ChunkAnswer(ChunkReply.URL_DEAD, status)
-        if status >= 500 or status in (408, 429):
-            return ChunkAnswer(ChunkReply.RETRY, status)
-        return ChunkAnswer(ChunkReply.REJECTED, status)
-
-    def server_progress(self, content_range: str | None) -> int:
-        """Bytes the server holds per a 416's ``Content-Range`` (none sent: it holds nothing).
-
-        Raises :class:`UploadError` when the value is unreadable, is for another size, or is
-        not a state the server can be in for this plan.
-        """
-        assert self.plan is not None
-        if not content_range:
-            return 0
-        match = _CONTENT_RANGE.match(content_range)
-        if match is None:
-            raise UploadError(
-                f"the upload server sent an unreadable Content-Range {content_range!r}"
-            )
-        first, last, total = match.groups()
-        if int(first) != 0 or (total != "*" and int(total) != self.plan.video_size):
-            raise UploadError(
-                f"the upload server reports {content_range!r}, which does not match this "
-                f"{self.plan.video_size}-byte upload"
-            )
-        received = int(last) + 1
-        if not self.plan.is_boundary(received):
-            raise UploadError(
-                f"the upload server holds {received} bytes, which is not a chunk boundary"
-            )
-        return received
-
-    def _require(self, state: UploadState, what: str) -> None:
-        if self.state is not state:
-            raise IllegalTransitionError(
-                f"{what} needs state {state.value}, not {self.state.value}; "
-                f"legal next: {_step_names(self.state)}"
-            )
-
-
-# -- the outcome -----------------------------------------------------------------------------------
+__all__ = ["UploadOutcome", "Uploader"]
 
 
 @dataclass(frozen=True)
@@ -785,6 +104,9 @@ def _auth_error_info(run: _Run, error: AuthError) -> ErrorInfo:
         run.needs_login = True
         return _error_info(error, "needs_login")
     return _error_info(error, "auth_error")
+
+
+# -- the driver ------------------------------------------------------------------------------------
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -895,13 +217,13 @@ class Uploader:
         transport: Transport,
         *,
         retry: Retrier,
-        config: UploadConfig | None = None,
+        config: RunSettings | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._client = client
         self._transport = transport
         self._retry = retry
-        self._config = config or UploadConfig()
+        self._config = config or RunSettings()
         self._clock = clock or SystemClock()
 
     def upload(
@@ -1146,7 +468,7 @@ class Uploader:
             identity = FileIdentity.of(os.fstat(run.file.fileno()))
         try:
             plan = (
-                plan_chunks(source.size, self._config.chunk_size)
+                plan_chunks(source.size, self._config.preferred_chunk_size)
                 if isinstance(source, FileSource)
                 else None
             )
@@ -1322,7 +644,7 @@ class Uploader:
         except TransportError as error:
             run.progress.on_progress(-window.sent)
             if is_last and window.exhausted:
-                machine.final_bytes_maybe_sent = True
+                machine.record(FinalChunkSending())
                 raise _FinalAckLost(error) from None
             raise
         except BaseException:
@@ -1339,7 +661,7 @@ class Uploader:
         if is_last and window.exhausted and answer.reply in _MAYBE_KEPT:
             # A refusal (403, 416, 400…) says this attempt was not kept; a 5xx after the whole
             # body does not (a gateway may have lost the upstream's acceptance).
-            machine.final_bytes_maybe_sent = True
+            machine.record(FinalChunkSending())
         if answer.reply is ChunkReply.RETRY:
             raise _ServerBusy(answer.status)
         return answer

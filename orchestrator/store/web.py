@@ -1,0 +1,469 @@
+"""The web application's records: invites, API keys, posts made over HTTP, OAuth connect states.
+
+Small classes over :class:`~orchestrator.store.db.StoreDatabase`, so ``serve`` and the command
+line (``auth invite``, ``api-key``) share one implementation. They work on SQLite and PostgreSQL
+alike (``?`` placeholders, ``ON CONFLICT``).
+
+Theory of operation for secrets: every secret handed out — an invite token, an API key, an
+OAuth ``state`` — is :data:`SECRET_BYTES` random bytes (``secrets.token_urlsafe``), shown once and
+kept only as its SHA-256 hex digest. A fast hash is right for random secrets (nothing to guess),
+and a copy of the database hands out nothing usable. A presented secret is hashed and looked up
+by its digest, and the digest read back is compared with :func:`hmac.compare_digest`.
+
+This module must not print, log a secret, or read the environment.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.clock import Clock
+from orchestrator.errors import UsageError
+from orchestrator.store.db import StoreDatabase
+
+SECRET_BYTES = 32
+"""Random bytes in each invite token, API key and OAuth state (256 bits; the issue asks for
+at least 128)."""
+API_KEY_PREFIX = "tko_"
+"""API keys start with this, so a leaked one is recognisable (secret scanners, logs)."""
+DEFAULT_INVITE_LIFETIME = 7 * 86400.0
+
+
+def new_secret() -> str:
+    """A fresh URL-safe secret of :data:`SECRET_BYTES` random bytes."""
+    return secrets.token_urlsafe(SECRET_BYTES)
+
+
+def secret_digest(secret: str) -> str:
+    """What the store keeps of a secret: its SHA-256, hex."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def digests_match(stored: str, presented: str) -> bool:
+    """Whether two digests are equal, in time independent of where they differ."""
+    return hmac.compare_digest(stored.encode("ascii"), presented.encode("ascii"))
+
+
+def _scopes_text(scopes: Iterable[str]) -> str:
+    return ",".join(sorted(set(scopes)))
+
+
+def _scopes_of(text: str) -> frozenset[str]:
+    return frozenset(s for s in text.split(",") if s)
+
+
+# -- invites -------------------------------------------------------------------------------------
+
+
+class InviteState(enum.StrEnum):
+    """Where an invite stands."""
+
+    OPEN = "open"
+    USED = "used"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class Invite:
+    """An invitation for one creator to connect their TikTok account (without its token)."""
+
+    id: str
+    label: str
+    scopes: frozenset[str]
+    created_at: float
+    expires_at: float
+    used_at: float | None
+    revoked_at: float | None
+    open_id: str | None
+
+    def state(self, now: float) -> InviteState:
+        if self.revoked_at is not None:
+            return InviteState.REVOKED
+        if self.used_at is not None:
+            return InviteState.USED
+        if now >= self.expires_at:
+            return InviteState.EXPIRED
+        return InviteState.OPEN
+
+
+@dataclass(frozen=True)
+class NewInvite:
+    """An invite just made, with its one-time token (shown once, never stored)."""
+
+    invite: Invite
+    token: str
+
+
+_SELECT_INVITES = (
+    "SELECT id, token_hash, label, scopes, created_at, expires_at, used_at, revoked_at, open_id "
+    "FROM invites"
+)
+
+
+def _invite_from_row(row: Any) -> Invite:
+    return Invite(
+        id=row["id"],
+        label=row["label"],
+        scopes=_scopes_of(str(row["scopes"])),
+        created_at=float(row["created_at"]),
+        expires_at=float(row["expires_at"]),
+        used_at=None if row["used_at"] is None else float(row["used_at"]),
+        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+        open_id=row["open_id"],
+    )
+
+
+class InviteStore:
+    """Invites: made by the operator, used once by a creator's browser."""
+
+    def __init__(self, database: StoreDatabase, *, clock: Clock) -> None:
+        self.database = database
+        self._clock = clock
+
+    def create(
+        self, label: str, scopes: Iterable[str], *, lifetime: float = DEFAULT_INVITE_LIFETIME
+    ) -> NewInvite:
+        """Make an invite valid for ``lifetime`` seconds; the token is in the result only."""
+        label = label.strip()
+        if not label:
+            raise UsageError("an invite needs a label", hint="e.g. --label 'Client X'")
+        if lifetime <= 0:
+            raise UsageError("an invite's lifetime must be positive", hint="e.g. --expires 7d")
+        token = new_secret()
+        now = self._clock.time()
+        invite = Invite(
+            id=secrets.token_hex(6),
+            label=label,
+            scopes=frozenset(scopes),
+            created_at=now,
+            expires_at=now + lifetime,
+            used_at=None,
+            revoked_at=None,
+            open_id=None,
+        )
+        with self.database.transaction() as connection:
+            connection.execute(
+                "INSERT INTO invites (id, token_hash, label, scopes, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    invite.id,
+                    secret_digest(token),
+                    invite.label,
+                    _scopes_text(invite.scopes),
+                    invite.created_at,
+                    invite.expires_at,
+                ),
+            )
+        return NewInvite(invite=invite, token=token)
+
+    def list(self) -> list[Invite]:
+        """Every invite, newest first."""
+        rows = self.database.fetch_all(_SELECT_INVITES + " ORDER BY created_at DESC, id")
+        return [_invite_from_row(row) for row in rows]
+
+    def get(self, invite_id: str) -> Invite | None:
+        row = self.database.fetch_one(_SELECT_INVITES + " WHERE id = ?", (invite_id,))
+        return None if row is None else _invite_from_row(row)
+
+    def find_by_token(self, token: str) -> Invite | None:
+        """The invite a presented token opens (whatever its state), or ``None``."""
+        digest = secret_digest(token)
+        row = self.database.fetch_one(_SELECT_INVITES + " WHERE token_hash = ?", (digest,))
+        if row is None or not digests_match(str(row["token_hash"]), digest):
+            return None
+        return _invite_from_row(row)
+
+    def revoke(self, invite_id: str) -> bool:
+        """Revoke an invite that is not used yet; whether one was revoked."""
+        with self.database.transaction() as connection:
+            cursor = connection.execute(
+                "UPDATE invites SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL "
+                "AND used_at IS NULL",
+                (self._clock.time(), invite_id),
+            )
+            return bool(cursor.rowcount)
+
+    def mark_used(self, invite_id: str, open_id: str) -> bool:
+        """Use an open invite for ``open_id``, once: False if it was used, revoked or expired
+        meanwhile (two callbacks racing: one wins)."""
+        now = self._clock.time()
+        with self.database.transaction() as connection:
+            cursor = connection.execute(
+                "UPDATE invites SET used_at = ?, open_id = ? WHERE id = ? AND used_at IS NULL "
+                "AND revoked_at IS NULL AND expires_at > ?",
+                (now, open_id, invite_id, now),
+            )
+            return bool(cursor.rowcount)
+
+
+# -- API keys ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key's record (never its value)."""
+
+    id: str
+    label: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    """A key just made, with its value (shown once, never stored)."""
+
+    key: ApiKey
+    value: str
+
+
+_SELECT_KEYS = "SELECT id, key_hash, label, created_at, last_used_at, revoked_at FROM api_keys"
+
+
+def _key_from_row(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        label=row["label"],
+        created_at=float(row["created_at"]),
+        last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
+        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+    )
+
+
+class ApiKeyStore:
+    """Bearer keys for ``/api/v1``."""
+
+    def __init__(self, database: StoreDatabase, *, clock: Clock) -> None:
+        self.database = database
+        self._clock = clock
+
+    def create(self, label: str) -> NewApiKey:
+        label = label.strip()
+        if not label:
+            raise UsageError("an API key needs a label", hint="e.g. --label n8n")
+        value = API_KEY_PREFIX + new_secret()
+        key = ApiKey(
+            id=secrets.token_hex(6),
+            label=label,
+            created_at=self._clock.time(),
+            last_used_at=None,
+            revoked_at=None,
+        )
+        with self.database.transaction() as connection:
+            connection.execute(
+                "INSERT INTO api_keys (id, key_hash, label, created_at) VALUES (?, ?, ?, ?)",
+                (key.id, secret_digest(value), key.label, key.created_at),
+            )
+        return NewApiKey(key=key, value=value)
+
+    def list(self) -> list[ApiKey]:
+        rows = self.database.fetch_all(_SELECT_KEYS + " ORDER BY created_at DESC, id")
+        return [_key_from_row(row) for row in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key; whether an active one was revoked."""
+        with self.database.transaction() as connection:
+            cursor = connection.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (self._clock.time(), key_id),
+            )
+            return bool(cursor.rowcount)
+
+    def authenticate(self, value: str) -> ApiKey | None:
+        """The active key ``value`` is, or ``None`` (unknown, revoked, or not a key at all)."""
+        if not value.startswith(API_KEY_PREFIX):
+            return None
+        digest = secret_digest(value)
+        row = self.database.fetch_one(_SELECT_KEYS + " WHERE key_hash = ?", (digest,))
+        if row is None or not digests_match(str(row["key_hash"]), digest):
+            return None
+        key = _key_from_row(row)
+        if not key.active:
+            return None
+        # Losing this stamp to a power cut costs nothing: no wait for the disk.
+        with self.database.transaction(durable=False) as connection:
+            connection.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (self._clock.time(), key.id)
+            )
+        return key
+
+
+# -- posts made over HTTP ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebPost:
+    """A post accepted by ``POST /api/v1/posts``; its progress is in the journal."""
+
+    id: str
+    idempotency_key: str
+    body_digest: str
+    entry: str
+    """The manifest entry, JSON."""
+    created_at: float
+    cancelled_at: float | None
+    upload_path: str | None
+
+
+class IdempotencyConflict(UsageError):
+    """Raised when an Idempotency-Key is presented again with a different request body."""
+
+
+_SELECT_POSTS = (
+    "SELECT id, idempotency_key, body_digest, entry, created_at, cancelled_at, upload_path "
+    "FROM web_posts"
+)
+
+
+def _post_from_row(row: Any) -> WebPost:
+    return WebPost(
+        id=row["id"],
+        idempotency_key=row["idempotency_key"],
+        body_digest=row["body_digest"],
+        entry=row["entry"],
+        created_at=float(row["created_at"]),
+        cancelled_at=None if row["cancelled_at"] is None else float(row["cancelled_at"]),
+        upload_path=row["upload_path"],
+    )
+
+
+class WebPostStore:
+    """Posts made over HTTP, one per idempotency key."""
+
+    def __init__(self, database: StoreDatabase, *, clock: Clock) -> None:
+        self.database = database
+        self._clock = clock
+
+    def add(
+        self,
+        idempotency_key: str,
+        *,
+        body_digest: str,
+        entry: str,
+        upload_path: str | None = None,
+    ) -> tuple[WebPost, bool]:
+        """The post for ``idempotency_key`` and whether this call made it. The same key with
+        another body raises :class:`IdempotencyConflict`; concurrent calls make one post."""
+        post_id = secrets.token_hex(8)
+        with self.database.transaction() as connection:
+            connection.execute(
+                "INSERT INTO web_posts (id, idempotency_key, body_digest, entry, created_at, "
+                "upload_path) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (idempotency_key) DO NOTHING",
+                (post_id, idempotency_key, body_digest, entry, self._clock.time(), upload_path),
+            )
+            row = connection.execute(
+                _SELECT_POSTS + " WHERE idempotency_key = ?",
+                (idempotency_key,),
+            ).fetchone()
+        post = _post_from_row(row)
+        if not digests_match(post.body_digest, body_digest):
+            raise IdempotencyConflict(
+                "this Idempotency-Key was used before with a different request",
+                hint="send a new Idempotency-Key for a new post, or the same body to retry",
+            )
+        return post, post.id == post_id
+
+    def get(self, post_id: str) -> WebPost | None:
+        row = self.database.fetch_one(_SELECT_POSTS + " WHERE id = ?", (post_id,))
+        return None if row is None else _post_from_row(row)
+
+    def recent(self, limit: int = 100) -> list[WebPost]:
+        rows = self.database.fetch_all(
+            _SELECT_POSTS + " ORDER BY created_at DESC, id LIMIT ?",
+            (limit,),
+        )
+        return [_post_from_row(row) for row in rows]
+
+    def open_posts(self) -> list[WebPost]:
+        """Every post not cancelled, oldest first (the worker's queue; the journal says which
+        of them are done)."""
+        rows = self.database.fetch_all(
+            _SELECT_POSTS + " WHERE cancelled_at IS NULL ORDER BY created_at, id"
+        )
+        return [_post_from_row(row) for row in rows]
+
+    def cancel(self, post_id: str) -> bool:
+        """Mark a post cancelled; whether it was not already. (Whether it may be cancelled —
+        not started — is the caller's check, against the journal.)"""
+        with self.database.transaction() as connection:
+            cursor = connection.execute(
+                "UPDATE web_posts SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL",
+                (self._clock.time(), post_id),
+            )
+            return bool(cursor.rowcount)
+
+
+# -- OAuth connect states ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectState:
+    """One authorize request in flight: which invite, the sealed PKCE verifier, and the hash
+    of the browser cookie it is bound to."""
+
+    invite_id: str
+    sealed_verifier: bytes
+    browser_hash: str
+    created_at: float
+
+
+class ConnectStateStore:
+    """OAuth ``state`` values, each usable by one callback from the browser that asked."""
+
+    def __init__(self, database: StoreDatabase, *, clock: Clock) -> None:
+        self.database = database
+        self._clock = clock
+
+    def add(self, state: str, *, invite_id: str, sealed_verifier: bytes, browser: str) -> None:
+        with self.database.transaction() as connection:
+            connection.execute(
+                "INSERT INTO connect_states (state_hash, invite_id, sealed_verifier, "
+                "browser_hash, created_at, used_at) VALUES (?, ?, ?, ?, ?, NULL)",
+                (
+                    secret_digest(state),
+                    invite_id,
+                    sealed_verifier,
+                    secret_digest(browser),
+                    self._clock.time(),
+                ),
+            )
+
+    def consume(self, state: str, *, browser: str, max_age: float) -> ConnectState | None:
+        """The state's record if it is unused, younger than ``max_age`` seconds and bound to
+        ``browser``; it is marked used either way, so a replayed callback finds nothing."""
+        now = self._clock.time()
+        digest = secret_digest(state)
+        with self.database.transaction() as connection:
+            row = connection.execute(
+                "SELECT state_hash, invite_id, sealed_verifier, browser_hash, created_at, used_at "
+                "FROM connect_states WHERE state_hash = ?",
+                (digest,),
+            ).fetchone()
+            if row is None or row["used_at"] is not None:
+                return None
+            connection.execute(
+                "UPDATE connect_states SET used_at = ? WHERE state_hash = ?", (now, digest)
+            )
+        if not digests_match(str(row["browser_hash"]), secret_digest(browser)):
+            return None
+        if now - float(row["created_at"]) > max_age:
+            return None
+        return ConnectState(
+            invite_id=row["invite_id"],
+            sealed_verifier=bytes(row["sealed_verifier"]),
+            browser_hash=row["browser_hash"],
+            created_at=float(row["created_at"]),
+        )

@@ -1,0 +1,32 @@
+"""The upload package names what it offers, and its leaf stays a leaf."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orchestrator.upload as upload
+
+
+def test_every_advertised_name_imports_from_the_package() -> None:
+    """`from orchestrator.upload import X` works for every name in __all__, and nothing else
+    is advertised (a moved name is re-exported or dropped on purpose)."""
+    for name in upload.__all__:
+        assert getattr(upload, name) is not None, name
+    assert upload.Uploader.__module__ == "orchestrator.upload.driver"
+    assert upload.UploadMachine.__module__ == "orchestrator.upload.machine"
+    assert upload.Initialised.__module__ == "orchestrator.upload.events"
+
+
+def test_importing_the_events_does_not_load_the_engine() -> None:
+    """upload.events is a leaf: importing it loads neither the driver nor the HTTP stack."""
+    code = (
+        "import sys, orchestrator.upload.events\n"
+        "loaded = [m for m in ('orchestrator.upload.driver', 'orchestrator.upload.machine',"
+        " 'orchestrator.tiktok.client', 'requests') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr

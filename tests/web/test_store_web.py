@@ -1,0 +1,137 @@
+"""The web tables (store/web.py): invites, API keys, posts made over HTTP, connect states."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.clock import ManualClock
+from orchestrator.errors import UsageError
+from orchestrator.store.tokens import TokenStore
+from orchestrator.store.web import (
+    API_KEY_PREFIX,
+    ApiKeyStore,
+    ConnectStateStore,
+    IdempotencyConflict,
+    InviteState,
+    InviteStore,
+    WebPostStore,
+)
+
+
+@pytest.fixture
+def invites(token_store: TokenStore, clock: ManualClock) -> InviteStore:
+    return InviteStore(token_store.database, clock=clock)
+
+
+def test_an_invite_opens_once_and_expires(invites: InviteStore, clock: ManualClock) -> None:
+    """An invite is found by its token, used once, and counts as expired after its lifetime."""
+    made = invites.create("Client X", ["video.upload"], lifetime=3600)
+    assert len(made.token) >= 43  # 32 random bytes, base64url
+    found = invites.find_by_token(made.token)
+    assert found is not None
+    assert found.state(clock.time()) is InviteState.OPEN
+    assert invites.find_by_token(made.token + "x") is None
+    assert invites.mark_used(made.invite.id, "creator-1")
+    assert not invites.mark_used(made.invite.id, "creator-2")
+    used = invites.get(made.invite.id)
+    assert used is not None
+    assert used.state(clock.time()) is InviteState.USED
+    assert used.open_id == "creator-1"
+    late = invites.create("Late", ["video.upload"], lifetime=60)
+    clock.advance(61)
+    assert invites.find_by_token(late.token).state(clock.time()) is InviteState.EXPIRED  # type: ignore[union-attr]
+    assert not invites.mark_used(late.invite.id, "creator-3")
+
+
+def test_a_revoked_invite_cannot_be_used(invites: InviteStore, clock: ManualClock) -> None:
+    """Revoking an open invite makes it unusable; revoking twice is a no-op."""
+    made = invites.create("Client", ["video.upload"])
+    assert invites.revoke(made.invite.id)
+    assert not invites.revoke(made.invite.id)
+    assert invites.get(made.invite.id).state(clock.time()) is InviteState.REVOKED  # type: ignore[union-attr]
+    assert not invites.mark_used(made.invite.id, "creator-1")
+
+
+def test_an_invite_needs_a_label_and_a_lifetime(invites: InviteStore) -> None:
+    """An empty label or a non-positive lifetime is refused with a hint."""
+    with pytest.raises(UsageError, match="needs a label"):
+        invites.create(" ", ["video.upload"])
+    with pytest.raises(UsageError, match="lifetime"):
+        invites.create("x", ["video.upload"], lifetime=0)
+
+
+def test_api_keys_authenticate_until_revoked(token_store: TokenStore, clock: ManualClock) -> None:
+    """A key authenticates (and its last use is stamped) until it is revoked."""
+    keys = ApiKeyStore(token_store.database, clock=clock)
+    made = keys.create("n8n")
+    assert made.value.startswith(API_KEY_PREFIX)
+    clock.advance(5)
+    found = keys.authenticate(made.value)
+    assert found is not None
+    assert found.id == made.key.id
+    assert keys.list()[0].last_used_at == clock.time()
+    assert keys.authenticate(made.value[:-1]) is None
+    assert keys.authenticate("not-a-key") is None
+    assert keys.revoke(made.key.id)
+    assert keys.authenticate(made.value) is None
+
+
+@pytest.fixture
+def posts(token_store: TokenStore, clock: ManualClock) -> Iterator[WebPostStore]:
+    return WebPostStore(token_store.database, clock=clock)
+
+
+def test_an_idempotency_key_makes_one_post(posts: WebPostStore) -> None:
+    """The same key and body return the same post; another body is a conflict."""
+    first, made = posts.add("key-1", body_digest="d1", entry='{"user_id": "a"}')
+    again, made_again = posts.add("key-1", body_digest="d1", entry='{"user_id": "a"}')
+    assert made
+    assert not made_again
+    assert again.id == first.id
+    with pytest.raises(IdempotencyConflict):
+        posts.add("key-1", body_digest="d2", entry='{"user_id": "b"}')
+    assert [post.id for post in posts.recent()] == [first.id]
+    assert posts.cancel(first.id)
+    assert not posts.cancel(first.id)
+
+
+def test_concurrent_posts_with_one_key_make_one_post(posts: WebPostStore) -> None:
+    """20 threads adding the same key at once: one post, every caller gets it."""
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def add() -> None:
+        post, _made = posts.add("same", body_digest="d", entry="{}")
+        with lock:
+            results.append(post.id)
+
+    threads = [threading.Thread(target=add) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 20
+    assert len(set(results)) == 1
+    assert len(posts.recent()) == 1
+
+
+def test_a_connect_state_is_used_once_by_its_browser(
+    token_store: TokenStore, clock: ManualClock
+) -> None:
+    """A state is consumed once, only with the cookie it was bound to, and only while fresh."""
+    states = ConnectStateStore(token_store.database, clock=clock)
+    states.add("state-1", invite_id="inv", sealed_verifier=b"sealed", browser="cookie-a")
+    assert states.consume("state-1", browser="cookie-b", max_age=600) is None
+    assert states.consume("state-1", browser="cookie-a", max_age=600) is None  # burnt above
+    states.add("state-2", invite_id="inv", sealed_verifier=b"sealed", browser="cookie-a")
+    found = states.consume("state-2", browser="cookie-a", max_age=600)
+    assert found is not None
+    assert found.invite_id == "inv"
+    assert found.sealed_verifier == b"sealed"
+    assert states.consume("state-2", browser="cookie-a", max_age=600) is None
+    states.add("state-3", invite_id="inv", sealed_verifier=b"s", browser="cookie-a")
+    clock.advance(601)
+    assert states.consume("state-3", browser="cookie-a", max_age=600) is None
