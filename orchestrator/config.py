@@ -11,7 +11,7 @@ import base64
 import binascii
 import ipaddress
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -70,8 +70,8 @@ class Settings:
     step_summary: Path | None = None
     """Where GitHub Actions wants the run's Markdown summary appended (``$GITHUB_STEP_SUMMARY``)."""
     notify_urls: tuple[Secret, ...] = field(default=(), repr=False)
-    """Apprise URLs for notifications (``ORCHESTRATOR_NOTIFY``, space-separated; ``--notify``
-    wins). Secret: they carry webhook tokens and passwords."""
+    """Apprise URLs for notifications (``ORCHESTRATOR_NOTIFY``, space-separated; a command's
+    ``--notify`` replaces them). Secret: they carry webhook tokens and passwords."""
 
     def require_client(self) -> tuple[str, Secret]:
         """The app credentials, or a ConfigError saying which variable to set."""
@@ -186,7 +186,6 @@ def load_settings(
     redirect_uri: str | None = None,
     client_key: str | None = None,
     store: str | None = None,
-    notify: Sequence[str] = (),
 ) -> Settings:
     """Build Settings from options (which win) and the environment, validating each value."""
     env = os.environ if environ is None else environ
@@ -202,7 +201,7 @@ def load_settings(
     secret = env.get(ENV_CLIENT_SECRET, "").strip()
     token_key = env.get(ENV_TOKEN_KEY, "").strip()
     store_url = _check_store_url(pick(store, ENV_STORE))
-    notify_urls = tuple(notify) or tuple(env.get(ENV_NOTIFY, "").split())
+    notify_urls = env.get(ENV_NOTIFY, "").split()
     settings = Settings(
         home=home_path,
         api_base=_check_http_url(ENV_API_BASE, pick(api_base, ENV_API_BASE) or DEFAULT_API_BASE),
