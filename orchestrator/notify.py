@@ -141,7 +141,8 @@ def should_notify(outcome: Outcome, when: NotifyOn, previous: Outcome | None) ->
         return True
     if when is NotifyOn.CHANGE:
         return outcome is not previous
-    return outcome in (Outcome.FAILED, Outcome.NEEDS_LOGIN)
+    # An outage (exit 69) is a failure to the person the notice is for: nothing could be posted.
+    return outcome in (Outcome.FAILED, Outcome.NEEDS_LOGIN, Outcome.UNAVAILABLE)
 
 
 def _needs_login(report: RunReport) -> list[str]:

@@ -119,7 +119,8 @@ if TYPE_CHECKING:
     type=click.Choice([choice.value for choice in NotifyOn]),
     default=NotifyOn.FAILURE.value,
     show_default=True,
-    help="failure: an entry failed or is uncertain, or a user must sign in again; always; "
+    help="failure: an entry failed or is uncertain, a user must sign in again, or TikTok "
+    "could not be reached; always; "
     "change: the outcome differs from the previous run's of this manifest.",
 )
 @click.option(

@@ -60,7 +60,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("upload", "progress"),
     ("rerun", "preflight"),
     ("scheduler",),
-    ("runner", "lookup", "auth", "api", "sandbox"),
+    ("runner", "lookup", "auth", "api", "sandbox", "calendar", "doctor", "notify"),
     ("cli", "__main__", "web"),
 )
 

@@ -32,7 +32,7 @@ def test_a_target_is_shown_without_userinfo_path_or_query(url: str, shown: str) 
     ("when", "outcome", "previous", "sends"),
     [
         (NotifyOn.FAILURE, Outcome.OK, None, False),
-        (NotifyOn.FAILURE, Outcome.UNAVAILABLE, None, False),
+        (NotifyOn.FAILURE, Outcome.UNAVAILABLE, None, True),
         (NotifyOn.FAILURE, Outcome.FAILED, Outcome.FAILED, True),
         (NotifyOn.FAILURE, Outcome.NEEDS_LOGIN, None, True),
         (NotifyOn.ALWAYS, Outcome.OK, Outcome.OK, True),
