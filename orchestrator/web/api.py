@@ -586,7 +586,14 @@ def cancel_post(post_id: str) -> Response:
             f"post {post.id} has started ({record.state}); it can no longer be cancelled",
             "a post TikTok received cannot be withdrawn here; delete it in the TikTok app",
         )
-    _services().posts.cancel(post.id)
+    if not _services().posts.cancel(post.id):
+        # A worker (of this or another `serve` instance) took it meanwhile: it runs.
+        raise ApiProblem(
+            409,
+            "already_started",
+            f"post {post.id} has started; it can no longer be cancelled",
+            "a post TikTok received cannot be withdrawn here; delete it in the TikTok app",
+        )
     cancelled: WebPost = _services().posts.get(post.id)
     return jsonify(_post_json(cancelled, None))
 
