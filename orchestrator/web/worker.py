@@ -29,7 +29,9 @@ store's ``creator_holds`` keep one worker per creator, its rate windows are coun
 database, and the fence checks every journal write. After the pass the claims are let go: a post
 the journal has is run on by whichever instance claims it next (the journal says what is left),
 one it does not have is queued again. A worker killed mid-pass leaves its claims to run out
-after the lease; the next claim resumes its uploads from the journal.
+after the lease (``RunSettings.lease``; on SQLite, where the home's run lock already keeps to
+one pass at a time, a restarted ``serve`` takes them at once); the next claim resumes its
+uploads from the journal.
 
 This module must not print or log a secret.
 """
@@ -52,6 +54,7 @@ from orchestrator.report import render_json
 from orchestrator.runner import run_manifest, worker_name
 from orchestrator.scheduler import RunOptions
 from orchestrator.settings import RunSettings
+from orchestrator.store.backend import is_shared
 from orchestrator.store.journal import EntryState, Journal, JournalRecord
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import WebPost, WebPostStore
@@ -68,6 +71,7 @@ FINAL_STATES: Final = frozenset(
 )
 """Journal states a post stays in: the worker never takes it again."""
 DEFAULT_POLL_INTERVAL = 2.0
+SQLITE_WORKER = "serve"
 DEFAULT_CLAIM_LEASE = 60.0
 """Seconds a pass's claim on its posts outlives the pass's last renewal (a third of it)."""
 STOP_TIMEOUT = 30.0
@@ -132,8 +136,11 @@ class ApiDrain:
         self._tunables = tunables
         self._options = options or RunOptions()
         self._posts = WebPostStore(store.database, clock=clock)
-        self.worker = worker_name()
-        """This instance in the posts' claims (host, process, random tag)."""
+        # On SQLite the home's run lock keeps to one pass at a time, so every instance of a
+        # home is one worker: a restarted `serve` takes its killed predecessor's claims at once.
+        # On a shared store each instance is its own, and a killed one's claims run out.
+        self.worker = worker_name() if is_shared(settings) else SQLITE_WORKER
+        """This instance in the posts' claims."""
         self._tag = secrets.token_hex(4)
         self.lease = tunables.lease if tunables is not None else DEFAULT_CLAIM_LEASE
         self.on_depth: Callable[[int], None] | None = None
