@@ -6,7 +6,7 @@ Everything is the real command line (option parsing, logging, the run, reports, 
 signal handling); only the engine's tunables are shortened, so faults that make it wait (an
 answer held past the read timeout, backoffs, polling) cost fractions of a second instead of
 minutes. Each run of :func:`orchestrator.runner.run_manifest` gets :data:`CAMPAIGN_TUNABLES`
-with the command line's own poll timeout and chunk size.
+with the command line's own poll timeout, chunk size and lease (``--lease``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ def _with_campaign_tunables(real: Any) -> Any:
     ) -> RunReport:
         asked = tunables or runner.Tunables()
         merged = replace(
-            CAMPAIGN_TUNABLES, poll_timeout=asked.poll_timeout, chunk_size=asked.chunk_size
+            CAMPAIGN_TUNABLES,
+            poll_timeout=asked.poll_timeout,
+            chunk_size=asked.chunk_size,
+            lease=asked.lease,
         )
         report: RunReport = real(settings, manifest_path, options, tunables=merged, **kwargs)
         return report
