@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.campaign.schedule import generate_workers
+from orchestrator.tiktok.chunks import MIN_CHUNK
+from tests.campaign.schedule import (
+    EntrySpec,
+    Trigger,
+    WorkerPause,
+    WorkersSchedule,
+    generate_workers,
+)
 from tests.campaign.workers import WorkersResult, play_workers
 from tests.postgres.conftest import PgServer, pg_server  # noqa: F401  (the session's server)
 
@@ -37,3 +44,24 @@ def test_paused_worker_schedule_posts_each_entry_once(
     result = play_workers(generate_workers(worker_seed), tmp_path, pg_server.create_database())
     worker_results.append(result)
     assert not result.violations, result.summary()
+
+
+@pytest.mark.campaign
+def test_the_campaign_catches_a_paused_worker_without_its_fence(
+    pg_server: PgServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The same schedule with the workers' fence switched off (journal writes unchecked,
+    takeovers ignored) is the issue's double post — A stopped inside its init past the lease,
+    B takes over and posts, A resumes and posts again — and the campaign reports it."""
+    schedule = WorkersSchedule(
+        seed=0,
+        entries=(EntrySpec(0, "sandbox-user-1", "direct", "file", 2 * MIN_CHUNK + 4321, "clip"),),
+        faults=(),
+        chunk_size=MIN_CHUNK,
+        pause=WorkerPause(
+            Trigger("video_init", 1), seconds=4.0, terminate=False, kill=False, staggered=True
+        ),
+    )
+    result = play_workers(schedule, tmp_path, pg_server.create_database(), unfenced=True)
+    assert any("entry 0 was posted 2 times" in v for v in result.violations), result.summary()

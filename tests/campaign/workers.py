@@ -42,6 +42,7 @@ from orchestrator.sandbox import Fault, Sandbox
 from orchestrator.secret import Secret
 from orchestrator.store.postgres import PostgresDatabase
 from orchestrator.store.queue import read_items
+from tests.campaign.child import UNFENCED
 from tests.campaign.harness import (
     DONE,
     POLL_TIMEOUT,
@@ -90,9 +91,12 @@ class WorkersResult:
 
 
 class _WorkersPlayer:
-    def __init__(self, schedule: WorkersSchedule, served: Served, url: str) -> None:
+    def __init__(
+        self, schedule: WorkersSchedule, served: Served, url: str, *, unfenced: bool
+    ) -> None:
         self.schedule = schedule
         self.served = served
+        self.env = {**served.env, UNFENCED: "1"} if unfenced else served.env
         self.sandbox: Sandbox = served.sandbox
         self.url = url
         self.folder = served.folder
@@ -138,7 +142,7 @@ class _WorkersPlayer:
             process = subprocess.Popen(
                 [sys.executable, "-m", "tests.campaign.child", *args],
                 cwd=self.folder,
-                env=self.served.env,
+                env=self.env,
                 stdout=out_file,
                 stderr=err_file,
                 stdin=subprocess.DEVNULL,
@@ -279,11 +283,14 @@ class _WorkersPlayer:
                 )
 
 
-def play_workers(schedule: WorkersSchedule, folder: Path, url: str) -> WorkersResult:
-    """Play ``schedule`` in ``folder`` (empty) against the PostgreSQL database at ``url``."""
+def play_workers(
+    schedule: WorkersSchedule, folder: Path, url: str, *, unfenced: bool = False
+) -> WorkersResult:
+    """Play ``schedule`` in ``folder`` (empty) against the PostgreSQL database at ``url``
+    (``unfenced``: the workers without their fence, see ``tests.campaign.child.UNFENCED``)."""
     started = time.monotonic()
     with shared_store(folder, url) as (served, store_url):
-        player = _WorkersPlayer(schedule, served, store_url)
+        player = _WorkersPlayer(schedule, served, store_url, unfenced=unfenced)
         player.prepare()
         player.play()
         player.check()
