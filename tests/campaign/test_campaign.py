@@ -72,6 +72,13 @@ REGRESSIONS = {
         "a rerun within a minute of the last run's inits got a 429, flagged on it: sandbox",
         slow=True,
     ),
+    143: Regression(
+        6,
+        False,
+        "a resumed one-chunk upload edited in place while its PUT was reset: the resend's "
+        "guard abandoned an upload whose last chunk may have gone out "
+        "(IllegalTransitionError, entry failed): upload",
+    ),
     148: Regression(
         1,
         False,
