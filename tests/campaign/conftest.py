@@ -175,6 +175,8 @@ def pytest_terminal_summary(
             f"({sum(r.killed for r in workers)} killed while stopped, "
             f"{sum(r.terminated_sessions > 0 for r in workers)} with sessions terminated), "
             f"{sum(r.fenced for r in workers)} claims found taken over, "
+            f"{sum(r.overlaps for r in workers)} in-flight PUTs of a paused worker overlapping "
+            "the new holder's, "
             f"{sum(r.seconds for r in workers):.0f} s; invariant violations in "
             f"{len(broken_workers)} schedules"
             + (f" (seeds {broken_workers})" if broken_workers else "")
