@@ -142,6 +142,7 @@ class RunRecord:
     seconds: float
     faults_fired: list[str] = field(default_factory=list)
     stopped: bool = False  # SIGSTOPped during the run (then SIGCONT, or killed while stopped)
+    killed_while_stopped: bool = False
     clock_jump: float = 0.0  # seconds TikTok's clock moved on while it was stopped
 
 
@@ -167,7 +168,7 @@ class SeedResult:
 
     @property
     def killed_while_stopped(self) -> int:
-        return sum(1 for run in self.runs if run.stopped and run.killed)
+        return sum(1 for run in self.runs if run.killed_while_stopped)
 
     @property
     def clock_jumps(self) -> int:
@@ -429,7 +430,7 @@ class _Player:
         child = self._spawn(number, spec)
         started = time.monotonic()
         pending = list(spec.token_events)
-        killed = stopped = False
+        killed = stopped = killed_while_stopped = False
         pause = threading.Event()
         while child.process.poll() is None:
             counts = sandbox.call_counts()
@@ -451,7 +452,7 @@ class _Player:
                 stopped = self._stop(child, spec.pause.seconds, spec.pause.jump)
                 if stopped and spec.pause.kill:
                     child.kill()  # a VM that never comes back
-                    killed = True
+                    killed = killed_while_stopped = True
                     break
                 if stopped:
                     child.process.send_signal(signal.SIGCONT)
@@ -483,6 +484,7 @@ class _Player:
             seconds=time.monotonic() - started,
             faults_fired=fired,
             stopped=stopped,
+            killed_while_stopped=killed_while_stopped,
             clock_jump=spec.pause.jump if stopped and spec.pause else 0.0,
         )
 
