@@ -531,7 +531,8 @@ class WorkerPause:
 
 @dataclass(frozen=True)
 class WorkersSchedule:
-    """Two workers on one PostgreSQL store, the same manifest, one of them paused."""
+    """Two workers on one PostgreSQL store, the same manifest, one of them paused (a fault on
+    call 0 applies to every call)."""
 
     seed: int
     entries: tuple[EntrySpec, ...]

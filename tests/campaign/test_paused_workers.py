@@ -22,6 +22,7 @@ import pytest
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from tests.campaign.schedule import (
     EntrySpec,
+    FaultSpec,
     Trigger,
     WorkerPause,
     WorkersSchedule,
@@ -56,11 +57,13 @@ def test_the_campaign_catches_a_paused_worker_without_its_fence(
     B takes over and posts, A resumes and posts again — and the campaign reports it."""
     schedule = WorkersSchedule(
         seed=0,
-        entries=(EntrySpec(0, "sandbox-user-1", "direct", "file", 2 * MIN_CHUNK + 4321, "clip"),),
-        faults=(),
+        entries=(EntrySpec(0, "sandbox-user-1", "direct", "file", 4 * MIN_CHUNK + 4321, "clip"),),
+        # Every chunk answer held half a second (under the read timeout): B is still uploading
+        # when A resumes, whatever the machine's load.
+        faults=(FaultSpec("upload", 0, "delay", seconds=0.5),),
         chunk_size=MIN_CHUNK,
         pause=WorkerPause(
-            Trigger("video_init", 1), seconds=4.0, terminate=False, kill=False, staggered=True
+            Trigger("video_init", 1), seconds=3.0, terminate=False, kill=False, staggered=True
         ),
     )
     result = play_workers(schedule, tmp_path, pg_server.create_database(), unfenced=True)

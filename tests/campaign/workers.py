@@ -125,7 +125,13 @@ class _WorkersPlayer:
         )
         for fault in self.schedule.faults:
             self.sandbox.schedule(
-                Fault(fault.endpoint, call=fault.call, kind=fault.kind, status=fault.status)
+                Fault(
+                    fault.endpoint,
+                    call=fault.call or None,  # 0: every call
+                    kind=fault.kind,
+                    status=fault.status,
+                    seconds=fault.seconds,
+                )
             )
 
     def _spawn(self, name: str) -> Child:
