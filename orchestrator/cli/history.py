@@ -153,6 +153,7 @@ def report_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     import json
 
     from orchestrator.lookup import read_run
+    from orchestrator.store.journal import EntryState
 
     entries = read_run(options_of(ctx).settings(), run_id, clock=SystemClock())
     if not entries:
@@ -167,7 +168,7 @@ def report_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     else:
         render.print_run_table(run_id, rows)
     bad = any(
-        entry.record is not None and entry.record.state.value in ("failed", "uncertain")
+        entry.record is not None and entry.record.state in (EntryState.FAILED, EntryState.UNCERTAIN)
         for entry in entries
     )
     ctx.exit(1 if bad else 0)

@@ -107,7 +107,7 @@ def print_run_summary(report: RunReport) -> None:
     from rich import box
     from rich.table import Table
 
-    from orchestrator.report import STATUSES
+    from orchestrator.outcomes import STATUSES, EntryStatus
 
     out = console()
     table = Table(box=box.SIMPLE, title="dry run: the plan" if report.dry_run else None)
@@ -122,10 +122,10 @@ def print_run_summary(report: RunReport) -> None:
         if entry.error is not None:
             detail = (
                 entry.error.message
-                if entry.status == "planned"
+                if entry.status is EntryStatus.PLANNED
                 else (f"{entry.error.code}: {entry.error.message}")
             )
-            if entry.error.hint and entry.status != "planned":
+            if entry.error.hint and entry.status is not EntryStatus.PLANNED:
                 detail += f" — {entry.error.hint}"
         elif entry.post_ids:
             detail = "post " + ", ".join(entry.post_ids)
@@ -218,12 +218,14 @@ def print_history_table(records: Sequence[JournalRecord]) -> None:
     Written line by line as a plain table (:func:`table_lines`), not laid out with rich:
     5,000 rows take a fraction of a second, where rich took seconds (issue 14).
     """
+    from orchestrator.store.journal import DONE_STATES, EntryState
+
     rows = []
     for record in records:
         detail = ""
-        if record.error_code and record.state.value not in ("published", "sent_to_inbox"):
+        if record.error_code and record.state not in DONE_STATES:
             detail = f"{record.error_code}: {record.error_message or ''}".strip()
-        elif record.state.value == "uploading" and record.plan is not None:
+        elif record.state is EntryState.UPLOADING and record.plan is not None:
             detail = f"{record.bytes_confirmed:,} of {record.plan.video_size:,} bytes sent"
         if record.deferred_until:
             detail += f" (until {utc(record.deferred_until)})"
@@ -289,6 +291,8 @@ def table_lines(
 
 def run_rows(entries: Sequence[RunEntry]) -> list[dict[str, Any]]:
     """`report --run-id`: one row per entry of a shared run (the queue's and journal's view)."""
+    from orchestrator.store.journal import DONE_STATES
+
     rows: list[dict[str, Any]] = []
     for entry in entries:
         record, queued = entry.record, entry.queued
@@ -306,7 +310,7 @@ def run_rows(entries: Sequence[RunEntry]) -> list[dict[str, Any]]:
                 "publish_id": record.publish_id if record else None,
                 "post_ids": list(record.post_ids) if record else [],
                 "error": f"{record.error_code}: {record.error_message}"
-                if record and record.error_code and state not in ("published", "sent_to_inbox")
+                if record and record.error_code and state not in DONE_STATES
                 else None,
             }
         )
