@@ -45,7 +45,7 @@ from orchestrator.secret import Secret
 from orchestrator.store.backend import is_shared, open_database
 from orchestrator.store.crypto import TokenCipher, open_cipher
 from orchestrator.store.db import DEFAULT_BUSY_TIMEOUT, StoreConnection, StoreDatabase
-from orchestrator.tiktok.oauth import TokenGrant
+from orchestrator.tiktok.grants import TokenGrant
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from orchestrator.config import DEFAULT_SCOPES as DEFAULT_SCOPES
 from orchestrator.config import ENV_REDIRECT_URI, Settings
 from orchestrator.errors import ApiError, AuthError, ConfigError, OAuthError
 from orchestrator.secret import Secret
+from orchestrator.tiktok.grants import TokenGrant as TokenGrant
 from orchestrator.transport import HttpResponse, Timeouts, Transport
 
 TOKEN_PATH = "/v2/oauth/token/"  # noqa: S105 - a URL path, not a secret
@@ -68,19 +69,6 @@ class AuthorizationCode:
 
     code: Secret = field(repr=False)
     granted_scopes: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    """A token response, with expiries made absolute at the moment it arrived."""
-
-    open_id: str
-    access_token: Secret = field(repr=False)
-    access_expires_at: float
-    refresh_token: Secret = field(repr=False)
-    refresh_expires_at: float
-    scopes: frozenset[str]
-    token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
 
 
 @dataclass(frozen=True)
