@@ -13,6 +13,7 @@ import click
 from orchestrator.cli import cli, handles_errors, options_of, render
 from orchestrator.clock import SystemClock
 from orchestrator.errors import UsageError
+from orchestrator.humantime import utc_text
 
 
 @cli.command()
@@ -64,7 +65,7 @@ def status(ctx: click.Context, publish_id: str, open_id: str, as_json: bool) -> 
     if entry is not None:
         name = entry.entry_id or entry.source
         click.echo(
-            f"journal:    {name} is {entry.state.value} (updated {render.utc(entry.updated_at)})"
+            f"journal:    {name} is {entry.state.value} (updated {utc_text(entry.updated_at)})"
         )
     else:
         click.echo("journal:    not an upload of this home")

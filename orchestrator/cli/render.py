@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from orchestrator.humantime import duration_text, expiry_text, utc_text
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -56,36 +58,6 @@ def _table(*headers: str) -> Table:
 
 
 # -- times ---------------------------------------------------------------------------------------
-
-
-def utc(timestamp: float) -> str:
-    """``2026-05-01 18:00 UTC``."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def relative(seconds: float) -> str:
-    """A short human duration: 3d 4h, 2h 5m, 45m, 30s."""
-    seconds = abs(int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days >= 7:
-        return f"{days}d"
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
-
-
-def expiry_text(timestamp: float, now: float) -> str:
-    """An instant and how far it is from ``now``: ``… (in 3d 4h)`` or ``… (2h 5m ago)``."""
-    when = utc(timestamp)
-    if timestamp > now:
-        return f"{when} (in {relative(timestamp - now)})"
-    return f"{when} ({relative(now - timestamp)} ago)"
 
 
 # -- run -------------------------------------------------------------------------------------------
@@ -166,8 +138,8 @@ def print_users_table(users: Sequence[UserSummary], now: float) -> None:
         elif user.refresh_dies_soon:
             click.echo(
                 f"warning: the refresh token of {user.open_id} dies in "
-                f"{relative(user.refresh_expires_at - now)} "
-                f"({utc(user.refresh_expires_at)}); after that the user must run "
+                f"{duration_text(user.refresh_expires_at - now)} "
+                f"({utc_text(user.refresh_expires_at)}); after that the user must run "
                 "`auth login` again",
                 err=True,
             )
@@ -228,7 +200,7 @@ def print_history_table(records: Sequence[JournalRecord]) -> None:
         elif record.state is EntryState.UPLOADING and record.plan is not None:
             detail = f"{record.bytes_confirmed:,} of {record.plan.video_size:,} bytes sent"
         if record.deferred_until:
-            detail += f" (until {utc(record.deferred_until)})"
+            detail += f" (until {utc_text(record.deferred_until)})"
         rows.append(
             (
                 datetime.fromtimestamp(record.updated_at, UTC).strftime("%Y-%m-%d %H:%M"),

@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "files",
         "logs",
         "outcomes",
+        "humantime",
         "upload.events",
         "tiktok",  # the subpackage's __init__
         "tiktok.codes",
