@@ -30,9 +30,11 @@ module no prefix covers fails the test until it is placed here on purpose.
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+
+from tests.support.imports import loaded_by_import
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator"
@@ -161,29 +163,34 @@ def test_the_walk_sees_the_imports() -> None:
     assert ("cli.run", "runner") in arrows  # imported inside a function
 
 
-def test_importing_the_journal_loads_no_network_stack() -> None:
-    """The store's journal imports no HTTP library, no retry library, no engine or client."""
-    code = (
-        "import sys, orchestrator.store.journal\n"
-        "loaded = [m for m in ('requests', 'urllib3', 'tenacity', 'orchestrator.transport',"
-        " 'orchestrator.tiktok.client', 'orchestrator.upload.driver') if m in sys.modules]\n"
-        "assert not loaded, loaded\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def test_importing_the_token_store_loads_no_http_stack() -> None:
-    """The token store names a TokenGrant without loading the OAuth client, transport, requests."""
-    code = (
-        "import sys, orchestrator.store.tokens\n"
-        "loaded = [m for m in ('requests', 'urllib3', 'orchestrator.transport',"
-        " 'orchestrator.tiktok.oauth', 'orchestrator.tiktok.client') if m in sys.modules]\n"
-        "assert not loaded, loaded\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
+@pytest.mark.parametrize(
+    ("module", "heavier"),
+    [
+        pytest.param(
+            "orchestrator.store.journal",
+            [
+                "requests",
+                "urllib3",
+                "tenacity",
+                "orchestrator.transport",
+                "orchestrator.tiktok.client",
+                "orchestrator.upload.driver",
+            ],
+            id="journal",
+        ),
+        pytest.param(
+            "orchestrator.store.tokens",
+            [
+                "requests",
+                "urllib3",
+                "orchestrator.transport",
+                "orchestrator.tiktok.oauth",
+                "orchestrator.tiktok.client",
+            ],
+            id="tokens",
+        ),
+    ],
+)
+def test_importing_the_store_loads_no_network_stack(module: str, heavier: list[str]) -> None:
+    """Importing the store (in a fresh interpreter) loads nothing from the layers above it."""
+    assert loaded_by_import(module, heavier) == []
