@@ -58,6 +58,7 @@ from orchestrator.store.backend import is_shared
 from orchestrator.store.journal import EntryState, Journal, JournalRecord
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import WebPost, WebPostStore
+from orchestrator.transport import HttpTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,10 @@ class ApiDrain:
         clock: Clock,
         tunables: RunSettings | None = None,
         options: RunOptions | None = None,
+        transport_factory: Callable[[], Transport] = HttpTransport,
     ) -> None:
         self._settings = settings
+        self._transport_factory = transport_factory
         self._store = store
         self._clock = clock
         self._tunables = tunables
@@ -241,6 +244,7 @@ class ApiDrain:
                 clock=self._clock,
                 stop=stop,
                 run_id=run_id,
+                transport_factory=self._transport_factory,
             )
         finally:
             done.set()
