@@ -14,13 +14,15 @@ module no prefix covers fails the test until it is placed here on purpose.
 2. pure domain — no I/O beyond reading the files named: the retry policy and pacing windows,
    media sniffing, the manifest model and readers, the report renderers (their values are what
    the scheduler produces, so they sit below it).
-3. store — SQLite/PostgreSQL: tokens, journal rows, queue, locks, shared pacing.
+3. store — SQLite/PostgreSQL: migrations, damaged-store checks, tokens, journal rows (reads)
+   and writes, queue, locks, shared pacing.
 4. transport — the only module that imports requests.
 5. tiktok — the API and OAuth clients (and the OAuth side's authorize URL, loopback callback
    and answer parsing).
 6. run settings — every tunable of the engine and the run (``settings.RunSettings``); it
    names the transport's timeouts and the queue's lease, and the engine reads it.
-7. upload — the engine: request, sans-I/O machine, driver; and progress subscribers.
+7. upload — the engine: request, sans-I/O machine, the driver's steps (run state, init,
+   transfer, settle) and the driver; and progress subscribers.
 8. rerun and pre-flight — the rerun policy over journal records, creator checks.
 9. scheduler — planning, gates, fan-out.
 10. use cases — ``runner``, ``lookup``, ``auth``, the public ``api``, the sandbox simulator
