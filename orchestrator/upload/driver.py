@@ -545,6 +545,11 @@ class Uploader:
                     functools.partial(self._put_chunk, run, chunk), retryable=_chunk_retryable
                 )
             except _SourceChangedMidChunk as changed:
+                if machine.final_bytes_maybe_sent:
+                    # An earlier attempt (or process) may have sent the whole last chunk: the
+                    # upload cannot be abandoned for a fresh init, TikTok's status decides.
+                    self._changed_after_last_chunk(run, str(changed))
+                    continue
                 self._source_changed(run, str(changed))
                 continue
             except _FinalAckLost as lost:

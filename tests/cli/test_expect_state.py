@@ -7,25 +7,12 @@ sends TikTok no request; on a home that holds its state the same command runs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from click.testing import CliRunner, Result
-
-from orchestrator.cli import cli
 from orchestrator.store.db import DB_FILENAME
 from tests.support.run_support import Served, assert_published_once
 
 USER = "sandbox-user-1"
-
-
-def invoke(served: Served, *args: str, env: dict[str, str] | None = None) -> Result:
-    old = Path.cwd()
-    os.chdir(served.folder)
-    try:
-        return CliRunner().invoke(cli, list(args), env=env or served.env)
-    finally:
-        os.chdir(old)
 
 
 def test_a_fresh_home_is_refused_and_nothing_is_created_or_sent(
@@ -37,10 +24,10 @@ def test_a_fresh_home_is_refused_and_nothing_is_created_or_sent(
     clip, _digest = served.clip("a.mp4")
     manifest = served.manifest([{"user_id": USER, "video_path": clip.name}])
     fresh = tmp_path / "lost-home"
-    env = {**served.env, "ORCHESTRATOR_HOME": str(fresh)}
+    served.env["ORCHESTRATOR_HOME"] = str(fresh)
     calls = served.sandbox.calls()
 
-    result = invoke(served, "run", str(manifest), "--expect-state", env=env)
+    result = served.invoke("run", str(manifest), "--expect-state")
 
     assert result.exit_code == 2, result.output
     assert "no state database in" in result.output
@@ -59,10 +46,10 @@ def test_the_environment_variable_guards_an_empty_home_too(served: Served, tmp_p
     manifest = served.manifest([{"user_id": USER, "video_path": clip.name}])
     empty = tmp_path / "empty-home"
     empty.mkdir(mode=0o700)
-    env = {**served.env, "ORCHESTRATOR_HOME": str(empty), "ORCHESTRATOR_EXPECT_STATE": "1"}
+    served.env |= {"ORCHESTRATOR_HOME": str(empty), "ORCHESTRATOR_EXPECT_STATE": "1"}
     calls = served.sandbox.calls()
 
-    result = invoke(served, "run", str(manifest), env=env)
+    result = served.invoke("run", str(manifest))
 
     assert result.exit_code == 2, result.output
     assert "no state database in" in result.output
@@ -76,9 +63,9 @@ def test_a_home_with_its_state_runs(served: Served) -> None:
     clip, digest = served.clip("a.mp4")
     manifest = served.manifest([{"user_id": USER, "video_path": clip.name}])
     assert (served.home / DB_FILENAME).is_file()
-    env = {**served.env, "ORCHESTRATOR_EXPECT_STATE": "1"}
+    served.env["ORCHESTRATOR_EXPECT_STATE"] = "1"
 
-    result = invoke(served, "run", str(manifest), "--expect-state", env=env)
+    result = served.invoke("run", str(manifest), "--expect-state")
 
     assert result.exit_code == 0, result.output
     assert_published_once(served.sandbox, [digest])
@@ -88,9 +75,9 @@ def test_a_mistyped_value_of_the_variable_is_a_configuration_error(served: Serve
     """ORCHESTRATOR_EXPECT_STATE=maybe: exit 2 naming the variable and the values it takes."""
     clip, _digest = served.clip("a.mp4")
     manifest = served.manifest([{"user_id": USER, "video_path": clip.name}])
-    env = {**served.env, "ORCHESTRATOR_EXPECT_STATE": "maybe"}
+    served.env["ORCHESTRATOR_EXPECT_STATE"] = "maybe"
 
-    result = invoke(served, "run", str(manifest), env=env)
+    result = served.invoke("run", str(manifest))
 
     assert result.exit_code == 2, result.output
     assert "ORCHESTRATOR_EXPECT_STATE must be 1 or 0" in result.output
