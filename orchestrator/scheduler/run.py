@@ -30,6 +30,7 @@ from orchestrator.scheduler.observer import NullObserver, RunObserver
 from orchestrator.scheduler.plan import (
     PlannedEntry,
     RunOptions,
+    first_due,
     plan_entries,
     select_entries,
     settled_without_network,
@@ -121,7 +122,9 @@ class Run:
         results: dict[int, EntryResult] = {}
         interrupted = False
         try:
-            planned = self.plan(selected)
+            planned = first_due(self.plan(selected), self.options.limit, now=self.clock.time())
+            if self.options.limit is not None:
+                selected = [item.entry for item in planned]
             self.observer.run_started(len(planned))
             if self.queue is not None:
                 interrupted = self._drain(self.queue, planned, results)
