@@ -509,7 +509,16 @@ class Uploader:
             "%s: initialised %s%s",
             request.name,
             result.publish_id,
-            f" ({plan.total_chunk_count} chunks of {plan.chunk_size} bytes)" if plan else "",
+            f" ({_chunks(plan.total_chunk_count)} of {plan.chunk_size} bytes)" if plan else "",
+            extra={
+                "fields": {
+                    "event": "initialised",
+                    "publish_id": result.publish_id,
+                    "chunks": plan.total_chunk_count if plan else None,
+                    "chunk_size": plan.chunk_size if plan else None,
+                    "total_bytes": plan.video_size if plan else None,
+                }
+            },
         )
 
     def _call_init(self, request: UploadRequest, plan: ChunkPlan | None) -> InitResult:
@@ -886,3 +895,7 @@ def _holds_everything(status: PublishStatus, size: int) -> bool:
     if status.status in ("", PublishState.PROCESSING_UPLOAD):
         return status.uploaded_bytes is not None and status.uploaded_bytes >= size
     return True
+
+
+def _chunks(count: int) -> str:
+    return f"{count} chunk{'' if count == 1 else 's'}"

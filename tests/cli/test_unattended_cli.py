@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
+from orchestrator.report import report_schema
 from tests.support.run_support import TWO_CHUNKS, Served
 
 USER = "sandbox-user-1"
@@ -61,3 +63,109 @@ def test_off_a_terminal_an_upload_logs_its_progress_with_rate_and_eta(served: Se
     assert sent, result.stderr
     assert all(re.search(r"MiB of 10\.0 MiB sent \(\d+%\), [\d.]+ MiB/s, ", s) for s in sent)
     assert "of 10.0 MiB sent (100%)" in sent[-1]
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line parsed as JSON (a line that is not fails the test)."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_json_logs_every_line_with_initialised_finished_and_a_summary(served: Served) -> None:
+    """--log-format json: only JSON lines; `initialised` has publish_id and the chunk plan,
+    `finished` the entry id and error code, and a final `summary` event closes the run."""
+    path, _digest = served.clip("ok.mp4")
+    manifest = served.manifest(
+        [
+            {"id": "first", "user_id": USER, "video_path": path.name},
+            {"id": "second", "user_id": "nobody-signed-in", "video_path": path.name},
+        ]
+    )
+    result = invoke(
+        served, "run", str(manifest), "--log-format", "json", "--report", "r.json", "-v"
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    events = json_lines(result.stderr)
+    initialised = next(e for e in events if e.get("event") == "initialised")
+    assert initialised["publish_id"]
+    assert initialised["chunks"] == 1
+    assert initialised["total_bytes"] > 0
+    assert "upload_url" not in json.dumps(initialised).lower()
+    finished = {e["id"]: e for e in events if e.get("event") == "finished"}
+    assert finished["first"]["status"] == "published"
+    assert finished["first"]["code"] is None
+    assert finished["second"]["status"] == "failed"
+    assert finished["second"]["code"]
+    summary = events[-1]
+    assert summary["event"] == "summary"
+    assert summary["exit_code"] == 1
+    assert summary["counts"]["published"] == 1
+    assert summary["reports"] == ["r.json"]
+
+
+def test_json_logs_an_invalid_manifest_as_json_and_still_writes_the_reports(
+    served: Served,
+) -> None:
+    """An invalid manifest under --log-format json: one JSON error line with every problem,
+    exit 2, and the JSON and JUnit reports say `invalid` so CI keeps an artifact."""
+    manifest = served.manifest(
+        [{"user_id": USER, "video_path": "gone.mp4"}, {"user_id": USER, "privacy_level": 7}]
+    )
+    result = invoke(
+        served,
+        "run",
+        str(manifest),
+        "--log-format",
+        "json",
+        "--report",
+        "out/r.json",
+        "--junit",
+        "out/junit.xml",
+    )
+    assert result.exit_code == 2, result.output
+    (error,) = json_lines(result.stderr)
+    assert error["event"] == "error"
+    assert error["exit_code"] == 2
+    assert len(error["problems"]) >= 2
+    report = report_of(served, "out/r.json")
+    jsonschema.validate(report, report_schema())
+    assert report["status"] == "invalid"
+    assert report["problems"] == error["problems"]
+    assert report["entries"] == []
+    junit = (served.folder / "out" / "junit.xml").read_text()
+    assert 'failures="1"' in junit
+    assert "gone.mp4" in junit
+
+
+def test_json_logs_a_configuration_error_as_json(served: Served) -> None:
+    """A configuration error (no app credentials) is a JSON line too, with its hint."""
+    manifest = clips_manifest(served, 1)
+    runner = CliRunner()
+    env = {**served.env, "TIKTOK_CLIENT_KEY": "", "TIKTOK_CLIENT_SECRET": ""}
+    result = runner.invoke(cli, ["run", str(manifest), "--log-format", "json"], env=env)
+    assert result.exit_code == 2, result.output
+    (error,) = json_lines(result.stderr)
+    assert error["level"] == "error"
+    assert error["hint"]
+
+
+def test_quiet_prints_no_table(served: Served) -> None:
+    """-q: no table of entries, only the report's path."""
+    manifest = clips_manifest(served, 1)
+    result = invoke(served, "run", str(manifest), "-q", "--report", "r.json")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "report: r.json"
+
+
+def test_verbose_chunk_events_name_the_chunk_and_its_bytes(served: Served) -> None:
+    """-v: each confirmed chunk says which chunk it was and how many bytes TikTok holds."""
+    path, _digest = served.clip("big.mp4", TWO_CHUNKS)
+    manifest = served.manifest([{"user_id": USER, "video_path": path.name}])
+    result = invoke(
+        served, "run", str(manifest), "-v", "--chunk-size", "5242880", "--report", "r.json"
+    )
+    assert result.exit_code == 0, result.output
+    assert re.search(r"ChunkConfirmed \(chunk 1, 5242880 bytes held\) -> uploading", result.stderr)
+    assert re.search(r"ChunkConfirmed \(chunk 2, \d+ bytes held\) -> ", result.stderr)
+    assert "initialised" in result.stderr
+    assert "(2 chunks of " in result.stderr

@@ -100,8 +100,10 @@ def test_log_observer_logs_every_10_seconds_with_rate_and_eta(
         "entries[0]: 6.0 MiB of 40.0 MiB sent (15%), 0.2 MiB/s, 136 s left",
     ]
     fields = sent[0].__dict__["fields"]
-    assert fields["bytes_sent"] == 3 * MIB and fields["total_bytes"] == 40 * MIB
-    assert fields["bytes_per_second"] == MIB // 4 and fields["eta_seconds"] == 148
+    assert fields["bytes_sent"] == 3 * MIB
+    assert fields["total_bytes"] == 40 * MIB
+    assert fields["bytes_per_second"] == MIB // 4
+    assert fields["eta_seconds"] == 148
 
 
 def test_log_observer_warns_with_the_error_of_a_failed_entry(
@@ -137,7 +139,8 @@ def test_bar_observer_draws_bars_on_a_terminal_and_clears_them(entry: Entry) -> 
     lines = frame.rsplit("\x1b[2K", 1)[1].splitlines()  # the frame drawn last
     assert len(lines) == 3
     assert re.match(r"entries +━* +0/2 entries ", lines[0]), lines[0]  # counted as entries
-    assert "bytes" not in lines[0] and "MB" not in lines[0]
+    assert "bytes" not in lines[0]
+    assert "MB" not in lines[0]
     # entries[0]: a bar partly filled (5 of its 10 MiB after the rewind) ...
     assert re.match(r"entries\[0\] user-1 ━+[╸ ]+ +5\.2/10\.5 MB ", lines[1]), lines[1]
     # ... entries[1]: an empty bar and its own size.
