@@ -85,15 +85,16 @@ class LogObserver:
             extra={"fields": {"entries": total_entries, "event": "run_started"}},
         )
 
-    def entry_started(self, entry: Entry, total_bytes: int) -> None:
+    def entry_started(self, entry: Entry, total_bytes: int, *, polling: bool = False) -> None:
         now = self._clock.monotonic()
         with self._lock:
             self._uploads[entry.index] = _Upload(total_bytes, now, logged_at=now)
         size = f" ({_mib(total_bytes)})" if total_bytes else ""
+        doing = "polling" if polling else "uploading" if total_bytes else "posting"
         _log.info(
             "%s: %s for %s%s",
             entry.location,
-            "uploading" if total_bytes else "posting",
+            doing,
             entry.user_id,
             size,
             extra={
@@ -102,6 +103,7 @@ class LogObserver:
                     "id": entry.id,
                     "user_id": entry.user_id,
                     "total_bytes": total_bytes,
+                    "polling": polling,
                     "event": "started",
                 }
             },
@@ -208,7 +210,7 @@ class BarObserver(LogObserver):
     def run_started(self, total_entries: int) -> None:
         self._bars.update(self._overall, total=total_entries)
 
-    def entry_started(self, entry: Entry, total_bytes: int) -> None:
+    def entry_started(self, entry: Entry, total_bytes: int, *, polling: bool = False) -> None:
         with self._lock:
             self._positions[entry.index] = 0
             self._tasks[entry.index] = self._bars.add_task(

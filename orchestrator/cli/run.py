@@ -497,6 +497,7 @@ def validate(ctx: click.Context, manifest: str, online: bool) -> None:
         click.echo(checked.summary())
         return
     from orchestrator.preflight import check_online
+    from orchestrator.progress import plural
 
     settings = options_of(ctx).settings()
     settings.require_client()
@@ -505,8 +506,10 @@ def validate(ctx: click.Context, manifest: str, online: bool) -> None:
         click.echo(f"note: {note}", err=True)
     if found.problems:
         raise ManifestError(
-            f"{len(found.problems)} problem(s) found online for "
-            f"{found.users_checked} user(s); nothing was posted",
+            f"{plural(len(found.problems), 'problem', 'problems')} found online for "
+            f"{plural(found.users_checked, 'user', 'users')}; nothing was posted",
             list(found.problems),
         )
-    click.echo(f"{checked.summary()}; online: {found.users_checked} user(s) checked")
+    click.echo(
+        f"{checked.summary()}; online: {plural(found.users_checked, 'user', 'users')} checked"
+    )

@@ -36,6 +36,7 @@ from orchestrator.scheduler.plan import (
     settled_without_network,
 )
 from orchestrator.scheduler.posting import EntryPoster, Halt
+from orchestrator.scheduler.requests import report_source
 from orchestrator.scheduler.results import (
     INTERRUPTED,
     claim_lost_result,
@@ -156,7 +157,9 @@ class Run:
             manifest=str(self.manifest.path),
             dry_run=self.options.dry_run,
             interrupted=interrupted or self.stop.is_set(),
-            entries=tuple(results[entry.index] for entry in selected),
+            entries=tuple(
+                report_source(results[entry.index], entry, self.manifest.path) for entry in selected
+            ),
         )
 
     def plan(self, entries: Sequence[Entry] | None = None) -> list[PlannedEntry]:

@@ -726,7 +726,14 @@ class Uploader:
         assert machine.plan is not None
         assert machine.publish_id is not None
         label = machine.request.name
-        log.info("%s: %s; asking TikTok for the status", label, why)
+        # Said once per upload: a resent last chunk that meets the same fault is the same event.
+        log.log(
+            logging.INFO if settles <= 1 else logging.DEBUG,
+            "%s: %s; asking TikTok for the status%s",
+            label,
+            why,
+            f" (attempt {settles})" if settles > 1 else "",
+        )
         status: PublishStatus | None = None
         try:
             status = self._client.fetch_status(machine.request.open_id, machine.publish_id)

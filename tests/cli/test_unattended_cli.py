@@ -13,7 +13,8 @@ from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
 from orchestrator.report import report_schema
-from tests.support.run_support import TWO_CHUNKS, Served
+from orchestrator.sandbox import Fault, SandboxConfig
+from tests.support.run_support import TWO_CHUNKS, Served, serve
 
 USER = "sandbox-user-1"
 
@@ -169,3 +170,77 @@ def test_verbose_chunk_events_name_the_chunk_and_its_bytes(served: Served) -> No
     assert re.search(r"ChunkConfirmed \(chunk 2, \d+ bytes held\) -> ", result.stderr)
     assert "initialised" in result.stderr
     assert "(2 chunks of " in result.stderr
+
+
+def test_a_lost_last_chunk_answer_is_logged_once(served: Served) -> None:
+    """Every answer to the last chunk lost (resent, lost again): one line at the default level
+    says so, not one per resend."""
+    manifest = clips_manifest(served, 1)
+    served.sandbox.schedule(Fault("upload", call=None, kind="reset"))
+    result = invoke(served, "run", str(manifest), "--poll-timeout", "0", "--report", "r.json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("answer was lost") == 1, result.stderr
+
+
+def test_the_reports_source_is_as_the_manifest_wrote_it(served: Served) -> None:
+    """A manifest in a sub-folder, run from its parent: `source` is relative to the manifest."""
+    folder = served.folder / "week"
+    folder.mkdir()
+    served.clip("week/a.mp4")
+    manifest = folder / "manifest.json"
+    manifest.write_text(
+        json.dumps({"version": 1, "entries": [{"user_id": USER, "video_path": "a.mp4"}]})
+    )
+    result = invoke(served, "run", "week/manifest.json", "--report", "r.json")
+    assert result.exit_code == 0, result.output
+    (entry,) = report_of(served, "r.json")["entries"]
+    assert entry["source"] == "a.mp4"
+
+
+def test_wording_of_validation_problems(served: Served) -> None:
+    """A duplicate id names the other line once; a null says null once; a tab is a tab."""
+    served.clip("a.mp4")
+    served.clip("b.mp4")
+    manifest = served.folder / "m.yaml"
+    manifest.write_text(
+        "version: 1\nentries:\n  - id: x\n    user_id: u1\n    video_path: a.mp4\n"
+        "  - id: x\n    user_id: u1\n    video_path: b.mp4\n    description: null\n"
+    )
+    result = invoke(served, "validate", "m.yaml")
+    assert result.exit_code == 2
+    assert "already used by entries[0] on line 3 (line 6)" in result.stderr, result.stderr
+    assert "got nothing (null) (line 9)" in result.stderr
+    tabbed = served.folder / "t.yaml"
+    tabbed.write_text("version: 1\nentries:\n  - id: x\n    user_id: u1\n\tvideo_path: a.mp4\n")
+    result = invoke(served, "validate", "t.yaml")
+    assert result.exit_code == 2
+    assert "YAML does not allow tabs for indentation (line 5, column 1)" in result.stderr
+    assert "indent with spaces" in result.stderr
+
+
+def test_a_rerun_that_only_polls_says_polling(tmp_path: Path) -> None:
+    """An upload whose bytes all went before (processing) is polled by the rerun: the log says
+    polling, not uploading with a size."""
+    with serve(tmp_path, SandboxConfig(processing_polls=3)) as served:
+        _rerun_polls(served)
+
+
+def _rerun_polls(served: Served) -> None:
+    manifest = clips_manifest(served, 1)
+    first = invoke(served, "run", str(manifest), "--poll-timeout", "0", "--report", "r1.json")
+    assert first.exit_code == 0, first.output
+    assert report_of(served, "r1.json")["entries"][0]["status"] == "processing"
+    second = invoke(served, "run", str(manifest), "--report", "r2.json")
+    assert second.exit_code == 0, second.output
+    assert "entries[0]: polling for sandbox-user-1" in second.stderr, second.stderr
+    assert "uploading" not in second.stderr
+
+
+def test_a_dry_run_with_a_refused_token_never_says_it_refreshes(served: Served) -> None:
+    """A dry run whose token TikTok refuses says it does not refresh, and nothing else."""
+    manifest = clips_manifest(served, 1)
+    served.sandbox.schedule(Fault("creator_info", call=None, status=401))
+    result = invoke(served, "run", str(manifest), "--dry-run")
+    assert "refreshing" not in result.stderr
+    assert "refreshed" not in result.stderr
+    assert "does not refresh" in result.output
