@@ -388,7 +388,7 @@ def _run_and_report(
         if code in (EXIT_OK, EXIT_UNAVAILABLE):
             code = EXIT_FAILED
     if notices.urls:
-        _send_notices(report, notices, written, json_path)
+        _send_notices(report, notices, written, json_path, shown)
     if shown.json_log:
         counts = report.summary()
         _log.info(
@@ -427,7 +427,11 @@ def _run_and_report(
 
 
 def _send_notices(
-    report: RunReport, notices: _NotifyPlan, written: list[Path], json_path: Path | None
+    report: RunReport,
+    notices: _NotifyPlan,
+    written: list[Path],
+    json_path: Path | None,
+    shown: _Shown,
 ) -> None:
     """Notify per --notify-on, then add the deliveries to the JSON report. Whatever happens
     here (a target down, a report folder gone) the run's result and exit code stand."""
@@ -454,9 +458,11 @@ def _send_notices(
     deliveries = deliver(notices.urls, run_notice(report, written), timeout=notices.timeout)
     for delivery in deliveries:
         if not delivery.delivered:
-            click.echo(
+            shown.say(
                 f"warning: notification not delivered to {delivery.target}: {delivery.error}",
-                err=True,
+                level=logging.WARNING,
+                event="notification_not_delivered",
+                target=delivery.target,
             )
     if json_path is not None and json_path in written:
         with contextlib.suppress(ReportsNotWritten):

@@ -244,3 +244,14 @@ def test_a_dry_run_with_a_refused_token_never_says_it_refreshes(served: Served) 
     assert "refreshing" not in result.stderr
     assert "refreshed" not in result.stderr
     assert "does not refresh" in result.output
+
+
+def test_an_invalid_manifest_writes_the_asked_reports_in_text_mode_too(served: Served) -> None:
+    """Plain logs: an invalid manifest still leaves the JSON report (status invalid) for CI."""
+    manifest = served.manifest([{"user_id": USER, "video_path": "gone.mp4"}])
+    result = invoke(served, "run", str(manifest), "--report", "r.json")
+    assert result.exit_code == 2, result.output
+    assert "gone.mp4" in result.stderr
+    report = report_of(served, "r.json")
+    assert report["status"] == "invalid"
+    assert any("gone.mp4" in problem for problem in report["problems"])
