@@ -54,7 +54,11 @@ if TYPE_CHECKING:
 )
 @click.option("--dry-run", is_flag=True, help="Plan only: no upload, no token refresh written.")
 @click.option("--only-user", multiple=True, metavar="OPEN_ID", help="Only this user (repeatable).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N entries.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Only the first N entries that are due (not done, not scheduled for later).",
+)
 @click.option("--retry-failed", is_flag=True, help="Retry entries that failed permanently before.")
 @click.option(
     "--poll-timeout",
