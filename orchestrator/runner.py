@@ -48,7 +48,7 @@ from orchestrator.scheduler import (
 )
 from orchestrator.secret import Secret
 from orchestrator.settings import RunSettings
-from orchestrator.store.backend import is_shared
+from orchestrator.store.backend import has_state, is_shared
 from orchestrator.store.db import DB_FILENAME, ensure_private_home
 from orchestrator.store.journal import Journal
 from orchestrator.store.lock import RunLock
@@ -198,7 +198,7 @@ def check_with_journal(
     record (an ``id`` added to a posted entry) is named. Raises ManifestError as
     ``load_manifest`` does. Without a state database yet, the manifest alone decides."""
     clock = clock or SystemClock()
-    if not is_shared(settings) and not (settings.home / DB_FILENAME).exists():
+    if not has_state(settings):
         return load_manifest(manifest_path), []
     with TokenStore.open(settings, clock=clock) as store:
         journal = Journal(store.database, store.cipher, clock=clock, run_id="validate")

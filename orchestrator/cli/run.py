@@ -508,10 +508,16 @@ def _default_report_path(settings: Settings, report: RunReport, sandbox: bool) -
 def validate(ctx: click.Context, manifest: str, online: bool) -> None:
     """Check MANIFEST offline (schema, semantics, media) and list every problem at once."""
     # Imported here: jsonschema and yaml take a noticeable moment to import, which `--help` and
-    # the other commands need not pay.
-    from orchestrator.runner import check_with_journal
+    # the other commands need not pay; the run's engine only where a journal can matter.
+    from orchestrator.manifest import load_manifest
+    from orchestrator.store.backend import has_state
 
-    checked, journal_notes = check_with_journal(options_of(ctx).settings(), Path(manifest))
+    if has_state(options_of(ctx).settings()):
+        from orchestrator.runner import check_with_journal
+
+        checked, journal_notes = check_with_journal(options_of(ctx).settings(), Path(manifest))
+    else:
+        checked, journal_notes = load_manifest(Path(manifest)), []
     for note in (*checked.notes, *journal_notes):
         click.echo(f"note: {note}", err=True)
     if not online:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
-from orchestrator.store.db import DEFAULT_BUSY_TIMEOUT, Database, StoreDatabase
+from orchestrator.store.db import DB_FILENAME, DEFAULT_BUSY_TIMEOUT, Database, StoreDatabase
 
 POSTGRES_EXTRA_INSTALL = "pip install 'tiktok-orchestrator[postgres]'"
 
@@ -17,6 +17,12 @@ POSTGRES_EXTRA_INSTALL = "pip install 'tiktok-orchestrator[postgres]'"
 def is_shared(settings: Settings) -> bool:
     """Whether the settings name a shared (PostgreSQL) store rather than the home's file."""
     return settings.store_url is not None
+
+
+def has_state(settings: Settings) -> bool:
+    """Whether the home's store may hold a journal: a shared store always may; the SQLite
+    store only once its ``state.db`` exists (reading commands never create it)."""
+    return is_shared(settings) or (settings.home / DB_FILENAME).exists()
 
 
 def open_database(
