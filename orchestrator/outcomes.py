@@ -28,6 +28,8 @@ class EntryStatus(enum.StrEnum):
     FAILED = "failed"
     UNCERTAIN = "uncertain"
     PLANNED = "planned"
+    AWAITING_REVIEW = "awaiting_review"
+    DECLINED = "declined"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,13 @@ SUCCESS_STATUSES: Final = frozenset(
 )
 FAILURE_STATUSES: Final = frozenset({EntryStatus.FAILED, EntryStatus.UNCERTAIN})
 SKIPPED_STATUSES: Final = frozenset(
-    {EntryStatus.PROCESSING, EntryStatus.DEFERRED, EntryStatus.PLANNED}
+    {
+        EntryStatus.PROCESSING,
+        EntryStatus.DEFERRED,
+        EntryStatus.PLANNED,
+        EntryStatus.AWAITING_REVIEW,
+        EntryStatus.DECLINED,
+    }
 )
 OUTAGE_CODES: Final = frozenset(
     {"unavailable", "retry_budget_spent", "transport", "internal_error", "rate_limit_exceeded"}

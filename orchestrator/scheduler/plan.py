@@ -48,6 +48,8 @@ class RunOptions:
     retry_failed: bool = False
     daily_direct_cap: int = 15
     pending_inbox_cap: int = 5
+    review_all: bool = False
+    """``--review creator``: every direct post waits for its creator's review (review.py)."""
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -158,6 +160,9 @@ def settled_without_network(
                 "`id` in the manifest and run again",
             ),
         )
+    if decision.action is Action.DECLINED:
+        assert record is not None
+        return entry_result(entry, item.meta, "declined", record=record)
     if (
         decision.action is Action.START
         and entry.publish_at is not None

@@ -66,6 +66,7 @@ from orchestrator.errors import (
     StorePermissionError,
 )
 from orchestrator.store import generation
+from orchestrator.store.review_schema import REVIEW_V1
 
 DB_FILENAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 90.0
@@ -299,6 +300,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("creator holds for shared runs", _CREATOR_HOLDS_V1),
     Migration("journal per-user init index", _JOURNAL_V3),
     Migration("web: invites, API keys, posts, connect states", _WEB_V1),
+    Migration("creator review: items and links", REVIEW_V1),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
 

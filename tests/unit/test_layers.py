@@ -58,7 +58,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tiktok.client", "tiktok.oauth", "tiktok.web_oauth"),
     ("settings",),
     ("upload", "progress"),
-    ("rerun", "preflight"),
+    ("rerun", "preflight", "review"),
     ("scheduler",),
     ("runner", "lookup", "auth", "api", "sandbox", "calendar", "doctor", "notify"),
     ("cli", "__main__", "web"),
