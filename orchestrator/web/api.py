@@ -545,6 +545,9 @@ def _post_json(post: WebPost, record: JournalRecord | None) -> dict[str, Any]:
             "updated_at": record.updated_at,
         }
     )
+    from orchestrator.web.review import consent_json
+
+    body["consent"] = consent_json(record.identity)  # the creator's review, when they gave one
     if record.error_code is not None or record.error_message is not None:
         body["error"] = {
             "code": record.error_code,
@@ -563,6 +566,15 @@ def _post(post_id: str) -> WebPost:
             404, "unknown_post", f"no post has id {post_id!r}", "use the id POST /posts answered"
         )
     return post
+
+
+@blueprint.post("/reviews")
+@require_api_key
+def create_review() -> tuple[Response, int]:
+    """A review link for a creator's posts awaiting review (``web/review.py``)."""
+    from orchestrator.web.review import api_create_link
+
+    return api_create_link()
 
 
 @blueprint.get("/posts/<post_id>")
