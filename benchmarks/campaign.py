@@ -1,15 +1,18 @@
 """The fault campaign in full: many seeded schedules, their figures, every invariant checked.
 
-Each seed is a fault schedule played against the sandbox by the real CLI, with SIGKILLs and
-reruns (see ``tests/campaign``). This prints one line per seed that broke an invariant (with
-its schedule and what broke), then the figures: schedules, runs, SIGKILLs, faults fired by
-kind, bytes TikTok received, wall time. Exit status 1 if any invariant broke.
+Each seed is a fault schedule played against the sandbox by the real CLI, with SIGKILLs,
+SIGSTOPs, damaged stores and reruns (see ``tests/campaign``). This prints one line per seed
+that broke an invariant (with its schedule and what broke), then the figures: schedules, runs,
+SIGKILLs, SIGSTOPs, damaged-store runs, faults fired by kind, bytes TikTok received, wall time.
+Exit status 1 if any invariant broke.
 
     python benchmarks/campaign.py --seeds 200            # seeds 1..200, the full campaign
     python benchmarks/campaign.py --first 201 --seeds 100 --workers 3
     python benchmarks/campaign.py --seeds 25 --reduced   # what CI plays
 
-The same seeds under pytest: ``python -m pytest tests/campaign --campaign-seeds=200``.
+The same seeds under pytest: ``python -m pytest tests/campaign --campaign-seeds=200``, which
+also plays the paused-worker schedules on a shared PostgreSQL store (a tenth as many seeds;
+they need a PostgreSQL server, which that session starts).
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def main() -> int:
         f"{len(results)} schedules (seeds {seeds.start}..{seeds.stop - 1}, "
         f"{'reduced' if args.reduced else 'full'}): "
         f"{sum(len(r.runs) for r in results)} runs, {sum(r.kills for r in results)} SIGKILLs, "
+        f"{sum(r.stops for r in results)} SIGSTOPs "
+        f"({sum(r.killed_while_stopped for r in results)} killed while stopped, "
+        f"{sum(r.clock_jumps for r in results)} with TikTok's clock moved on), "
+        f"{sum(r.damaged_runs for r in results)} damaged-store runs, "
         f"{sum(fired.values())} faults fired, "
         f"{sum(r.bytes_sent for r in results) / 1e6:,.0f} MB received by TikTok, "
         f"{wall:.0f} s wall"

@@ -7,6 +7,7 @@ must see something mid-way (the URL to open) they call back into the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -167,7 +168,7 @@ def store_authorization(
         authorization.code, code_verifier=code_verifier, redirect_uri=redirect_uri
     )
     if not grant.scopes and authorization.granted_scopes:
-        grant = _with_scopes(grant, authorization.granted_scopes)
+        grant = dataclasses.replace(grant, scopes=authorization.granted_scopes)
 
     display_name: str | None = None
     avatar_url: str | None = None
@@ -185,18 +186,6 @@ def store_authorization(
         missing_scopes=frozenset(requested_scopes) - grant.scopes,
         avatar_url=avatar_url,
         display_name_error=display_name_error,
-    )
-
-
-def _with_scopes(grant: TokenGrant, scopes: frozenset[str]) -> TokenGrant:
-    return TokenGrant(
-        open_id=grant.open_id,
-        access_token=grant.access_token,
-        access_expires_at=grant.access_expires_at,
-        refresh_token=grant.refresh_token,
-        refresh_expires_at=grant.refresh_expires_at,
-        scopes=scopes,
-        token_type=grant.token_type,
     )
 
 

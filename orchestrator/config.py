@@ -177,6 +177,14 @@ def _check_store_url(value: str | None) -> Secret | None:
     return Secret(value)
 
 
+def _pick(env: Mapping[str, str], option: str | None, var: str) -> str | None:
+    """The option if given, else the environment variable's value (stripped), else None."""
+    if option:
+        return option
+    value = env.get(var, "").strip()
+    return value or None
+
+
 def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
@@ -190,26 +198,24 @@ def load_settings(
     """Build Settings from options (which win) and the environment, validating each value."""
     env = os.environ if environ is None else environ
 
-    def pick(option: str | None, var: str) -> str | None:
-        if option:
-            return option
-        value = env.get(var, "").strip()
-        return value or None
-
-    home_value = pick(None if home is None else os.fspath(home), ENV_HOME)
+    home_value = _pick(env, None if home is None else os.fspath(home), ENV_HOME)
     home_path = Path(home_value).expanduser() if home_value else default_home()
     secret = env.get(ENV_CLIENT_SECRET, "").strip()
     token_key = env.get(ENV_TOKEN_KEY, "").strip()
-    store_url = _check_store_url(pick(store, ENV_STORE))
+    store_url = _check_store_url(_pick(env, store, ENV_STORE))
     notify_urls = env.get(ENV_NOTIFY, "").split()
     settings = Settings(
         home=home_path,
-        api_base=_check_http_url(ENV_API_BASE, pick(api_base, ENV_API_BASE) or DEFAULT_API_BASE),
-        auth_url=_check_http_url(ENV_AUTH_URL, pick(auth_url, ENV_AUTH_URL) or DEFAULT_AUTH_URL),
-        redirect_uri=_check_redirect_uri(
-            pick(redirect_uri, ENV_REDIRECT_URI) or DEFAULT_REDIRECT_URI
+        api_base=_check_http_url(
+            ENV_API_BASE, _pick(env, api_base, ENV_API_BASE) or DEFAULT_API_BASE
         ),
-        client_key=pick(client_key, ENV_CLIENT_KEY),
+        auth_url=_check_http_url(
+            ENV_AUTH_URL, _pick(env, auth_url, ENV_AUTH_URL) or DEFAULT_AUTH_URL
+        ),
+        redirect_uri=_check_redirect_uri(
+            _pick(env, redirect_uri, ENV_REDIRECT_URI) or DEFAULT_REDIRECT_URI
+        ),
+        client_key=_pick(env, client_key, ENV_CLIENT_KEY),
         client_secret=Secret(secret) if secret else None,
         token_key=Secret(token_key) if token_key else None,
         store_url=store_url,
@@ -398,15 +404,9 @@ def load_web_config(
     environment only (arguments show in ``ps``)."""
     env = os.environ if environ is None else environ
 
-    def pick(option: str | None, var: str) -> str | None:
-        if option:
-            return option
-        value = env.get(var, "").strip()
-        return value or None
-
     bind_host = host or DEFAULT_WEB_HOST
     bind_port = DEFAULT_WEB_PORT if port is None else port
-    url = pick(public_url, ENV_PUBLIC_URL)
+    url = _pick(env, public_url, ENV_PUBLIC_URL)
     if url is None:
         if not is_loopback_host(bind_host):
             raise ConfigError(
@@ -430,7 +430,7 @@ def load_web_config(
             hint="the number of reverse proxies in front of serve (1 for one Caddy or nginx)",
         )
 
-    roots_text = pick(upload_roots, ENV_UPLOAD_ROOTS) or ""
+    roots_text = _pick(env, upload_roots, ENV_UPLOAD_ROOTS) or ""
     roots: list[Path] = []
     for part in roots_text.split(os.pathsep):
         if not part.strip():
@@ -443,7 +443,7 @@ def load_web_config(
             )
         roots.append(root.resolve())
 
-    pkce_value = (pick(pkce, ENV_WEB_PKCE) or DEFAULT_WEB_PKCE).lower()
+    pkce_value = (_pick(env, pkce, ENV_WEB_PKCE) or DEFAULT_WEB_PKCE).lower()
     if pkce_value not in WEB_PKCE_READINGS:
         raise ConfigError(
             f"{ENV_WEB_PKCE} (or --pkce) must be one of {', '.join(WEB_PKCE_READINGS)}, "

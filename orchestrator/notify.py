@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 from orchestrator.errors import ConfigError
 from orchestrator.files import write_atomic
 from orchestrator.logs import LOGGER_NAME
-from orchestrator.report import FAILURE_STATUSES, Delivery, RunReport
+from orchestrator.outcomes import FAILURE_STATUSES
+from orchestrator.report import Delivery, RunReport
 
 if TYPE_CHECKING:
     from apprise import AppriseAsset

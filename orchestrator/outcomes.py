@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["EntryStatus", "ErrorInfo"]
+__all__ = [
+    "FAILURE_STATUSES",
+    "SKIPPED_STATUSES",
+    "STATUSES",
+    "SUCCESS_STATUSES",
+    "EntryStatus",
+    "ErrorInfo",
+]
 
 
 class EntryStatus(enum.StrEnum):
@@ -30,6 +38,24 @@ class EntryStatus(enum.StrEnum):
     PLANNED = "planned"
     AWAITING_REVIEW = "awaiting_review"
     DECLINED = "declined"
+
+
+STATUSES: Final = tuple(EntryStatus)
+"""Every entry status, in the order the report's summary lists them."""
+SUCCESS_STATUSES: Final = frozenset(
+    {EntryStatus.PUBLISHED, EntryStatus.SENT_TO_INBOX, EntryStatus.ALREADY_DONE}
+)
+FAILURE_STATUSES: Final = frozenset({EntryStatus.FAILED, EntryStatus.UNCERTAIN})
+"""Statuses that fail a run (SPEC §8): the entry did not post, or may have and must be checked."""
+SKIPPED_STATUSES: Final = frozenset(
+    {
+        EntryStatus.PROCESSING,
+        EntryStatus.DEFERRED,
+        EntryStatus.PLANNED,
+        EntryStatus.AWAITING_REVIEW,
+        EntryStatus.DECLINED,
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Protocol
 
+from orchestrator.outcomes import FAILURE_STATUSES, EntryStatus
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import TaskID
@@ -101,13 +103,13 @@ class LogObserver:
 
     def entry_finished(self, entry: Entry, result: EntryResult) -> None:
         detail = ""
-        if result.error is not None and result.status != "planned":
+        if result.error is not None and result.status is not EntryStatus.PLANNED:
             detail = f": {result.error.code}: {result.error.message}"
         elif result.error is not None:
             detail = f": {result.error.message}"
         elif result.publish_id:
             detail = f" ({result.publish_id})"
-        level = logging.WARNING if result.status in ("failed", "uncertain") else logging.INFO
+        level = logging.WARNING if result.status in FAILURE_STATUSES else logging.INFO
         _log.log(
             level,
             "%s: %s%s",

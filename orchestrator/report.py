@@ -19,23 +19,14 @@ from typing import Any, Final
 
 from orchestrator.errors import FileWriteError, ReportsNotWritten
 from orchestrator.files import write_atomic
-from orchestrator.outcomes import EntryStatus, ErrorInfo
+from orchestrator.outcomes import (
+    FAILURE_STATUSES,
+    SKIPPED_STATUSES,
+    STATUSES,
+    EntryStatus,
+    ErrorInfo,
+)
 
-STATUSES: Final = tuple(EntryStatus)
-"""Every entry status, in the order the report's summary lists them."""
-SUCCESS_STATUSES: Final = frozenset(
-    {EntryStatus.PUBLISHED, EntryStatus.SENT_TO_INBOX, EntryStatus.ALREADY_DONE}
-)
-FAILURE_STATUSES: Final = frozenset({EntryStatus.FAILED, EntryStatus.UNCERTAIN})
-SKIPPED_STATUSES: Final = frozenset(
-    {
-        EntryStatus.PROCESSING,
-        EntryStatus.DEFERRED,
-        EntryStatus.PLANNED,
-        EntryStatus.AWAITING_REVIEW,
-        EntryStatus.DECLINED,
-    }
-)
 OUTAGE_CODES: Final = frozenset(
     {"unavailable", "retry_budget_spent", "transport", "internal_error", "rate_limit_exceeded"}
 )
@@ -62,7 +53,7 @@ class EntryResult:
     user_id: str
     source: str
     mode: str
-    status: str
+    status: EntryStatus
     publish_id: str | None = None
     post_ids: tuple[str, ...] = ()
     bytes: int = 0
@@ -73,7 +64,8 @@ class EntryResult:
     error: ErrorInfo | None = None
 
     def __post_init__(self) -> None:
-        # Stored as the EntryStatus member whatever the caller passed (the same string).
+        # Typed EntryStatus so mypy catches a misspelt status; a caller without types (a test, a
+        # script through the API) may pass the same string, which is stored as the member.
         try:
             object.__setattr__(self, "status", EntryStatus(self.status))
         except ValueError:
@@ -228,7 +220,7 @@ def render_junit(report: RunReport) -> bytes:
 
 
 def _detail(entry: EntryResult) -> str:
-    parts = [entry.status]
+    parts: list[str] = [entry.status]
     if entry.publish_id:
         parts.append(f"publish_id {entry.publish_id}")
     if entry.post_ids:

@@ -11,6 +11,7 @@ import click
 from orchestrator.cli import EXIT_FAILED, cli, handles_errors, options_of, render
 from orchestrator.clock import Clock, SystemClock
 from orchestrator.config import DEFAULT_CALLBACK_TIMEOUT, DEFAULT_SCOPES, Settings
+from orchestrator.humantime import expiry_text
 from orchestrator.notify import DEFAULT_NOTIFY_TIMEOUT
 
 if TYPE_CHECKING:
@@ -88,9 +89,7 @@ def auth_login(ctx: click.Context, no_browser: bool, scopes: str, timeout: float
     user = result.user
     name = f"{user.display_name} ({user.open_id})" if user.display_name else user.open_id
     click.echo(f"Signed in as {name}; scopes: {', '.join(sorted(user.scopes)) or '-'}")
-    click.echo(
-        f"Access token valid until {render.expiry_text(user.access_expires_at, clock.time())}."
-    )
+    click.echo(f"Access token valid until {expiry_text(user.access_expires_at, clock.time())}.")
     if result.display_name_error:
         click.echo(
             f"warning: could not fetch the display name: {result.display_name_error}", err=True
@@ -220,7 +219,7 @@ def auth_refresh(
         if outcome.user is not None and outcome.error is None:
             click.echo(
                 f"refreshed {outcome.open_id}: access valid until "
-                f"{render.expiry_text(outcome.user.access_expires_at, now)}"
+                f"{expiry_text(outcome.user.access_expires_at, now)}"
             )
         else:
             message = str(outcome.error)

@@ -13,6 +13,7 @@ import click
 from orchestrator.cli import cli, handles_errors, options_of, render
 from orchestrator.clock import SystemClock
 from orchestrator.errors import UsageError
+from orchestrator.humantime import utc_text
 
 
 @cli.command()
@@ -64,7 +65,7 @@ def status(ctx: click.Context, publish_id: str, open_id: str, as_json: bool) -> 
     if entry is not None:
         name = entry.entry_id or entry.source
         click.echo(
-            f"journal:    {name} is {entry.state.value} (updated {render.utc(entry.updated_at)})"
+            f"journal:    {name} is {entry.state.value} (updated {utc_text(entry.updated_at)})"
         )
     else:
         click.echo("journal:    not an upload of this home")
@@ -153,6 +154,7 @@ def report_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     import json
 
     from orchestrator.lookup import read_run
+    from orchestrator.store.journal import EntryState
 
     entries = read_run(options_of(ctx).settings(), run_id, clock=SystemClock())
     if not entries:
@@ -167,7 +169,7 @@ def report_command(ctx: click.Context, run_id: str, as_json: bool) -> None:
     else:
         render.print_run_table(run_id, rows)
     bad = any(
-        entry.record is not None and entry.record.state.value in ("failed", "uncertain")
+        entry.record is not None and entry.record.state in (EntryState.FAILED, EntryState.UNCERTAIN)
         for entry in entries
     )
     ctx.exit(1 if bad else 0)

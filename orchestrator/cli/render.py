@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from orchestrator.humantime import duration_text, expiry_text, utc_text
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -59,36 +61,6 @@ def _table(*headers: str) -> Table:
 # -- times ---------------------------------------------------------------------------------------
 
 
-def utc(timestamp: float) -> str:
-    """``2026-05-01 18:00 UTC``."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def relative(seconds: float) -> str:
-    """A short human duration: 3d 4h, 2h 5m, 45m, 30s."""
-    seconds = abs(int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days >= 7:
-        return f"{days}d"
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
-
-
-def expiry_text(timestamp: float, now: float) -> str:
-    """An instant and how far it is from ``now``: ``… (in 3d 4h)`` or ``… (2h 5m ago)``."""
-    when = utc(timestamp)
-    if timestamp > now:
-        return f"{when} (in {relative(timestamp - now)})"
-    return f"{when} ({relative(now - timestamp)} ago)"
-
-
 # -- run -------------------------------------------------------------------------------------------
 
 
@@ -108,7 +80,7 @@ def print_run_summary(report: RunReport) -> None:
     from rich import box
     from rich.table import Table
 
-    from orchestrator.report import STATUSES
+    from orchestrator.outcomes import STATUSES, EntryStatus
 
     out = console()
     table = Table(box=box.SIMPLE, title="dry run: the plan" if report.dry_run else None)
@@ -123,10 +95,10 @@ def print_run_summary(report: RunReport) -> None:
         if entry.error is not None:
             detail = (
                 entry.error.message
-                if entry.status == "planned"
+                if entry.status is EntryStatus.PLANNED
                 else (f"{entry.error.code}: {entry.error.message}")
             )
-            if entry.error.hint and entry.status != "planned":
+            if entry.error.hint and entry.status is not EntryStatus.PLANNED:
                 detail += f" — {entry.error.hint}"
         elif entry.post_ids:
             detail = "post " + ", ".join(entry.post_ids)
@@ -167,8 +139,8 @@ def print_users_table(users: Sequence[UserSummary], now: float) -> None:
         elif user.refresh_dies_soon:
             click.echo(
                 f"warning: the refresh token of {user.open_id} dies in "
-                f"{relative(user.refresh_expires_at - now)} "
-                f"({utc(user.refresh_expires_at)}); after that the user must run "
+                f"{duration_text(user.refresh_expires_at - now)} "
+                f"({utc_text(user.refresh_expires_at)}); after that the user must run "
                 "`auth login` again",
                 err=True,
             )
@@ -219,15 +191,17 @@ def print_history_table(records: Sequence[JournalRecord]) -> None:
     Written line by line as a plain table (:func:`table_lines`), not laid out with rich:
     5,000 rows take a fraction of a second, where rich took seconds (issue 14).
     """
+    from orchestrator.store.journal import DONE_STATES, EntryState
+
     rows = []
     for record in records:
         detail = ""
-        if record.error_code and record.state.value not in ("published", "sent_to_inbox"):
+        if record.error_code and record.state not in DONE_STATES:
             detail = f"{record.error_code}: {record.error_message or ''}".strip()
-        elif record.state.value == "uploading" and record.plan is not None:
+        elif record.state is EntryState.UPLOADING and record.plan is not None:
             detail = f"{record.bytes_confirmed:,} of {record.plan.video_size:,} bytes sent"
         if record.deferred_until:
-            detail += f" (until {utc(record.deferred_until)})"
+            detail += f" (until {utc_text(record.deferred_until)})"
         rows.append(
             (
                 datetime.fromtimestamp(record.updated_at, UTC).strftime("%Y-%m-%d %H:%M"),
@@ -290,6 +264,8 @@ def table_lines(
 
 def run_rows(entries: Sequence[RunEntry]) -> list[dict[str, Any]]:
     """`report --run-id`: one row per entry of a shared run (the queue's and journal's view)."""
+    from orchestrator.store.journal import DONE_STATES
+
     rows: list[dict[str, Any]] = []
     for entry in entries:
         record, queued = entry.record, entry.queued
@@ -307,7 +283,7 @@ def run_rows(entries: Sequence[RunEntry]) -> list[dict[str, Any]]:
                 "publish_id": record.publish_id if record else None,
                 "post_ids": list(record.post_ids) if record else [],
                 "error": f"{record.error_code}: {record.error_message}"
-                if record and record.error_code and state not in ("published", "sent_to_inbox")
+                if record and record.error_code and state not in DONE_STATES
                 else None,
             }
         )

@@ -30,6 +30,7 @@ from orchestrator.config import (
     load_web_config,
 )
 from orchestrator.errors import StoreMissingError, UsageError
+from orchestrator.humantime import utc_text
 from orchestrator.secret import Secret
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
@@ -207,15 +208,9 @@ def auth_invite(
     click.echo(f"{config.public_url}/connect/{made.token}")
     click.echo(
         f"invite {made.invite.id} for {made.invite.label!r}: one use, valid until "
-        f"{_utc(made.invite.expires_at)}; revoke it on the Invites page",
+        f"{utc_text(made.invite.expires_at)}; revoke it on the Invites page",
         err=True,
     )
-
-
-def _utc(timestamp: float) -> str:
-    from orchestrator.cli.render import utc
-
-    return utc(timestamp)
 
 
 # -- api-key -------------------------------------------------------------------------------------
@@ -250,7 +245,6 @@ def api_key_create(ctx: click.Context, label: str) -> None:
 @handles_errors
 def api_key_list(ctx: click.Context) -> None:
     """Every key: id, label, when made and last used, active or revoked (never the key)."""
-    from orchestrator.cli.render import utc
     from orchestrator.store.tokens import TokenStore
     from orchestrator.store.web import ApiKeyStore
 
@@ -264,9 +258,9 @@ def api_key_list(ctx: click.Context) -> None:
         click.echo("No API keys. Make one with `api-key create --label L`.")
         return
     for key in keys:
-        used = utc(key.last_used_at) if key.last_used_at else "never used"
+        used = utc_text(key.last_used_at) if key.last_used_at else "never used"
         state = "active" if key.active else "revoked"
-        click.echo(f"{key.id}  {state:<7}  {utc(key.created_at)}  {used:<20}  {key.label}")
+        click.echo(f"{key.id}  {state:<7}  {utc_text(key.created_at)}  {used:<20}  {key.label}")
 
 
 @api_key.command("revoke")

@@ -30,7 +30,6 @@ from orchestrator.manifest.checks import (
     CAPTION_MAX_UNITS,
     PHOTO_DESCRIPTION_MAX_UNITS,
     PHOTO_TITLE_MAX_UNITS,
-    PostedCheck,
     build_caption,
     utf16_units,
 )
@@ -52,6 +51,7 @@ from orchestrator.manifest.model import (
     entry_identity,
 )
 from orchestrator.manifest.schema import manifest_schema
+from orchestrator.manifest.sources import PostedCheck
 from orchestrator.manifest.validation import check_manifest, load_manifest
 
 __all__ = [

@@ -7,6 +7,9 @@ TikTok's limits (probed once per distinct file); caption and title lengths; a ti
 ``publish_at``; two entries that would be the same post; and, given the journal, a video file
 that is gone is only a note for an entry already posted.
 
+The media source of each entry (which one, and a file's probe) is ``sources``' job; this module
+checks the other fields and the manifest as a whole.
+
 What this module must not do: measure or fingerprint a video itself (it asks the Prober and
 orchestrator.media, once per distinct file), or report anything but through ``problems`` and
 ``notes``.
@@ -14,10 +17,9 @@ orchestrator.media, once per distinct file), or report anything but through ``pr
 
 from __future__ import annotations
 
-import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,7 +27,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from orchestrator.errors import MediaError
 from orchestrator.manifest.documents import Document
 from orchestrator.manifest.model import (
     DocPath,
@@ -35,16 +36,14 @@ from orchestrator.manifest.model import (
     PrivacyLevel,
     Problem,
     content_identity,
-    count_of,
 )
+from orchestrator.manifest.sources import PostedCheck, SourceChecks
 from orchestrator.media import (
     FileMedia,
     Media,
-    MediaInfo,
     PhotoMedia,
     Prober,
     VideoUrlMedia,
-    fingerprint_file,
     media_fingerprint,
 )
 
@@ -116,10 +115,6 @@ def build_caption(description: str, tags: Sequence[str]) -> str:
     return " ".join(([text] if text else []) + hashtags)
 
 
-PostedCheck = Callable[[str | None, str, Mode, Path], bool]
-"""(entry id, user_id, mode, video path) → whether the journal holds that entry as posted."""
-
-
 def _has_lone_surrogate(text: str) -> bool:
     try:
         text.encode("utf-16-le")
@@ -149,34 +144,6 @@ def _whole_number(given: object) -> int | None:
 # -- the semantic pass -----------------------------------------------------------------------------
 
 
-class _FileChecks:
-    """Each distinct file is stat-ed, sniffed and probed once, and fingerprinted at most once,
-    however many entries name it."""
-
-    def __init__(self, prober: Prober) -> None:
-        self._prober = prober
-        self._verdicts: dict[Path, MediaInfo | MediaError] = {}
-        self._fingerprints: dict[Path, str | None] = {}
-
-    def verdict(self, path: Path) -> MediaInfo | MediaError:
-        found = self._verdicts.get(path)
-        if found is None:
-            try:
-                found = self._prober.probe(path)
-            except MediaError as exc:
-                found = exc
-            self._verdicts[path] = found
-        return found
-
-    def fingerprint(self, path: Path) -> str | None:
-        if path not in self._fingerprints:
-            try:
-                self._fingerprints[path] = fingerprint_file(path)
-            except MediaError:
-                self._fingerprints[path] = None
-        return self._fingerprints[path]
-
-
 @dataclass(frozen=True)
 class _Post:
     """What makes an entry a post (SPEC §5), known even when other fields of it are wrong, so
@@ -202,15 +169,16 @@ class Checker:
         posted: PostedCheck | None = None,
     ) -> None:
         self.document = document
-        self.posted = posted
-        # Entries whose video file is gone: a problem unless the journal has them posted.
-        self._missing: dict[DocPath, tuple[Path, Problem]] = {}
-        self.base_dir = base_dir
-        self.files = _FileChecks(prober)
         self.problems: list[Problem] = []
         self.notes: list[str] = []
-        self._resolved: dict[str, Path] = {}
-        self._noted_files: set[Path] = set()
+        self.sources = SourceChecks(
+            document=document,
+            base_dir=base_dir,
+            prober=prober,
+            posted=posted,
+            problems=self.problems,
+            notes=self.notes,
+        )
         self._inbox_with_post_info: list[str] = []
         self._posts: list[_Post] = []
 
@@ -288,7 +256,7 @@ class Checker:
                     "remove it from this entry"
                     + ("; a video's caption is description + tags" if name == "title" else ""),
                 )
-        media, media_info, size = self._media(raw, path, sources)
+        media, media_info, size = self.sources.media(raw, path, sources)
         description = value("description", str) or ""
         tags = [tag for tag in (value("tags", list) or []) if isinstance(tag, str)]
         caption = build_caption(description, tags)
@@ -327,7 +295,7 @@ class Checker:
         if mode is Mode.INBOX and not is_photo and any(name in raw for name in _POST_INFO_FIELDS):
             self._inbox_with_post_info.append(self.document.location(path))
         entry_id = value("id", str)
-        self._missing_file(path, entry_id, user_id, mode)
+        self.sources.missing_file(path, entry_id, user_id, mode)
         if user_id is not None and mode is not None and media is not None:
             self._posts.append(_Post(path, entry_id, user_id, mode, media, size))
         if len(self.problems) != before or user_id is None or media is None:
@@ -357,96 +325,6 @@ class Checker:
             creator_review=values.get("review") == "creator",
         )
         return entry
-
-    def _media(
-        self, raw: dict[str, Any], path: DocPath, sources: list[str]
-    ) -> tuple[Media | None, MediaInfo | None, int | None]:
-        """The entry's media source, and for a file its probe and size (None where invalid)."""
-        if len(sources) != 1:
-            return None, None, None
-        source = sources[0]
-        given = raw[source]
-        if source == "video_url":
-            return (VideoUrlMedia(given), None, None) if isinstance(given, str) else (None,) * 3
-        if source == "photo_urls":
-            if not isinstance(given, list) or not all(isinstance(url, str) for url in given):
-                return None, None, None
-            cover = raw.get("photo_cover_index", 0)
-            if not isinstance(cover, int) or isinstance(cover, bool):
-                return None, None, None
-            if given and cover >= len(given):
-                self.problem(
-                    (*path, "photo_cover_index"),
-                    f"{cover} is out of range for {count_of(len(given), 'photo', 'photos')} "
-                    f"(0-based: 0 to {len(given) - 1})",
-                    "use a 0-based index into photo_urls",
-                )
-                return None, None, None
-            return PhotoMedia(tuple(given), cover), None, None
-        if not isinstance(given, str) or not given:
-            return None, None, None
-        if "\x00" in given:
-            # No file name holds a NUL byte; the operating system would refuse the path.
-            self.problem(
-                (*path, "video_path"),
-                f"{given!r} contains a NUL character, which no file name can",
-                "remove the \\x00 from the path",
-            )
-            return None, None, None
-        resolved = self._resolve(given)
-        verdict = self.files.verdict(resolved)
-        shown = repr(given) if str(resolved) == given else f"{given!r} ({resolved})"
-        if isinstance(verdict, MediaError):
-            problem = self.document.problem(
-                (*path, "video_path"), f"{shown} {verdict.message}", verdict.hint
-            )
-            if self.posted is not None and not os.path.lexists(resolved):
-                # Decided once the entry's id, user and mode are known (_missing_file).
-                self._missing[path] = (resolved, problem)
-                return FileMedia(resolved), None, None
-            self.problems.append(problem)
-            return None, None, None
-        for violation in verdict.limit_violations():
-            self.problem((*path, "video_path"), f"{shown} {violation.message}", violation.fix)
-        if verdict.unchecked and resolved not in self._noted_files:
-            self._noted_files.add(resolved)
-            self.notes.extend(f"{shown}: {note}" for note in verdict.unchecked)
-        return FileMedia(resolved), verdict, verdict.size
-
-    def _missing_file(
-        self, path: DocPath, entry_id: str | None, user_id: str | None, mode: Mode | None
-    ) -> None:
-        """A gone video file blocks the manifest, unless the journal holds the entry as posted:
-        then it is a note, and the run reports the entry already_done."""
-        missing = self._missing.pop(path, None)
-        if missing is None:
-            return
-        resolved, problem = missing
-        if (
-            self.posted is not None
-            and user_id is not None
-            and mode is not None
-            and self.posted(entry_id, user_id, mode, resolved)
-        ):
-            self.notes.append(
-                f"{problem.location}: {problem.message}, but the journal has this entry "
-                "posted: it is reported already_done"
-            )
-            return
-        self.problems.append(problem)
-
-    def _resolve(self, given: str) -> Path:
-        found = self._resolved.get(given)
-        if found is None:
-            candidate = Path(os.path.expanduser(given))
-            if not candidate.is_absolute():
-                candidate = self.base_dir / candidate
-            try:
-                found = candidate.resolve()
-            except (OSError, RuntimeError):  # a symlink loop: keep the lexical path
-                found = Path(os.path.normpath(candidate))
-            self._resolved[given] = found
-        return found
 
     def _check_text(self, path: DocPath, caption: str, title: str | None, is_photo: bool) -> None:
         where = (*path, "description")
@@ -531,7 +409,7 @@ class Checker:
                 continue
             for post in group:
                 assert isinstance(post.media, FileMedia)
-                content = self.files.fingerprint(post.media.path)
+                content = self.sources.files.fingerprint(post.media.path)
                 if content is not None:
                     self._same_post(first_by_identity, post, content)
 

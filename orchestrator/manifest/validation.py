@@ -10,10 +10,11 @@ import os
 from pathlib import Path
 
 from orchestrator.errors import ManifestError
-from orchestrator.manifest.checks import Checker, PostedCheck
+from orchestrator.manifest.checks import Checker
 from orchestrator.manifest.documents import read_document
 from orchestrator.manifest.model import Manifest, ManifestCheck, Problem, count_of
 from orchestrator.manifest.schema import manifest_validator, schema_problems
+from orchestrator.manifest.sources import PostedCheck
 from orchestrator.media import Prober
 
 

@@ -14,8 +14,10 @@ creator_info, the three inits, chunk PUTs under every rule of §5 and §10, stat
 rate windows and caps), keeps what it received for inspection, and lists the protocol
 violations it saw: what a strict TikTok refuses and what TikTok's integration rules forbid.
 Time-based behaviour runs on the injected clock; only ``delay`` and ``drip`` faults take real
-time. Module map: ``config`` (values), ``rules`` (pure checks), ``state`` (memory), ``oauth``,
-``posting``, ``upload`` (endpoints), ``faults``, ``pages`` (HTML), ``server`` (HTTP).
+time. Module map: ``config`` (values), ``rules`` (pure checks), ``state`` (memory), ``rates``,
+``oauth``, ``posting`` (``endpoint``, ``creator``, ``init_checks``, ``video_init``,
+``photo_init``, ``status``), ``upload`` (endpoints), ``faults``, ``pages`` (HTML), ``server``
+(HTTP).
 """
 
 from __future__ import annotations

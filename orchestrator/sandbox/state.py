@@ -2,9 +2,10 @@
 
 Users (from the config), authorization codes, access and refresh tokens, publishes and their
 uploads, the per-user sliding rate windows, call counters, scheduled publish failures and the
-protocol violations seen. Endpoint modules (``oauth``, ``posting``, ``upload``) hold the rules
-and mutate this state under :attr:`SandboxState.lock`; this module holds the data and the
-helpers every endpoint shares (authentication, scopes, rate windows, caps, inspection).
+protocol violations seen. Endpoint modules (``oauth``, the ``posting`` families, ``upload``)
+hold the rules and mutate this state under :attr:`SandboxState.lock`; this module holds the
+data and the helpers every endpoint shares (authentication, scopes, rate windows — counted by
+``rates`` —, caps, inspection).
 
 Expiries use ``clock.time()``; rate windows use ``clock.monotonic()``. No I/O happens here and
 the lock is never held while a request body streams in.
@@ -22,27 +23,14 @@ from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.sandbox.config import (
-    CREATOR_INFO_PER_MINUTE,
-    INIT_PER_MINUTE,
-    STATUS_PER_MINUTE,
-    USER_INFO_PER_MINUTE,
     SandboxConfig,
     SandboxUser,
 )
 from orchestrator.sandbox.messages import Reply, new_log_id, posting_error
+from orchestrator.sandbox.rates import RateWindows
 from orchestrator.sandbox.rules import ChunkPlan
 
-RATE_WINDOW_SECONDS = 60.0
 CAP_WINDOW_SECONDS = 86400.0
-
-RATE_LIMITS = {
-    "video_init": INIT_PER_MINUTE,
-    "inbox_init": INIT_PER_MINUTE,
-    "content_init": INIT_PER_MINUTE,
-    "creator_info": CREATOR_INFO_PER_MINUTE,
-    "status": STATUS_PER_MINUTE,
-    "user_info": USER_INFO_PER_MINUTE,
-}
 
 # Publish statuses (tiktok-api.md §7).
 PROCESSING_UPLOAD = "PROCESSING_UPLOAD"
@@ -200,9 +188,7 @@ class SandboxState:
         self.uploads: dict[str, str] = {}  # upload_id -> publish_id
         self.creator_info_seen: set[str] = set()
         self.digests: dict[tuple[str, str], str] = {}  # (open_id, sha256) -> publish_id
-        # (token, endpoint) -> (monotonic time, client generation) of each request in the window
-        self._windows: dict[tuple[str, str], deque[tuple[float, int]]] = {}
-        self._limited: dict[tuple[str, str, int], float] = {}  # last 429 per client generation
+        self._rates = RateWindows()
         self._caps_told: set[tuple[str, str, int]] = set()  # (open_id, mode, client generation)
         self.client_generation = 0
         self._calls: Counter[str] = Counter()
@@ -401,49 +387,23 @@ class SandboxState:
             self._caps_told.discard((open_id, mode, self.client_generation))
 
     def take_rate(self, endpoint: str, token: AccessToken) -> Reply | None:
-        """Count this request in the user's window; 429 when the window is full.
-
-        tiktok-api.md §8 counts "per user token". The windows here are keyed by the user
-        (open_id), not by the access-token string: a refresh issues a new string, and resetting
-        the window then would make the sandbox laxer than a TikTok that counts the user's grant
-        across refreshes. Per user is at least as strict under either reading.
-
-        TikTok counts every client using the token. Blame is narrower: a 429 is a violation when
-        this client's own requests fill the window, or when it sends again within a window of
-        being answered 429; a window filled by another client's requests is not its fault.
-        """
-        limit = RATE_LIMITS.get(endpoint)
-        if not self.config.rate_limits or limit is None:
+        """Count this request in the user's window; 429 when it is full (see ``rates``)."""
+        if not self.config.rate_limits:
             return None
         with self.lock:
-            now = self.clock.monotonic()
-            client = self.client_generation
-            window = self._windows.setdefault((token.open_id, endpoint), deque())
-            while window and window[0][0] <= now - RATE_WINDOW_SECONDS:
-                window.popleft()
-            last_429 = self._limited.get((token.open_id, endpoint, client))
-            ignored = last_429 is not None and now < last_429 + RATE_WINDOW_SECONDS
-            if ignored:
-                self.violation(
-                    endpoint,
-                    f"request for {token.open_id} within a minute of a 429 (the window was full)",
-                )
-            if len(window) >= limit:
-                own = sum(1 for _, generation in window if generation == client)
-                if own >= limit:
-                    self.violation(
-                        endpoint,
-                        f"rate limit exceeded for {token.open_id} ({limit} per minute per user)",
-                    )
-                self._limited[(token.open_id, endpoint, client)] = now
-                return posting_error(
-                    429,
-                    "rate_limit_exceeded",
-                    "API rate limit was exceeded, only retry after some time.",
-                    self.log_id(),
-                )
-            window.append((now, client))
+            full, violations = self._rates.take(
+                endpoint, token.open_id, self.client_generation, self.clock.monotonic()
+            )
+            for text in violations:
+                self.violation(endpoint, text)
+        if not full:
             return None
+        return posting_error(
+            429,
+            "rate_limit_exceeded",
+            "API rate limit was exceeded, only retry after some time.",
+            self.log_id(),
+        )
 
     # -- publishes ------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from orchestrator.errors import (
     UnsafeConnectionError,
 )
 from orchestrator.manifest import Entry, Mode
-from orchestrator.outcomes import ErrorInfo
+from orchestrator.outcomes import EntryStatus, ErrorInfo
 from orchestrator.preflight import creator_problems
 from orchestrator.secret import Secret
 from orchestrator.tiktok.client import CreatorInfo, TikTokClient
@@ -62,10 +62,10 @@ class UserState:
     note: str | None = None
     # The user's tokens cannot be used: every remaining entry gets this.
     blocked: ErrorInfo | None = None
-    blocked_status: str = "failed"
+    blocked_status: EntryStatus = EntryStatus.FAILED
     # TikTok will not take a new post from the user now: every remaining new entry gets this.
     posting_blocked: ErrorInfo | None = None
-    posting_status: str = "deferred"
+    posting_status: EntryStatus = EntryStatus.DEFERRED
     # Dry run: inits the plan would add, per mode, so the caps are predicted as a run meets them.
     planned_inits: Counter[str] = field(default_factory=Counter)
 
@@ -103,7 +103,7 @@ def guard(
     posts ("posting"), never the run: ``store_failed`` is told of a store that cannot be
     written (the run stops starting work) and an unsafe connection is raised. RunInterrupted
     passes through."""
-    status = "failed"
+    status = EntryStatus.FAILED
     try:
         step()
         return
@@ -111,7 +111,7 @@ def guard(
         error = ErrorInfo("needs_login", str(exc), retryable=True, hint=exc.hint)
     except AuthError as exc:
         transient = exc.transient
-        status = "deferred" if transient else "failed"
+        status = EntryStatus.DEFERRED if transient else EntryStatus.FAILED
         error = ErrorInfo(
             "unavailable" if transient else "auth_error",
             str(exc),
@@ -120,14 +120,14 @@ def guard(
         )
     except ApiError as exc:
         deferred = exc.defer or exc.retryable
-        status = "deferred" if deferred else "failed"
+        status = EntryStatus.DEFERRED if deferred else EntryStatus.FAILED
         error = ErrorInfo(exc.code, str(exc), exc.log_id, deferred, exc.hint)
     except StoreError as exc:
         error = store_failed(exc)
     except UnsafeConnectionError:
         raise  # the run stops
     except TransportError as exc:
-        status = "deferred"
+        status = EntryStatus.DEFERRED
         error = ErrorInfo(
             "unavailable",
             str(exc),

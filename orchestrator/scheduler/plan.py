@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from orchestrator.errors import MediaError
 from orchestrator.manifest import Entry, Manifest, Mode, content_identity, entry_identity
 from orchestrator.media import FileMedia, media_fingerprint
-from orchestrator.outcomes import ErrorInfo
+from orchestrator.outcomes import EntryStatus, ErrorInfo
 from orchestrator.report import EntryResult
 from orchestrator.rerun import Action, Decision, decide
 from orchestrator.scheduler.requests import display_path, entry_kind, request_digest, source_text
@@ -135,10 +135,12 @@ def settled_without_network(
     record = decision.record
     if decision.action is Action.ALREADY_DONE:
         assert record is not None
-        return entry_result(entry, item.meta, "already_done", record=record)
+        return entry_result(entry, item.meta, EntryStatus.ALREADY_DONE, record=record)
     if decision.action is Action.REPEAT_FAILURE:
         assert record is not None
-        return entry_result(entry, item.meta, "failed", record=record, error=stored_error(record))
+        return entry_result(
+            entry, item.meta, EntryStatus.FAILED, record=record, error=stored_error(record)
+        )
     if decision.action is Action.UNCERTAIN:
         assert record is not None
         if record.state is not EntryState.UNCERTAIN and not dry_run:
@@ -149,7 +151,7 @@ def settled_without_network(
         return entry_result(
             entry,
             item.meta,
-            "uncertain",
+            EntryStatus.UNCERTAIN,
             record=record,
             error=ErrorInfo(
                 "uncertain",
@@ -162,7 +164,7 @@ def settled_without_network(
         )
     if decision.action is Action.DECLINED:
         assert record is not None
-        return entry_result(entry, item.meta, "declined", record=record)
+        return entry_result(entry, item.meta, EntryStatus.DECLINED, record=record)
     if (
         decision.action is Action.START
         and entry.publish_at is not None
@@ -171,7 +173,7 @@ def settled_without_network(
         return entry_result(
             entry,
             item.meta,
-            "deferred",
+            EntryStatus.DEFERRED,
             record=record,
             deferred_until=entry.publish_at,
             error=ErrorInfo(

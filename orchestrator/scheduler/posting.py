@@ -23,7 +23,7 @@ from orchestrator.errors import (
     UnsafeConnectionError,
 )
 from orchestrator.manifest import Entry
-from orchestrator.outcomes import ErrorInfo
+from orchestrator.outcomes import EntryStatus, ErrorInfo
 from orchestrator.report import EntryResult
 from orchestrator.rerun import Action
 from orchestrator.retry import RetryBudget
@@ -152,13 +152,13 @@ class EntryPoster:
             if for_the_drain(item, exc):
                 raise
             error = self.halt.store_failed(exc)
-            return entry_result(item.entry, item.meta, "failed", error=error)
+            return entry_result(item.entry, item.meta, EntryStatus.FAILED, error=error)
         except Exception as exc:  # one entry's bug must not lose the whole run's report
             log.exception("%s: unexpected error", item.entry.location)
             return entry_result(
                 item.entry,
                 item.meta,
-                "failed",
+                EntryStatus.FAILED,
                 error=ErrorInfo(
                     "unexpected_error",
                     f"{type(exc).__name__}: {exc}",
@@ -206,10 +206,10 @@ class EntryPoster:
                 item, entry = reviewed, reviewed.entry
             problem = creator_verdict(entry, user.creator)
             if problem is not None:
-                return self._pre_verdict(item, "failed", problem)
+                return self._pre_verdict(item, EntryStatus.FAILED, problem)
             cap = self._check_caps(entry, user)
             if cap is not None:
-                return self._pre_verdict(item, "deferred", cap.error, cap=cap)
+                return self._pre_verdict(item, EntryStatus.DEFERRED, cap.error, cap=cap)
         if self.options.dry_run:
             if item.decision.action is Action.START:
                 user.planned_inits[str(entry.mode)] += 1
@@ -230,10 +230,12 @@ class EntryPoster:
         checked = item.entry if creator is None else entry_for_checks(item.entry, creator)
         problem = creator_verdict(checked, creator)
         if problem is not None:
-            return self._pre_verdict(item, "failed", problem)
+            return self._pre_verdict(item, EntryStatus.FAILED, problem)
         if not self.options.dry_run:
             reviews.await_review(item.meta, review_item(item.entry, item.meta))
-        return entry_result(item.entry, item.meta, "awaiting_review", error=AWAITING_REVIEW)
+        return entry_result(
+            item.entry, item.meta, EntryStatus.AWAITING_REVIEW, error=AWAITING_REVIEW
+        )
 
     def _check_caps(self, entry: Entry, user: UserState) -> CapVerdict | None:
         """The caps' verdict from the inits the journal recorded over the last 24 h."""
@@ -251,7 +253,7 @@ class EntryPoster:
     def _pre_verdict(
         self,
         item: PlannedEntry,
-        status: str,
+        status: EntryStatus,
         error: ErrorInfo,
         *,
         cap: CapVerdict | None = None,
@@ -266,10 +268,10 @@ class EntryPoster:
         record = item.decision.record
         if item.decision.action is not Action.START:
             if record is not None and record.state in (EntryState.UPLOADED, EntryState.PROCESSING):
-                status = "processing"
+                status = EntryStatus.PROCESSING
         elif not self.options.dry_run:
             event: Failed | Deferred
-            if status == "failed":
+            if status is EntryStatus.FAILED:
                 event = Failed(error.code, error.message, error.retryable, error.hint, error.log_id)
             else:
                 event = Deferred(
@@ -325,7 +327,9 @@ class EntryPoster:
             if for_the_drain(item, exc):
                 raise
             broken = self.halt.store_failed(exc)
-            return entry_result(entry, meta, "failed", error=broken, bytes_sent=progress.sent)
+            return entry_result(
+                entry, meta, EntryStatus.FAILED, error=broken, bytes_sent=progress.sent
+            )
         except OrchestratorError as exc:
             # The engine reports entry failures as outcomes; an error here is one it could not
             # place (the file changed under a resume, an illegal step).
@@ -333,7 +337,7 @@ class EntryPoster:
             return entry_result(
                 entry,
                 meta,
-                "failed",
+                EntryStatus.FAILED,
                 error=ErrorInfo(type(exc).__name__, str(exc), retryable=False, hint=exc.hint),
                 bytes_sent=progress.sent,
             )
@@ -346,9 +350,9 @@ class EntryPoster:
             user.posting_blocked = error or ErrorInfo(
                 "deferred", "TikTok asked to post later", retryable=True
             )
-            user.posting_status = "deferred"
+            user.posting_status = EntryStatus.DEFERRED
         if outcome.needs_login and error is not None:
-            user.blocked, user.blocked_status = error, "failed"
+            user.blocked, user.blocked_status = error, EntryStatus.FAILED
         return entry_result(
             entry,
             meta,

@@ -1,6 +1,6 @@
 """An entry as the journal and TikTok see it: its kind and source text, the digest of what would
 be sent, and the upload request handed to the engine (this module has nothing to do with the
-``requests`` HTTP library; only ``transport.py`` imports that).
+``requests`` HTTP library; only ``transport`` imports that).
 
 Pure functions of a manifest entry: no network, no journal, no clock.
 """

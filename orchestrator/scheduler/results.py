@@ -8,11 +8,11 @@ journal honest about an attempt unwound before its init was sent. No network, no
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from orchestrator.manifest import Entry
 from orchestrator.media import FileMedia, VideoUrlMedia
-from orchestrator.outcomes import ErrorInfo
+from orchestrator.outcomes import EntryStatus, ErrorInfo
 from orchestrator.report import EntryResult
 from orchestrator.rerun import Action, Decision
 from orchestrator.scheduler.requests import source_text
@@ -42,16 +42,16 @@ BUDGET_SPENT = ErrorInfo(
     hint="check TikTok's status and your network, then run again",
 )
 
-STATUS_OF = {
-    UploadState.PLANNED: "failed",
-    UploadState.UPLOADING: "deferred",
-    UploadState.UPLOADED: "processing",
-    UploadState.PROCESSING: "processing",
-    UploadState.PUBLISHED: "published",
-    UploadState.SENT_TO_INBOX: "sent_to_inbox",
-    UploadState.FAILED: "failed",
-    UploadState.DEFERRED: "deferred",
-    UploadState.UNCERTAIN: "uncertain",
+STATUS_OF: Final[dict[UploadState, EntryStatus]] = {
+    UploadState.PLANNED: EntryStatus.FAILED,
+    UploadState.UPLOADING: EntryStatus.DEFERRED,
+    UploadState.UPLOADED: EntryStatus.PROCESSING,
+    UploadState.PROCESSING: EntryStatus.PROCESSING,
+    UploadState.PUBLISHED: EntryStatus.PUBLISHED,
+    UploadState.SENT_TO_INBOX: EntryStatus.SENT_TO_INBOX,
+    UploadState.FAILED: EntryStatus.FAILED,
+    UploadState.DEFERRED: EntryStatus.DEFERRED,
+    UploadState.UNCERTAIN: EntryStatus.UNCERTAIN,
 }
 """The report status of the state an upload ended in."""
 
@@ -62,7 +62,7 @@ _HAS_MEDIA = (EntryState.UPLOADED, EntryState.PROCESSING)
 def entry_result(
     entry: Entry,
     meta: EntryMeta,
-    status: str,
+    status: EntryStatus,
     *,
     record: JournalRecord | None = None,
     error: ErrorInfo | None = None,
@@ -106,7 +106,7 @@ def unstarted_result(entry: Entry, error: ErrorInfo) -> EntryResult:
         user_id=entry.user_id,
         source=source_text(entry),
         mode=str(entry.mode),
-        status="deferred",
+        status=EntryStatus.DEFERRED,
         error=error,
     )
 
@@ -129,7 +129,7 @@ def halted_result(
     """An entry the run stopped short of: still ``processing`` if TikTok has its media
     (the next run polls it), otherwise ``deferred``."""
     has_media = record is not None and record.state in _HAS_MEDIA
-    status = "processing" if has_media else "deferred"
+    status = EntryStatus.PROCESSING if has_media else EntryStatus.DEFERRED
     return entry_result(entry, meta, status, record=record, error=error)
 
 
@@ -157,9 +157,9 @@ def interrupted_result(
             fence=fence,
         )
         record = journal.get(meta.identity)
-    status = "deferred"
+    status = EntryStatus.DEFERRED
     if record is not None and record.state in _HAS_MEDIA:
-        status = "processing"  # TikTok has the media; the next run polls it
+        status = EntryStatus.PROCESSING  # TikTok has the media; the next run polls it
     return entry_result(
         entry, meta, status, record=record, error=error or INTERRUPTED, bytes_sent=sent
     )
@@ -171,7 +171,7 @@ def claim_lost_result(entry: Entry, meta: EntryMeta, claim: Claim) -> EntryResul
     return entry_result(
         entry,
         meta,
-        "deferred",
+        EntryStatus.DEFERRED,
         error=ErrorInfo(
             "claim_lost",
             f"worker {claim.worker} lost its claim on the entry (its lease ran out while it "
@@ -220,7 +220,7 @@ def dry_run_result(
     return entry_result(
         entry,
         meta,
-        "planned",
+        EntryStatus.PLANNED,
         record=decision.record,
         chunks=chunks,
         error=ErrorInfo("dry_run", "; ".join(notes), retryable=True),

@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from orchestrator.clock import Clock, RunInterrupted
 from orchestrator.errors import ClaimLostError, StoreConnectionLost, StoreError
 from orchestrator.manifest import Entry, Manifest
+from orchestrator.outcomes import EntryStatus
 from orchestrator.report import EntryResult, RunReport
 from orchestrator.rerun import decide
 from orchestrator.retry import RetryBudget
@@ -62,6 +63,10 @@ it treats the store as unusable."""
 QUEUE_IDLE_LIMIT = 600.0
 """Seconds a worker of a shared run waits with nothing to claim (other workers hold the rest)
 before it leaves; a dead worker's claims become claimable within one lease, long before."""
+_STORED_ERROR_STATUSES: Final = frozenset(
+    {EntryStatus.FAILED, EntryStatus.UNCERTAIN, EntryStatus.DEFERRED}
+)
+"""Statuses of another worker's entry whose error is read back from the journal."""
 
 
 @dataclass
@@ -326,7 +331,10 @@ class Run:
                     queue.release(claim)
                     continue
                 result = entry_result(
-                    planned.entry, planned.meta, "failed", error=self._halt.store_failed(exc)
+                    planned.entry,
+                    planned.meta,
+                    EntryStatus.FAILED,
+                    error=self._halt.store_failed(exc),
                 )
             if self._halt.reason() is not None:
                 # Stopping: whatever this entry reached, the journal has it; the worker that
@@ -359,13 +367,14 @@ class Run:
                 record = self.journal.get(queued.identity)
             except StoreError:
                 record = None
+            status = EntryStatus(queued.result)
             error = (
                 stored_error(record)
-                if record is not None and queued.result in ("failed", "uncertain", "deferred")
+                if record is not None and status in _STORED_ERROR_STATUSES
                 else None
             )
             results[planned.entry.index] = entry_result(
-                planned.entry, planned.meta, queued.result, record=record, error=error
+                planned.entry, planned.meta, status, record=record, error=error
             )
 
 

@@ -28,8 +28,10 @@ Theory of operation:
   wait for another process's write transaction instead of failing at once.
 - The schema version is SQLite's ``PRAGMA user_version`` (it lives in the file header and changes
   inside the migrating transaction, so a crash mid-migration leaves the old version). Migrations
-  are an ordered tuple: the schema version is the number applied, and adding one is appending a
-  :class:`Migration` to :data:`MIGRATIONS`.
+  are an ordered tuple (``migrations.py``): the schema version is the number applied, and adding
+  one is appending a :class:`Migration` to :data:`MIGRATIONS`.
+- What makes a file damaged (its header, ``quick_check``, no schema, a schema that differs from
+  the migrations') is told apart in ``integrity.py``.
 - ``sqlite3`` connections must not be shared between threads, so :class:`Database` hands each
   thread its own connection and closes them all in :meth:`Database.close`.
 - :meth:`Database.transaction` starts with ``BEGIN IMMEDIATE``: it takes the write lock up front,
@@ -48,14 +50,12 @@ Theory of operation:
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import secrets
 import sqlite3
 import stat
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,7 +66,28 @@ from orchestrator.errors import (
     StorePermissionError,
 )
 from orchestrator.store import generation
-from orchestrator.store.review_schema import REVIEW_V1
+from orchestrator.store.integrity import (
+    check_header,
+    check_initialised,
+    check_integrity,
+    check_schema,
+    damaged_store_error,
+)
+from orchestrator.store.migrations import MIGRATIONS, Migration
+
+__all__ = [
+    "DB_FILENAME",
+    "DEFAULT_BUSY_TIMEOUT",
+    "MIGRATIONS",
+    "Database",
+    "Migration",
+    "StoreConnection",
+    "StoreDatabase",
+    "create_private_file",
+    "damaged_store_error",
+    "ensure_private_home",
+    "require_private",
+]
 
 DB_FILENAME = "state.db"
 DEFAULT_BUSY_TIMEOUT = 90.0
@@ -82,227 +103,6 @@ _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema step: a name for messages and the statements that take the schema there."""
-
-    name: str
-    statements: tuple[str, ...]
-
-
-_TOKEN_STORE_V1 = (
-    """
-    CREATE TABLE store_meta (
-        name  TEXT PRIMARY KEY,
-        value BLOB NOT NULL
-    )
-    """,
-    # Token values are AES-GCM blobs (crypto.py); expiries are Unix seconds; `needs_login` is
-    # the reason a user must sign in again (NULL when the refresh token still works);
-    # `generation` grows on every write so a refresher can tell another one got there first.
-    """
-    CREATE TABLE users (
-        open_id            TEXT PRIMARY KEY,
-        display_name       TEXT,
-        scopes             TEXT NOT NULL,
-        access_token       BLOB NOT NULL,
-        access_expires_at  REAL NOT NULL,
-        refresh_token      BLOB NOT NULL,
-        refresh_expires_at REAL NOT NULL,
-        needs_login        TEXT,
-        created_at         REAL NOT NULL,
-        updated_at         REAL NOT NULL,
-        generation         INTEGER NOT NULL DEFAULT 1
-    )
-    """,
-)
-
-_JOURNAL_V1 = (
-    # One row per entry identity. `request_digest` fingerprints what would be sent (caption,
-    # post settings, media), so a changed entry can retry a permanent failure.
-    # `uploaded_at`: when TikTok got the whole media (counts toward the daily caps).
-    """
-        CREATE TABLE journal (
-            identity          TEXT PRIMARY KEY,
-            entry_id          TEXT,
-            user_id           TEXT NOT NULL,
-            mode              TEXT NOT NULL,
-            kind              TEXT NOT NULL,
-            source            TEXT NOT NULL,
-            request_digest    TEXT NOT NULL,
-            state             TEXT NOT NULL,
-            publish_id        TEXT,
-            upload_url        BLOB,
-            url_expires_at    REAL,
-            video_size        INTEGER,
-            chunk_size        INTEGER,
-            total_chunk_count INTEGER,
-            bytes_confirmed   INTEGER NOT NULL DEFAULT 0,
-            last_status       TEXT,
-            post_ids          TEXT NOT NULL DEFAULT '[]',
-            error_code        TEXT,
-            error_message     TEXT,
-            error_log_id      TEXT,
-            error_retryable   INTEGER,
-            error_hint        TEXT,
-            deferred_until    REAL,
-            attempts          INTEGER NOT NULL DEFAULT 0,
-            created_at        REAL NOT NULL,
-            updated_at        REAL NOT NULL,
-            uploaded_at       REAL,
-            finished_at       REAL
-        )
-        """,
-    "CREATE INDEX journal_user_uploaded ON journal (user_id, mode, uploaded_at)",
-    """
-        CREATE TABLE journal_events (
-            id       INTEGER PRIMARY KEY,
-            identity TEXT NOT NULL,
-            run_id   TEXT,
-            at       REAL NOT NULL,
-            event    TEXT NOT NULL,
-            detail   TEXT NOT NULL DEFAULT '{}'
-        )
-        """,
-    "CREATE INDEX journal_events_identity ON journal_events (identity, id)",
-)
-
-_WORK_QUEUE_V1 = (
-    # A shared run's entries (store/queue.py): enqueued once per run id and entry identity,
-    # claimed by one worker at a time under a lease that expires if the worker dies. Used by
-    # the PostgreSQL store; the same schema everywhere keeps the migrations one list.
-    """
-    CREATE TABLE work_queue (
-        run_id      TEXT NOT NULL,
-        identity    TEXT NOT NULL,
-        user_id     TEXT NOT NULL,
-        position    INTEGER NOT NULL,
-        state       TEXT NOT NULL DEFAULT 'pending',
-        worker      TEXT,
-        lease_until REAL,
-        claims      INTEGER NOT NULL DEFAULT 0,
-        result      TEXT,
-        enqueued_at REAL NOT NULL,
-        finished_at REAL,
-        PRIMARY KEY (run_id, identity)
-    )
-    """,
-    "CREATE INDEX work_queue_pending ON work_queue (run_id, state, user_id, position)",
-    # The requests (reservations) of each user's rate windows, shared by every worker
-    # (store/shared_pacing.py); `at` is Unix seconds.
-    """
-    CREATE TABLE rate_stamps (
-        user_id TEXT NOT NULL,
-        kind    TEXT NOT NULL,
-        at      REAL NOT NULL
-    )
-    """,
-    "CREATE INDEX rate_stamps_window ON rate_stamps (user_id, kind, at)",
-)
-
-_JOURNAL_V2 = (
-    # The media fingerprint an upload was started with: an entry with an explicit id whose file
-    # was replaced must not have the new file's bytes appended to the old file's upload.
-    "ALTER TABLE journal ADD COLUMN media_fingerprint TEXT",
-    # The daily caps count accepted inits per user over 24 hours from the event log.
-    "CREATE INDEX journal_events_event_at ON journal_events (event, at)",
-)
-
-_CREATOR_HOLDS_V1 = (
-    # Which worker of a shared store works on each creator (store/queue.py): a row per user,
-    # taken and renewed by the worker's heartbeat under a lease on the database's clock, with a
-    # counter that grows with every take (the fencing token a worker's writes are checked
-    # against). Rows, not session advisory locks: they survive poolers in transaction mode,
-    # idle-session limits and NAT timeouts, and a paused worker's creators come free.
-    """
-    CREATE TABLE creator_holds (
-        user_id     TEXT PRIMARY KEY,
-        worker      TEXT,
-        lease_until REAL,
-        counter     INTEGER NOT NULL DEFAULT 0
-    )
-    """,
-)
-
-_JOURNAL_V3 = (
-    # The caps check asks, for every entry, for one user's inits of the last 24 hours: found
-    # from the user's journal rows (this index leads with the user) and, per row, its inits
-    # (the second), instead of every user's inits through journal_events_event_at, which made
-    # each check cost more the more the run had done (issue 14).
-    "CREATE INDEX journal_user_mode_identity ON journal (user_id, mode, identity)",
-    "CREATE INDEX journal_events_identity_event_at ON journal_events (identity, event, at)",
-)
-
-_WEB_V1 = (
-    # The `serve` web application (store/web.py). Every secret handed out (an invite token, an
-    # API key, an OAuth state) is >= 128 random bits and kept only as its SHA-256 hex digest:
-    # random secrets need no slow hash, and a leaked database hands out nothing usable.
-    # Times are Unix seconds; `scopes` is comma-separated like users.scopes.
-    """
-    CREATE TABLE invites (
-        id         TEXT PRIMARY KEY,
-        token_hash TEXT NOT NULL UNIQUE,
-        label      TEXT NOT NULL,
-        scopes     TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        expires_at REAL NOT NULL,
-        used_at    REAL,
-        revoked_at REAL,
-        open_id    TEXT
-    )
-    """,
-    """
-    CREATE TABLE api_keys (
-        id           TEXT PRIMARY KEY,
-        key_hash     TEXT NOT NULL UNIQUE,
-        label        TEXT NOT NULL,
-        created_at   REAL NOT NULL,
-        last_used_at REAL,
-        revoked_at   REAL
-    )
-    """,
-    # A post made through /api/v1: the manifest entry it stands for (JSON), the digest of the
-    # request body (the same Idempotency-Key with another body is refused), and where an
-    # uploaded video was spooled. The journal holds its progress under the entry's identity.
-    """
-    CREATE TABLE web_posts (
-        id              TEXT PRIMARY KEY,
-        idempotency_key TEXT NOT NULL UNIQUE,
-        body_digest     TEXT NOT NULL,
-        entry           TEXT NOT NULL,
-        created_at      REAL NOT NULL,
-        cancelled_at    REAL,
-        upload_path     TEXT
-    )
-    """,
-    "CREATE INDEX web_posts_created ON web_posts (created_at)",
-    # One "Continue with TikTok" click: the OAuth state (hashed), the invite it is bound to,
-    # the PKCE verifier sealed with the token cipher, and the hash of the browser cookie.
-    """
-    CREATE TABLE connect_states (
-        state_hash      TEXT PRIMARY KEY,
-        invite_id       TEXT NOT NULL,
-        sealed_verifier BLOB NOT NULL,
-        browser_hash    TEXT NOT NULL,
-        created_at      REAL NOT NULL,
-        used_at         REAL
-    )
-    """,
-)
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration("token store", _TOKEN_STORE_V1),
-    Migration("journal", _JOURNAL_V1),
-    Migration("journal fingerprints and cap index", _JOURNAL_V2),
-    Migration("work queue and shared rate windows", _WORK_QUEUE_V1),
-    Migration("creator holds for shared runs", _CREATOR_HOLDS_V1),
-    Migration("journal per-user init index", _JOURNAL_V3),
-    Migration("web: invites, API keys, posts, connect states", _WEB_V1),
-    Migration("creator review: items and links", REVIEW_V1),
-    # Append new migrations here; never edit or reorder one that has shipped.
-)
 
 
 class StoreConnection(Protocol):
@@ -444,13 +244,13 @@ class Database:
         for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             if companion.exists():
                 require_private(companion)
-        _check_header(path)
+        check_header(path)
         database = cls(path, busy_timeout=busy_timeout)
         try:
-            database._check_integrity()
-            database._check_initialised()
+            check_integrity(database)
+            check_initialised(database)
             database._migrate(migrations)
-            database._check_schema(migrations)
+            check_schema(database, migrations)
             if accept_restore:
                 generation.accept_restore(database, home)
             elif create:
@@ -625,39 +425,6 @@ class Database:
 
     # -- opening ----------------------------------------------------------------------------
 
-    def _check_integrity(self) -> None:
-        # quick_check reads every page (fast: milliseconds for a token store and journal) so a
-        # damaged file is reported when it is opened, not halfway through a run.
-        rows = self.fetch_all("PRAGMA quick_check")
-        problems = [str(row[0]) for row in rows if str(row[0]) != "ok"]
-        if problems:
-            raise self._corrupt("; ".join(problems[:3]))
-
-    def _check_initialised(self) -> None:
-        # SQLite reads a 0-byte file as an empty database: an existing file without our schema
-        # was truncated or is not ours, and initialising it would post every entry again.
-        if self.schema_version() != 0:
-            return
-        tables = self.fetch_all("SELECT name FROM sqlite_master")
-        size = self.path.stat().st_size
-        what = (
-            f"it is empty ({size} bytes)"
-            if not tables
-            else "it holds no tiktok-orchestrator schema (another program's database?)"
-        )
-        raise self._corrupt(what)
-
-    def _check_schema(self, migrations: Sequence[Migration]) -> None:
-        """Refuse a file whose tables or indexes differ from what the migrations make (a flipped
-        byte in the schema text can leave SQLite reading a table with a renamed column)."""
-        expected = _schema_of_migrations(tuple(migrations))
-        with self.translate_errors():
-            connection = self.connection()
-            actual = _schema_of(connection)
-        for name, columns in expected.items():
-            if actual.get(name) != columns:
-                raise self._corrupt(f"its {name} does not match the schema version it claims")
-
     def schema_version(self) -> int:
         """The number of migrations applied to the file."""
         row = self.fetch_one("PRAGMA user_version")
@@ -682,42 +449,6 @@ class Database:
                     connection.execute(statement)
             # PRAGMA takes no parameters; `known` is an int we computed.
             connection.execute(f"PRAGMA user_version = {known}")
-
-
-def damaged_store_error(path: Path, detail: str) -> StoreCorruptError:
-    """The error for a damaged ``state.db``: what is wrong, where, and how to restore it.
-
-    Never "delete it": a new, empty store has no journal, and the next run would post every
-    entry again.
-    """
-    return StoreCorruptError(
-        f"the state database {path} is damaged ({detail}); nothing was changed or sent",
-        hint=(
-            f"restore {path} from a backup (with its token.key), or recover what SQLite can "
-            f"still read: `sqlite3 {path} .recover | sqlite3 {path}.recovered`, then "
-            f"`mv {path} {path}.damaged && mv {path}.recovered {path}`; do not start over with "
-            "an empty store: without the journal every entry would be posted again"
-        ),
-    )
-
-
-_SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def _check_header(path: Path) -> None:
-    """Refuse a file that does not start as an SQLite database, before SQLite opens it: SQLite
-    takes a 0-byte (or short) file for a new database and would write a header into it."""
-    try:
-        with open(path, "rb") as file:
-            header = file.read(len(_SQLITE_HEADER))
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if header == _SQLITE_HEADER:
-        return
-    if len(header) < len(_SQLITE_HEADER):
-        size = path.stat().st_size
-        raise damaged_store_error(path, f"it is cut short: {size} byte{'s' * (size != 1)}")
-    raise damaged_store_error(path, "it is not an SQLite database")
 
 
 def _create_database(path: Path, migrations: Sequence[Migration]) -> None:
@@ -751,35 +482,6 @@ def _create_database(path: Path, migrations: Sequence[Migration]) -> None:
         for leftover in (temporary, Path(f"{temporary}-journal")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
-
-
-_Schema = dict[str, tuple[tuple[Any, ...], ...]]
-
-
-def _schema_of(connection: sqlite3.Connection) -> _Schema:
-    """Each table's columns (name, type, not null, default, key) and each index's columns."""
-    schema: _Schema = {}
-    for kind, name in connection.execute(
-        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') "
-        "AND name NOT LIKE 'sqlite_%'"
-    ).fetchall():
-        pragma = "table_info" if kind == "table" else "index_info"
-        rows = connection.execute(f'PRAGMA {pragma}("{name}")').fetchall()
-        schema[f"{kind} {name}"] = tuple(tuple(row) for row in rows)
-    return schema
-
-
-@functools.cache
-def _schema_of_migrations(migrations: tuple[Migration, ...]) -> _Schema:
-    """What applying ``migrations`` to an empty database makes (built once, in memory)."""
-    connection = sqlite3.connect(":memory:")
-    try:
-        for migration in migrations:
-            for statement in migration.statements:
-                connection.execute(statement)
-        return _schema_of(connection)
-    finally:
-        connection.close()
 
 
 def _rollback_quietly(connection: sqlite3.Connection) -> None:

@@ -139,7 +139,7 @@ def _counter(database: Database, row: sqlite3.Row | None) -> int:
     value = row[0]
     if isinstance(value, int) and value >= 0:
         return value
-    from orchestrator.store.db import damaged_store_error
+    from orchestrator.store.integrity import damaged_store_error
 
     raise damaged_store_error(database.path, "its generation counter is not a number")
 

@@ -11,8 +11,8 @@ Theory of operation:
 - The SQL the store modules write uses SQLite's ``?`` placeholders; a connection wrapper turns
   them into psycopg's ``%s`` (our statements have no ``?`` inside string literals). Rows support
   ``row["name"]`` and ``row[0]`` like ``sqlite3.Row``.
-- Migrations are the same tuple as SQLite's (:data:`~orchestrator.store.db.MIGRATIONS`); their
-  type names are mapped by :func:`postgres_ddl` (``BLOB`` → ``BYTEA``, ``REAL`` → ``DOUBLE
+- Migrations are the same tuple as SQLite's (:data:`~orchestrator.store.migrations.MIGRATIONS`);
+  their type names are mapped by :func:`postgres_ddl` (``BLOB`` → ``BYTEA``, ``REAL`` → ``DOUBLE
   PRECISION``, ``INTEGER`` → ``BIGINT``: a video size does not fit 32 bits). The version lives
   in the table ``orchestrator_schema`` and moves inside the migrating transaction, which holds
   an advisory lock so workers starting together migrate once.
@@ -43,7 +43,7 @@ from urllib.parse import unquote
 from orchestrator.config import ENV_STORE
 from orchestrator.errors import ConfigError, StoreConnectionLost, StoreCorruptError, StoreError
 from orchestrator.secret import Secret
-from orchestrator.store.db import MIGRATIONS, Migration
+from orchestrator.store.migrations import MIGRATIONS, Migration
 
 if TYPE_CHECKING:
     import psycopg

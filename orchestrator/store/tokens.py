@@ -28,7 +28,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from orchestrator.clock import Clock
@@ -40,12 +39,13 @@ from orchestrator.errors import (
     StoreCorruptError,
     TransportError,
 )
+from orchestrator.humantime import utc_text
 from orchestrator.retry import Retrier, RetryPolicy
 from orchestrator.secret import Secret
 from orchestrator.store.backend import is_shared, open_database
 from orchestrator.store.crypto import TokenCipher, open_cipher
 from orchestrator.store.db import DEFAULT_BUSY_TIMEOUT, StoreConnection, StoreDatabase
-from orchestrator.tiktok.oauth import TokenGrant
+from orchestrator.tiktok.oauth_values import TokenGrant
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,6 @@ class TokenState(enum.StrEnum):
     """The access token has expired; the refresh token still works."""
     NEEDS_LOGIN = "needs_login"
     """The refresh token expired or was rejected: the user must run ``auth login``."""
-
-
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @dataclass(frozen=True)
@@ -103,7 +99,7 @@ class StoredUser:
         if self.needs_login is not None:
             return self.needs_login
         if now >= self.refresh_expires_at:
-            return f"the refresh token expired on {_when(self.refresh_expires_at)}"
+            return f"the refresh token expired on {utc_text(self.refresh_expires_at)}"
         return None
 
     def missing_scopes(self, required: Iterable[str]) -> frozenset[str]:
@@ -357,8 +353,8 @@ class TokenStore:
             return None  # the same grant again
         if item.obtained_at < stored.updated_at:
             return (
-                f"the store's tokens were written {_when(stored.updated_at)}, after the file's "
-                f"were obtained ({_when(item.obtained_at)}); a refresh has rotated them since"
+                f"the store's tokens were written {utc_text(stored.updated_at)}, after the file's "
+                f"were obtained ({utc_text(item.obtained_at)}); a refresh has rotated them since"
             )
         if (
             item.grant.access_expires_at < stored.access_expires_at
@@ -366,7 +362,7 @@ class TokenStore:
         ):
             return (
                 f"the file's tokens expire before the stored ones (access token "
-                f"{_when(item.grant.access_expires_at)} < {_when(stored.access_expires_at)})"
+                f"{utc_text(item.grant.access_expires_at)} < {utc_text(stored.access_expires_at)})"
             )
         return None
 
@@ -565,6 +561,6 @@ class TokenProvider:
         log.info(
             "user %s: token refreshed; access valid until %s",
             open_id,
-            _when(refreshed.user.access_expires_at),
+            utc_text(refreshed.user.access_expires_at),
         )
         return _RefreshResult(credentials=refreshed)

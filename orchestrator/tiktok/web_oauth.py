@@ -21,11 +21,7 @@ from urllib.parse import urlencode, urlsplit
 
 from orchestrator.errors import ConfigError
 from orchestrator.secret import Secret
-from orchestrator.tiktok.oauth import (
-    AuthorizationRequest,
-    code_challenge,
-    new_code_verifier,
-)
+from orchestrator.tiktok.oauth import AuthorizationRequest, code_challenge, new_code_verifier
 
 CONNECT_CALLBACK_PATH = "/connect/callback/"
 """Where TikTok sends a creator back, under the public URL; register it for the Web app."""

@@ -39,9 +39,14 @@ Where each part lives (data flows down this list, never up):
 - ``upload.request`` — what to post: :class:`UploadRequest` and its sources;
 - ``upload.machine`` — the sans-I/O :class:`UploadMachine`: state (read-only from outside),
   the transition checks, chunk headers and the meaning of a chunk answer;
-- ``upload.driver`` — :class:`Uploader`, the I/O: the API client, chunk PUTs through the
-  transport, the clock for expiry and polling. Progress goes to a :class:`ProgressSubscriber`;
-  nothing here prints.
+- ``upload.run`` — one call's working state (the machine, its file, the shared collaborators)
+  and the :class:`UploadOutcome` it ends in;
+- ``upload.initialise`` — the init, the one request that can post;
+- ``upload.settle`` — settling a maybe-finished upload by its status, and polling;
+- ``upload.transfer`` — chunk PUTs through the transport, resyncs, dead URLs, and the checks
+  that the file being sent is still the file that was initialised;
+- ``upload.driver`` — :class:`Uploader`, which opens the file and runs those steps in order.
+  Progress goes to a :class:`ProgressSubscriber`; nothing here prints.
 """
 
 import importlib
@@ -74,7 +79,7 @@ from orchestrator.upload.events import (
 # imports ``orchestrator.upload.events``, and Python runs this file first, so an eager import
 # here would load the driver, the TikTok client and requests into every store user.
 if TYPE_CHECKING:
-    from orchestrator.upload.driver import Uploader, UploadOutcome
+    from orchestrator.upload.driver import Uploader
     from orchestrator.upload.machine import ChunkAnswer, ChunkReply, MachineEvent, UploadMachine
     from orchestrator.upload.request import (
         CONTENT_TYPES,
@@ -84,9 +89,10 @@ if TYPE_CHECKING:
         UploadRequest,
         UrlSource,
     )
+    from orchestrator.upload.run import UploadOutcome
 
 _LAZY: Final = {
-    "UploadOutcome": "driver",
+    "UploadOutcome": "run",
     "Uploader": "driver",
     "ChunkAnswer": "machine",
     "ChunkReply": "machine",

@@ -8,7 +8,7 @@ Blueprints, one job each:
 
 - ``operator.py`` — the operator's pages behind the admin password (accounts, invites, posts,
   reports, API keys);
-- ``api.py`` — ``/api/v1`` (Bearer API keys; JSON errors);
+- ``api/`` — ``/api/v1`` (Bearer API keys; JSON errors);
 - ``connect.py`` (when present) — the creators' invite and OAuth callback pages.
 
 Every response carries the security headers of ``security.py``; every state-changing form

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.store.journal import EntryState
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -122,21 +124,8 @@ def openapi_document() -> dict[str, Any]:
                         "mode": {"type": "string"},
                         "state": {
                             "type": "string",
-                            "enum": [
-                                "queued",
-                                "cancelled",
-                                "initialising",
-                                "uploading",
-                                "uploaded",
-                                "processing",
-                                "published",
-                                "sent_to_inbox",
-                                "failed",
-                                "deferred",
-                                "uncertain",
-                                "awaiting_review",
-                                "declined",
-                            ],
+                            # Before the journal has the post, then the journal's states.
+                            "enum": ["queued", "cancelled", *(s.value for s in EntryState)],
                         },
                         "publish_id": {"type": ["string", "null"]},
                         "bytes_sent": {"type": "integer"},

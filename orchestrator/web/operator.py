@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
@@ -24,6 +23,7 @@ from flask.typing import ResponseReturnValue
 from orchestrator import auth as auth_use_cases
 from orchestrator.config import DEFAULT_SCOPES
 from orchestrator.errors import UsageError
+from orchestrator.humantime import expiry_text, utc_text
 from orchestrator.lookup import read_run
 from orchestrator.store.journal import Journal
 from orchestrator.store.tokens import DEFAULT_REFRESH_MARGIN
@@ -51,12 +51,6 @@ def tiktok_post_url(post_id: str) -> str:
     return f"https://www.tiktok.com/@/video/{post_id}"
 
 
-def utc_text(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def signed_in() -> bool:
     """Whether this request's session is a live operator login."""
     since = session.get(_SIGNED_IN)
@@ -79,34 +73,15 @@ def login_required(view: Callable[P, R]) -> Callable[P, R | ResponseReturnValue]
     return wrapper
 
 
-def relative_text(seconds: float) -> str:
-    """A short duration as ``auth list`` writes it: 3d 4h, 2h 5m, 45m, 30s."""
-    seconds = abs(int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days >= 7:
-        return f"{days}d"
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m"
-    return f"{secs}s"
-
-
 @blueprint.app_template_filter("utc")
 def _utc_filter(timestamp: float | None) -> str:
-    return utc_text(timestamp)
+    return "-" if timestamp is None else utc_text(timestamp)
 
 
 @blueprint.app_template_filter("expiry")
 def _expiry_filter(timestamp: float, now: float) -> str:
     """When a token expires, and how far off that is (as ``auth list`` shows it)."""
-    if timestamp > now:
-        return f"{utc_text(timestamp)} (in {relative_text(timestamp - now)})"
-    return f"{utc_text(timestamp)} ({relative_text(now - timestamp)} ago)"
+    return expiry_text(timestamp, now)
 
 
 # -- sign in and out -----------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 waitress is the production server (pure Python, threads rather than forks, and it spools large
 request bodies to temporary files, which the multipart upload of ``/api/v1/posts`` needs);
 Flask's development server is never used. One process serves requests on waitress's threads
-and drains posted work on the :class:`BackgroundWorker` thread; stopping (Ctrl-C, SIGTERM)
-closes the listener, then stops the worker, then the caller closes the store.
+and drains posted work on the :class:`~orchestrator.web.worker.PostWorker` thread; stopping
+(Ctrl-C, SIGTERM) closes the listener, then stops the worker, then the caller closes the store.
 
 This module must not print (the command line does, through ``on_ready``) or log a secret.
 """
@@ -35,58 +35,6 @@ log = logging.getLogger(__name__)
 WAITRESS_THREADS = 8
 MAX_REQUEST_BODY = 4 * 1024**3 + 1024**2
 """The largest request waitress accepts: the API's 4 GB upload cap plus room for the form."""
-WORKER_POLL_INTERVAL = 1.0
-"""Seconds the worker waits between looks for new work when it found none."""
-WORKER_STOP_TIMEOUT = 30.0
-
-
-class BackgroundWorker:
-    """The thread that drains work posted over HTTP.
-
-    ``drain`` does one pass — take what is queued, hand it to the scheduler, wait for it — and
-    returns how much is still queued; the API's part of the work supplies it. Without one the
-    worker idles (the operator's pages need none).
-    """
-
-    def __init__(
-        self,
-        *,
-        drain: Callable[[], int] | None = None,
-        poll_interval: float = WORKER_POLL_INTERVAL,
-    ) -> None:
-        self._drain = drain
-        self._poll_interval = poll_interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._depth = 0
-        self._failed = False
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="orchestrator-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = WORKER_STOP_TIMEOUT) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._failed
-
-    def queue_depth(self) -> int:
-        return self._depth
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                if self._drain is not None:
-                    self._depth = self._drain()
-                if self._depth == 0:
-                    self._stop.wait(self._poll_interval)
-        except BaseException:
-            self._failed = True
-            log.exception("the background worker stopped")
-            raise
 
 
 @dataclass(frozen=True)
@@ -104,7 +52,7 @@ def serve(
     settings: Settings,
     clock: Clock,
     token_store: TokenStore,
-    worker: BackgroundWorker | PostWorker | None = None,
+    worker: PostWorker | None = None,
     on_ready: Callable[[ServeStarted], None] = lambda _started: None,
 ) -> None:
     """Serve until interrupted (SIGINT or SIGTERM)."""

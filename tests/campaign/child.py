@@ -6,11 +6,12 @@ Everything is the real command line (option parsing, logging, the run, reports, 
 signal handling); only the engine's tunables are shortened, so faults that make it wait (an
 answer held past the read timeout, backoffs, polling) cost fractions of a second instead of
 minutes. Each run of :func:`orchestrator.runner.run_manifest` gets :data:`CAMPAIGN_TUNABLES`
-with the command line's own poll timeout and chunk size.
+with the command line's own poll timeout, chunk size and lease (``--lease``).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,10 @@ def _with_campaign_tunables(real: Any) -> Any:
     ) -> RunReport:
         asked = tunables or RunSettings()
         merged = replace(
-            CAMPAIGN_TUNABLES, poll_timeout=asked.poll_timeout, chunk_size=asked.chunk_size
+            CAMPAIGN_TUNABLES,
+            poll_timeout=asked.poll_timeout,
+            chunk_size=asked.chunk_size,
+            lease=asked.lease,
         )
         report: RunReport = real(settings, manifest_path, options, tunables=merged, **kwargs)
         return report
@@ -56,9 +60,30 @@ def _with_campaign_tunables(real: Any) -> Any:
     return run_manifest
 
 
+UNFENCED = "CAMPAIGN_UNFENCED"
+"""Set to 1 in a worker's environment, it runs without its fence (journal writes not checked
+against the claim, the heartbeat's takeovers ignored): only to show that the paused-worker
+campaign catches what the fence prevents."""
+
+
+def _without_the_fence() -> None:
+    from orchestrator.store.queue import Claim, WorkQueue
+
+    def unchecked(self: Claim, connection: Any) -> None:
+        return None
+
+    def never_lost(self: WorkQueue, claim: Claim) -> bool:
+        return False
+
+    Claim.check = unchecked  # type: ignore[method-assign]
+    WorkQueue.is_lost = never_lost  # type: ignore[method-assign]
+
+
 def main() -> None:
     # The CLI imports run_manifest from the runner module when a run starts: this is the seam.
     runner.run_manifest = _with_campaign_tunables(runner.run_manifest)
+    if os.environ.get(UNFENCED) == "1":
+        _without_the_fence()
     cli.main()
 
 

@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.campaign.harness import SeedResult, play
-from tests.campaign.schedule import GENERATOR, REDUCED_SEEDS, generate
+from tests.campaign.schedule import (
+    GENERATOR,
+    REDUCED_SEEDS,
+    REDUCED_WORKER_SEEDS,
+    generate,
+)
+from tests.campaign.workers import WorkersResult
 
 WORKERS = 2
 """Seeds played at once: each mostly waits on its child process and the sandbox."""
@@ -31,6 +37,15 @@ def seed_count(config: pytest.Config) -> int:
     if option is None:
         option = int(os.environ.get("CAMPAIGN_SEEDS", REDUCED_SEEDS))
     return max(1, int(option))
+
+
+def worker_seed_count(config: pytest.Config) -> int:
+    """How many paused-worker seeds this session plays: a handful, a tenth of the full
+    campaign's seeds."""
+    count = seed_count(config)
+    return (
+        REDUCED_WORKER_SEEDS if count <= REDUCED_SEEDS else max(REDUCED_WORKER_SEEDS, count // 10)
+    )
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     count = seed_count(metafunc.config)
     if "seed" in metafunc.fixturenames:
         metafunc.parametrize("seed", range(1, count + 1))
+    if "worker_seed" in metafunc.fixturenames:
+        metafunc.parametrize("worker_seed", range(1, worker_seed_count(metafunc.config) + 1))
     if "regression" in metafunc.fixturenames:
         regressions: dict[int, Regression] = metafunc.module.REGRESSIONS
         full = count > REDUCED_SEEDS
@@ -134,9 +151,36 @@ def campaign(
     pool.close()
 
 
+_WORKERS = pytest.StashKey[list[WorkersResult]]()
+
+
+@pytest.fixture(scope="session")
+def worker_results(request: pytest.FixtureRequest) -> list[WorkersResult]:
+    """The paused-worker seeds' results, for the session's summary."""
+    results: list[WorkersResult] = []
+    request.config.stash[_WORKERS] = results
+    return results
+
+
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
+    workers = config.stash.get(_WORKERS, [])
+    if workers:
+        broken_workers = [r.seed for r in workers if r.violations]
+        terminalreporter.write_line(
+            f"paused workers (PostgreSQL): {len(workers)} schedules, "
+            f"{sum(r.workers for r in workers)} workers, "
+            f"{sum(r.stopped for r in workers)} SIGSTOPs past the lease "
+            f"({sum(r.killed for r in workers)} killed while stopped, "
+            f"{sum(r.terminated_sessions > 0 for r in workers)} with sessions terminated), "
+            f"{sum(r.fenced for r in workers)} claims found taken over, "
+            f"{sum(r.overlaps for r in workers)} in-flight PUTs of a paused worker overlapping "
+            "the new holder's, "
+            f"{sum(r.seconds for r in workers):.0f} s; invariant violations in "
+            f"{len(broken_workers)} schedules"
+            + (f" (seeds {broken_workers})" if broken_workers else "")
+        )
     pool = config.stash.get(_POOL, None)
     if pool is None:
         return
@@ -147,8 +191,12 @@ def pytest_terminal_summary(
     broken = [r.seed for r in results if r.violations]
     terminalreporter.write_line(
         f"fault campaign: {len(results)} schedules, {sum(len(r.runs) for r in results)} runs, "
-        f"{sum(r.kills for r in results)} SIGKILLs, {sum(len(r.faults_fired) for r in results)} "
-        "faults fired, "
+        f"{sum(r.kills for r in results)} SIGKILLs, "
+        f"{sum(r.stops for r in results)} SIGSTOPs ({sum(r.killed_while_stopped for r in results)}"
+        f" killed while stopped, {sum(r.clock_jumps for r in results)} with TikTok's clock "
+        "moved on), "
+        f"{sum(r.damaged_runs for r in results)} damaged-store runs, "
+        f"{sum(len(r.faults_fired) for r in results)} faults fired, "
         f"{sum(r.bytes_sent for r in results) / 1e6:,.0f} MB received by TikTok, "
         f"{wall:.0f} s wall; invariant violations in {len(broken)} schedules"
         + (f" (seeds {broken})" if broken else "")

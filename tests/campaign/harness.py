@@ -6,8 +6,10 @@ refreshes it), the schedule's videos and manifest. Then the runs: before each, i
 scheduled at the sandbox (call numbers made absolute), its planned FAILED statuses queued, and
 the sandbox told a new client is starting (it cannot know the last one's rate windows);
 the real process (``python -m tests.campaign.child run …``, i.e. the real CLI) is started and
-watched: token events fire at their trigger, and a SIGKILL lands at the kill trigger. After the
-faulty runs come clean runs until a run reports nothing left to do (bounded).
+watched: token events fire at their trigger, a pause stops the process at its trigger (SIGSTOP;
+TikTok's clock may move on meanwhile, see :class:`SkewedClock`; then SIGCONT, or SIGKILL while
+stopped), and a SIGKILL lands at the kill trigger. After the faulty runs come clean runs until
+a run reports nothing left to do (bounded).
 
 Then every invariant is checked and each breach becomes one line of :attr:`SeedResult.violations`:
 
@@ -40,6 +42,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -93,6 +96,35 @@ whose user must log in again stays ``processing`` with one of these codes: that 
 _WATCH = 0.005  # seconds between two looks at a running child
 
 
+class SkewedClock:
+    """The real clock, plus seconds it was told to jump: TikTok's time, which moves on while a
+    stopped process's does not (a pause longer than the campaign can wait). ``sleep`` is real
+    (the sandbox's held and dripped answers take real time)."""
+
+    def __init__(self) -> None:
+        self._real = SystemClock()
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        with self._lock:
+            return self._real.time() + self._offset
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._real.monotonic() + self._offset
+
+    def sleep(self, seconds: float) -> None:
+        self._real.sleep(seconds)
+
+    def jump(self, seconds: float) -> None:
+        """Move on ``seconds`` at once."""
+        if seconds < 0:
+            raise ValueError("a clock does not go back")
+        with self._lock:
+            self._offset += seconds
+
+
 def campaign_users() -> tuple[SandboxUser, ...]:
     """The sandbox's three users and a fourth public account."""
     return (*default_users(), SandboxUser(open_id="sandbox-user-4", display_name="Sandbox Four"))
@@ -109,6 +141,9 @@ class RunRecord:
     stderr: str
     seconds: float
     faults_fired: list[str] = field(default_factory=list)
+    stopped: bool = False  # SIGSTOPped during the run (then SIGCONT, or killed while stopped)
+    killed_while_stopped: bool = False
+    clock_jump: float = 0.0  # seconds TikTok's clock moved on while it was stopped
 
 
 @dataclass
@@ -121,17 +156,33 @@ class SeedResult:
     runs: list[RunRecord] = field(default_factory=list)
     seconds: float = 0.0
     bytes_sent: int = 0
+    damaged_runs: int = 0
 
     @property
     def kills(self) -> int:
         return sum(1 for run in self.runs if run.killed)
 
     @property
+    def stops(self) -> int:
+        return sum(1 for run in self.runs if run.stopped)
+
+    @property
+    def killed_while_stopped(self) -> int:
+        return sum(1 for run in self.runs if run.killed_while_stopped)
+
+    @property
+    def clock_jumps(self) -> int:
+        return sum(1 for run in self.runs if run.stopped and run.clock_jump > 0)
+
+    @property
     def faults_fired(self) -> list[str]:
         return [name for run in self.runs for name in run.faults_fired]
 
     def summary(self) -> str:
-        codes = ", ".join("kill" if r.killed else str(r.exit_code) for r in self.runs)
+        codes = ", ".join(
+            ("stop+" if r.stopped else "") + ("kill" if r.killed else str(r.exit_code))
+            for r in self.runs
+        )
         text = f"seed {self.seed}: {len(self.runs)} runs ({codes}) in {self.seconds:.1f} s"
         if not self.violations:
             return text
@@ -213,9 +264,12 @@ def source_of(entry: EntrySpec, seed: int) -> str:
 
 
 class _Player:
-    def __init__(self, schedule: Schedule, folder: Path, sandbox: Sandbox) -> None:
+    def __init__(
+        self, schedule: Schedule, folder: Path, sandbox: Sandbox, clock: SkewedClock
+    ) -> None:
         self.schedule = schedule
         self.sandbox = sandbox
+        self.clock = clock
         self.folder = folder
         self.home = folder / "home"
         self.media = folder / "media"
@@ -376,7 +430,7 @@ class _Player:
         child = self._spawn(number, spec)
         started = time.monotonic()
         pending = list(spec.token_events)
-        killed = False
+        killed = stopped = killed_while_stopped = False
         pause = threading.Event()
         while child.process.poll() is None:
             counts = sandbox.call_counts()
@@ -393,6 +447,16 @@ class _Player:
                         sandbox.expire_access_tokens(event.user_id)
                     else:
                         sandbox.revoke_user_tokens(event.user_id)
+            if spec.pause is not None and not stopped and _reached(spec.pause.when, counts, base):
+                pause.wait(spec.pause.when.after)
+                stopped = self._stop(child, spec.pause.seconds, spec.pause.jump)
+                if stopped and spec.pause.kill:
+                    child.kill()  # a VM that never comes back
+                    killed = killed_while_stopped = True
+                    break
+                if stopped:
+                    child.process.send_signal(signal.SIGCONT)
+                continue
             if spec.kill is not None and _reached(spec.kill, counts, base):
                 pause.wait(spec.kill.after)
                 child.kill()
@@ -419,11 +483,25 @@ class _Player:
             stderr=child.stderr,
             seconds=time.monotonic() - started,
             faults_fired=fired,
+            stopped=stopped,
+            killed_while_stopped=killed_while_stopped,
+            clock_jump=spec.pause.jump if stopped and spec.pause else 0.0,
         )
+
+    def _stop(self, child: Child, seconds: float, jump: float) -> bool:
+        """SIGSTOP ``child`` for ``seconds`` while TikTok's clock moves ``jump`` seconds on;
+        whether it was still running to be stopped. The caller resumes or kills it."""
+        if child.process.poll() is not None:
+            return False
+        child.process.send_signal(signal.SIGSTOP)
+        self.clock.jump(jump)
+        threading.Event().wait(seconds)
+        return True
 
     def _damaged_run(self, number: int, damage: str) -> None:
         """One run on a store spoilt by ``damage``: it must be refused (exit 1 or 2, nothing
         sent, no traceback); then the good files are put back."""
+        self.result.damaged_runs += 1
         good = _save_store(self.home)
         _spoil_store(self.home, damage, self.older_copy, random.Random(f"{damage}-{number}"))
         before = self.sandbox.call_counts()
@@ -777,8 +855,9 @@ def play(schedule: Schedule, folder: Path) -> SeedResult:
     """Play ``schedule`` in ``folder`` (which must exist and be empty); the result."""
     started = time.monotonic()
     config = SandboxConfig(users=campaign_users(), processing_polls=0)
-    with Sandbox(config, clock=SystemClock()) as sandbox:
-        player = _Player(schedule, folder, sandbox)
+    clock = SkewedClock()
+    with Sandbox(config, clock=clock) as sandbox:
+        player = _Player(schedule, folder, sandbox, clock)
         player.prepare()
         player.play()
         player.check()

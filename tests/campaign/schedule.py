@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from orchestrator.tiktok.chunks import MIN_CHUNK
 
-GENERATOR = 5
+GENERATOR = 6
 """The schedule generator's version (see :func:`generate`)."""
 
 REDUCED_SEEDS = 25
@@ -46,6 +46,14 @@ cut to 0 or 1 byte, a flipped byte in the SQLite header or in the schema text, o
 taken before the first run put back (the restore guard's case; never before run 1)."""
 STORE_DAMAGE_ODDS = 0.25
 """The chance of a damaged-store step before each run (version 5 on)."""
+
+PAUSE_ODDS = 0.35
+"""The chance of a pause (SIGSTOP … SIGCONT or SIGKILL) in each run (version 6 on)."""
+PAUSE_KILL_ODDS = 0.2
+"""The chance a paused process never comes back (SIGKILL while stopped, as a lost VM)."""
+CLOCK_JUMPS = (0.0, 0.0, 0.0, 900.0, 3700.0, 7300.0)
+"""Seconds TikTok's clock moves on while a process is stopped: none, a quarter hour, past an
+upload URL's hour (3600 s), past an access token's lifetime (7200 s)."""
 
 # Retryable failures answered in the endpoint's own envelope.
 _SERVER_ERRORS = (500, 502, 503)
@@ -114,6 +122,25 @@ class EditSpec:
 
 
 @dataclass(frozen=True)
+class PauseSpec:
+    """The run process stopped (SIGSTOP) at ``when`` for ``seconds`` of real time while TikTok's
+    clock moves ``jump`` seconds on (a pause longer than it is: an upload URL or an access token
+    running out under it); then SIGCONT, or SIGKILL while stopped when ``kill``."""
+
+    when: Trigger
+    seconds: float
+    jump: float = 0.0
+    kill: bool = False
+
+    def describe(self) -> str:
+        end = "SIGKILL" if self.kill else "SIGCONT"
+        return (
+            f"pause at {self.when.endpoint}+{self.when.calls} for {self.seconds:.2f} s "
+            f"(TikTok +{self.jump:.0f} s), then {end}"
+        )
+
+
+@dataclass(frozen=True)
 class TokenEvent:
     """Something that happens to a user's tokens at the sandbox at ``when``:
     ``expire`` (their access tokens answer 401 from now on) or ``revoke`` (they removed the
@@ -141,6 +168,7 @@ class RunSpec:
     """Before this run, one extra run on a damaged store (one of :data:`STORE_DAMAGE`): it must
     be refused (exit 1 or 2, no request sent); then the good state is put back and this run
     plays as specified."""
+    pause: PauseSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +222,7 @@ class Schedule:
                 f"  run {number} (jobs {run.jobs}, chunk {run.chunk_size}): [{faults}] "
                 f"tokens [{events}] fail [{failed}] {kill} edits [{edits}]"
                 + (" ids added" if run.add_ids else "")
+                + (f" {run.pause.describe()}" if run.pause else "")
             )
         return "\n".join(lines)
 
@@ -325,10 +354,13 @@ def generate(seed: int, *, full: bool = False, version: int = GENERATOR) -> Sche
     edits files in place (between a run and the next, and during a run) and adds ids to the
     entries without one before a later run (they must adopt their journal records); 5 also puts
     a damaged-store step before some runs (:data:`STORE_DAMAGE`, drawn from a random stream of
-    its own, so a seed's other draws are unchanged). A regression seed keeps the version it was
-    found with, so it replays the same schedule.
+    its own, so a seed's other draws are unchanged); 6 also pauses the run process in some runs
+    (:class:`PauseSpec`: inside an init, mid-chunk or while polling, TikTok's clock perhaps
+    moving past an upload URL's hour or a token's lifetime meanwhile, and sometimes never
+    resumed), again from a stream of its own. A regression seed keeps the version it was found
+    with, so it replays the same schedule.
     """
-    if version not in (1, 2, 3, 4, 5):
+    if version not in (1, 2, 3, 4, 5, 6):
         raise ValueError(f"no schedule generator version {version}")
     rng = random.Random(seed)
     gateway = random.Random(f"gateway-{seed}")
@@ -393,6 +425,8 @@ def generate(seed: int, *, full: bool = False, version: int = GENERATOR) -> Sche
         )
     if version >= 4:
         runs = _edits_and_ids(random.Random(f"edits-{seed}"), entries, runs)
+    if version >= 6:
+        runs = _pauses(random.Random(f"pauses-{seed}"), runs)
     spoiled_users = frozenset(used) if "*" in users_spoiled else frozenset(users_spoiled)
     return Schedule(
         seed=seed,
@@ -430,3 +464,136 @@ def _edits_and_ids(
         changed[-1] = replace(changed[-1], add_ids=False)
         changed.append(RunSpec(jobs=2, add_ids=True))
     return changed
+
+
+_PAUSE_AT = ("video_init", "video_init", "upload", "upload", "upload", "status", "creator_info")
+"""Where a pause lands: inside an init (its answer held or on its way), mid-chunk (the request
+counted, its body still being sent), while polling, or before any transfer."""
+
+
+def pause_at(rng: random.Random) -> Trigger:
+    """A random moment to stop a process (see :data:`_PAUSE_AT`)."""
+    endpoint = rng.choice(_PAUSE_AT)
+    calls = rng.randint(1, 3 if endpoint == "upload" else 2)
+    return Trigger(endpoint, calls, after=rng.choice((0.0, 0.0, rng.uniform(0.0, 0.05))))
+
+
+def _pauses(rng: random.Random, runs: list[RunSpec]) -> list[RunSpec]:
+    """Version 6's addition, drawn from its own generator (so the rest of the schedule is
+    version 5's): a pause in some of the faulty runs."""
+    changed = []
+    for run in runs:
+        pause = None
+        if rng.random() < PAUSE_ODDS:
+            pause = PauseSpec(
+                when=pause_at(rng),
+                seconds=rng.uniform(0.2, 1.5),
+                jump=rng.choice(CLOCK_JUMPS),
+                kill=rng.random() < PAUSE_KILL_ODDS,
+            )
+        changed.append(replace(run, pause=pause))
+    return changed
+
+
+# -- paused workers on a shared store --------------------------------------------------------------
+
+WORKER_USERS = ("sandbox-user-1", "sandbox-user-2", "sandbox-user-3")
+"""The users signed in to the shared store (tests/postgres's ``shared_store``)."""
+REDUCED_WORKER_SEEDS = 3
+"""Paused-worker seeds in the default campaign (each waits out a lease in real time)."""
+WORKER_LEASE = 2.0
+"""--lease of both workers: seconds after a worker's last heartbeat before the other may take
+its entries and creators over."""
+
+
+@dataclass(frozen=True)
+class WorkerPause:
+    """Worker A stopped (SIGSTOP) at ``when`` for ``seconds`` (past its lease), perhaps its
+    database sessions ended meanwhile (``terminate``: ``pg_terminate_backend``, as an idle
+    timeout or a pooler does), then SIGCONT, or SIGKILL while stopped (``kill``). Worker B runs
+    the same manifest from the start, or (``staggered``) only once A is stopped."""
+
+    when: Trigger
+    seconds: float
+    terminate: bool
+    kill: bool
+    staggered: bool
+
+    def describe(self) -> str:
+        end = "SIGKILL" if self.kill else "SIGCONT"
+        return (
+            f"A stopped at {self.when.endpoint}+{self.when.calls} for {self.seconds:.2f} s"
+            + (" (its sessions terminated)" if self.terminate else "")
+            + f", then {end}; B starts "
+            + ("once A is stopped" if self.staggered else "with A")
+        )
+
+
+@dataclass(frozen=True)
+class WorkersSchedule:
+    """Two workers on one PostgreSQL store, the same manifest, one of them paused (a fault on
+    call 0 applies to every call)."""
+
+    seed: int
+    entries: tuple[EntrySpec, ...]
+    faults: tuple[FaultSpec, ...]
+    chunk_size: int | None
+    pause: WorkerPause
+    lease: float = WORKER_LEASE
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{e.index}:{e.user_id[-1]}/{e.mode}/{e.size:,}" for e in self.entries)
+        faults = ", ".join(f"{f.endpoint}#{f.call} {f.kind} {f.status}" for f in self.faults)
+        return (
+            f"workers seed {self.seed}: entries [{sizes}]; lease {self.lease:g} s, chunk "
+            f"{self.chunk_size}; faults [{faults}]; {self.pause.describe()}"
+        )
+
+
+def generate_workers(seed: int) -> WorkersSchedule:
+    """The paused-worker schedule of ``seed``: a few small videos (up to three chunks) for the
+    shared store's users, a few retryable faults (so every entry must end done), and the pause
+    of worker A past its lease."""
+    rng = random.Random(f"workers-{seed}")
+    entries = []
+    for index in range(rng.randint(2, 5)):
+        user = rng.choice(WORKER_USERS)
+        levels = PRIVATE_LEVELS if user in PRIVATE_USERS else PUBLIC_LEVELS
+        size = rng.randint(300_000, 4_900_000)
+        if rng.random() < 0.4:
+            size = 2 * MIN_CHUNK + rng.randint(1, 3 * 1024 * 1024)
+        entries.append(
+            EntrySpec(
+                index=index,
+                user_id=user,
+                mode="inbox" if rng.random() < 0.2 else "direct",
+                kind="file",
+                size=size,
+                entry_id=f"w{seed}-e{index}" if rng.random() < 0.5 else None,
+                privacy_level=rng.choice(levels),
+                description=f"workers seed {seed} entry {index}",
+            )
+        )
+    faults = tuple(
+        FaultSpec(
+            endpoint=rng.choice(("video_init", "upload", "status")),
+            call=rng.randint(1, 3),
+            kind="status",
+            status=rng.choice(_SERVER_ERRORS),
+        )
+        for _ in range(rng.randint(0, 2))
+    )
+    pause = WorkerPause(
+        when=pause_at(rng),
+        seconds=WORKER_LEASE + rng.uniform(1.0, 2.5),
+        terminate=rng.random() < 0.5,
+        kill=rng.random() < 0.25,
+        staggered=rng.random() < 0.5,
+    )
+    return WorkersSchedule(
+        seed=seed,
+        entries=tuple(entries),
+        faults=faults,
+        chunk_size=rng.choice((MIN_CHUNK, None)),
+        pause=pause,
+    )

@@ -7,13 +7,17 @@ random calls (5xx, 401, 408, 429, resets before and mid-body, answers lost after
 answers held past the read timeout, dripped answers, upload URLs expiring, refreshes failing),
 tokens expiring or revoked mid-run, FAILED statuses; SIGKILLs of the real process at random
 moments; files edited in place between a kill and the rerun and while they upload (every
-completed upload must be a whole version of its file, never a splice); and ids added to the
-entries before a later run (they adopt their journal records: nothing posted again). The real
+completed upload must be a whole version of its file, never a splice); ids added to the
+entries before a later run (they adopt their journal records: nothing posted again); a damaged
+or emptied ``state.db`` before a run (refused, nothing sent); and the process paused (SIGSTOP
+inside an init, mid-chunk or while polling, TikTok's clock perhaps moving past the upload URL's
+hour or the access token's lifetime meanwhile; then SIGCONT, or SIGKILL while stopped). The
+paused-worker schedules on a shared PostgreSQL store are in test_paused_workers.py. The real
 CLI runs it, again and again, until a run has nothing left to do; then
 :mod:`tests.campaign.harness` checks every invariant (safety, the report, the journal and token
 store, liveness, secrets).
 
-The default run plays seeds 1..25 (about half a minute, two seeds at a time); more seeds make
+The default run plays seeds 1..25 (about a minute and a half, two seeds at a time); more seeds make
 the full campaign, with files over 128 MB too::
 
     python -m pytest tests/campaign --campaign-seeds=200
@@ -67,6 +71,13 @@ REGRESSIONS = {
         True,
         "a rerun within a minute of the last run's inits got a 429, flagged on it: sandbox",
         slow=True,
+    ),
+    143: Regression(
+        6,
+        False,
+        "a resumed one-chunk upload edited in place while its PUT was reset: the resend's "
+        "guard abandoned an upload whose last chunk may have gone out "
+        "(IllegalTransitionError, entry failed): upload",
     ),
     148: Regression(
         1,

@@ -4,15 +4,11 @@ entry adopts its record, and a posted entry's deleted video does not block the m
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from orchestrator.cli import cli
 from tests.support.run_support import (
     Served,
     assert_published_once,
@@ -20,15 +16,6 @@ from tests.support.run_support import (
 )
 
 USER = "sandbox-user-1"
-
-
-def invoke(served: Served, *args: str) -> Result:
-    old = Path.cwd()
-    os.chdir(served.folder)
-    try:
-        return CliRunner().invoke(cli, list(args), env=served.env)
-    finally:
-        os.chdir(old)
 
 
 def statuses(served: Served, report: str) -> list[str]:
@@ -51,7 +38,7 @@ def test_ids_added_to_posted_legacy_entries_adopt_their_records(served: Served) 
             ]
         )
     )
-    first = invoke(served, "run", str(legacy), "--no-progress", "--report", "first.json")
+    first = served.invoke("run", str(legacy), "--no-progress", "--report", "first.json")
     assert first.exit_code == 0, first.output
     assert statuses(served, "first.json") == ["published", "published"]
 
@@ -61,15 +48,15 @@ def test_ids_added_to_posted_legacy_entries_adopt_their_records(served: Served) 
             {"id": "post-b", "user_id": USER, "video_path": b.name, "description": "b"},
         ]
     )
-    checked = invoke(served, "validate", str(with_ids))
+    checked = served.invoke("validate", str(with_ids))
     assert checked.exit_code == 0, checked.output
     assert checked.stderr.count("already done (adopted the journal record of sha256:") == 2
-    dry = invoke(served, "run", str(with_ids), "--dry-run", "--report", "dry.json")
+    dry = served.invoke("run", str(with_ids), "--dry-run", "--report", "dry.json")
     assert dry.exit_code == 0, dry.output
     assert dry.stderr.count("already done (adopted the journal record of sha256:") == 2
     assert statuses(served, "dry.json") == ["already_done", "already_done"]
 
-    second = invoke(served, "run", str(with_ids), "--no-progress", "--report", "second.json")
+    second = served.invoke("run", str(with_ids), "--no-progress", "--report", "second.json")
     assert second.exit_code == 0, second.output
     assert statuses(served, "second.json") == ["already_done", "already_done"]
     assert served.sandbox.calls("video_init") == 2
@@ -82,14 +69,14 @@ def test_two_ids_for_one_posted_video_do_not_both_adopt_it(served: Served) -> No
     a, digest_a = served.clip("a.mp4")
     legacy = served.folder / "legacy.json"
     legacy.write_text(json.dumps([{"user_id": USER, "video_path": a.name}]))
-    assert invoke(served, "run", str(legacy), "--no-progress", "--report", "1.json").exit_code == 0
+    assert served.invoke("run", str(legacy), "--no-progress", "--report", "1.json").exit_code == 0
     twice = served.manifest(
         [
             {"id": "first", "user_id": USER, "video_path": a.name},
             {"id": "again", "user_id": USER, "video_path": a.name},
         ]
     )
-    result = invoke(served, "run", str(twice), "--no-progress", "--report", "2.json")
+    result = served.invoke("run", str(twice), "--no-progress", "--report", "2.json")
     assert result.exit_code == 0, result.output
     assert statuses(served, "2.json") == ["already_done", "published"]
     assert completed_by_digest(served.sandbox) == Counter({digest_a: 2})
@@ -100,7 +87,7 @@ def test_an_id_already_in_the_journal_wins_over_content(served: Served) -> None:
     a, _ = served.clip("a.mp4")
     legacy = served.folder / "legacy.json"
     legacy.write_text(json.dumps([{"user_id": USER, "video_path": a.name}]))
-    assert invoke(served, "run", str(legacy), "--no-progress", "--report", "1.json").exit_code == 0
+    assert served.invoke("run", str(legacy), "--no-progress", "--report", "1.json").exit_code == 0
     # Post it under its own id too (a legacy record and an id record for one video).
     both = served.manifest(
         [
@@ -108,11 +95,11 @@ def test_an_id_already_in_the_journal_wins_over_content(served: Served) -> None:
             {"id": "own", "user_id": USER, "video_path": a.name},
         ]
     )
-    result = invoke(served, "run", str(both), "--no-progress", "--report", "2.json")
+    result = served.invoke("run", str(both), "--no-progress", "--report", "2.json")
     assert result.exit_code == 0, result.output
     assert statuses(served, "2.json") == ["already_done", "published"]
     again = served.manifest([{"id": "own", "user_id": USER, "video_path": a.name}])
-    result = invoke(served, "run", str(again), "--no-progress", "--report", "3.json")
+    result = served.invoke("run", str(again), "--no-progress", "--report", "3.json")
     assert result.exit_code == 0, result.output
     assert "adopted" not in result.stderr
     assert statuses(served, "3.json") == ["already_done"]
@@ -129,14 +116,14 @@ def test_a_posted_entrys_deleted_video_is_a_note_and_the_others_run(
     b, digest_b = served.clip("b.mp4")
     ids = {"id": "post-a"} if with_id else {}
     old = [{**ids, "user_id": USER, "video_path": a.name}]
-    first = invoke(served, "run", str(served.manifest(old)), "--no-progress", "--report", "1.json")
+    first = served.invoke("run", str(served.manifest(old)), "--no-progress", "--report", "1.json")
     assert first.exit_code == 0, first.output
     a.unlink()
     manifest = served.manifest([*old, {"user_id": USER, "video_path": b.name}])
-    checked = invoke(served, "validate", str(manifest))
+    checked = served.invoke("validate", str(manifest))
     assert checked.exit_code == 0, checked.output
     assert "file not found, but the journal has this entry posted" in checked.stderr
-    result = invoke(served, "run", str(manifest), "--no-progress", "--report", "2.json")
+    result = served.invoke("run", str(manifest), "--no-progress", "--report", "2.json")
     assert result.exit_code == 0, result.output
     assert "file not found, but the journal has this entry posted" in result.stderr
     assert statuses(served, "2.json") == ["already_done", "published"]
@@ -148,7 +135,7 @@ def test_a_deleted_video_without_a_journal_record_still_rejects_the_manifest(
 ) -> None:
     """A missing file the journal knows nothing of is still a problem: exit 2, nothing sent."""
     b, _ = served.clip("b.mp4")
-    assert invoke(served, "run", str(served.manifest([{"user_id": USER, "video_path": b.name}])))
+    assert served.invoke("run", str(served.manifest([{"user_id": USER, "video_path": b.name}])))
     manifest = served.manifest(
         [
             {"id": "never-posted", "user_id": USER, "video_path": "gone.mp4"},
@@ -156,7 +143,7 @@ def test_a_deleted_video_without_a_journal_record_still_rejects_the_manifest(
         ]
     )
     calls = served.sandbox.calls()
-    result = invoke(served, "run", str(manifest), "--no-progress")
+    result = served.invoke("run", str(manifest), "--no-progress")
     assert result.exit_code == 2
     assert "gone.mp4" in result.stderr
     assert served.sandbox.calls() == calls

@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-from click.testing import CliRunner, Result
-
-from orchestrator.cli import cli
 from tests.support.run_support import Served
-
-
-def _invoke(served: Served, *args: str) -> Result:
-    old = Path.cwd()
-    os.chdir(served.folder)
-    try:
-        return CliRunner().invoke(cli, list(args), env=served.env)
-    finally:
-        os.chdir(old)
 
 
 def test_report_of_a_run_lists_the_entries_it_touched(served: Served) -> None:
@@ -31,11 +17,11 @@ def test_report_of_a_run_lists_the_entries_it_touched(served: Served) -> None:
             {"id": "second", "user_id": "sandbox-user-2", "video_path": b.name},
         ]
     )
-    result = _invoke(served, "run", str(manifest), "--report", "r.json")
+    result = served.invoke("run", str(manifest), "--report", "r.json")
     assert result.exit_code == 0, result.output
     run_id = json.loads((served.folder / "r.json").read_text())["run_id"]
 
-    shown = _invoke(served, "report", "--run-id", run_id, "--json")
+    shown = served.invoke("report", "--run-id", run_id, "--json")
     assert shown.exit_code == 0, shown.output
     rows = json.loads(shown.stdout)
     # In the order the run started them (users go in parallel).
@@ -43,9 +29,9 @@ def test_report_of_a_run_lists_the_entries_it_touched(served: Served) -> None:
         ("first", "published"),
         ("second", "published"),
     ]
-    table = _invoke(served, "report", "--run-id", run_id)
+    table = served.invoke("report", "--run-id", run_id)
     assert f"run {run_id}: 2 entries: 2 published" in table.stdout
 
-    unknown = _invoke(served, "report", "--run-id", "nope")
+    unknown = served.invoke("report", "--run-id", "nope")
     assert unknown.exit_code == 2
     assert "no run nope" in unknown.output

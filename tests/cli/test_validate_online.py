@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from orchestrator.cli import cli
 from orchestrator.sandbox import SandboxConfig, SandboxUser
 from tests.support.run_support import Served, serve
 
@@ -33,15 +30,6 @@ def online(tmp_path: Path) -> Iterator[Served]:
         yield opened
 
 
-def invoke(served: Served, *args: str) -> Result:
-    old = Path.cwd()
-    os.chdir(served.folder)
-    try:
-        return CliRunner().invoke(cli, list(args), env=served.env)
-    finally:
-        os.chdir(old)
-
-
 def test_online_check_passes_a_manifest_the_creators_allow(online: Served) -> None:
     """Entries within every creator's settings: exit 0, one creator_info per user, no init."""
     clip, _ = online.clip("a.mp4")
@@ -56,7 +44,7 @@ def test_online_check_passes_a_manifest_the_creators_allow(online: Served) -> No
             {"user_id": "open-private", "video_path": clip.name, "privacy_level": "SELF_ONLY"},
         ]
     )
-    result = invoke(online, "validate", "--online", str(manifest))
+    result = online.invoke("validate", "--online", str(manifest))
     assert result.exit_code == 0, result.output
     assert "online: 2 user(s) checked" in result.stdout
     assert online.sandbox.calls("creator_info") == 2
@@ -77,7 +65,7 @@ def test_online_check_lists_every_creator_conflict_with_its_fix(online: Served) 
             {"user_id": "open-strict", "video_path": clip.name},
         ]
     )
-    result = invoke(online, "validate", "--online", str(manifest))
+    result = online.invoke("validate", "--online", str(manifest))
     assert result.exit_code == 2, result.output
     assert "entries[0]: privacy_level PUBLIC_TO_EVERYONE is not offered" in result.output
     assert "FOLLOWER_OF_CREATOR" in result.output
@@ -92,7 +80,7 @@ def test_online_check_reports_users_without_tokens(online: Served) -> None:
     """A user the store does not know is a problem naming `auth login`, not a crash."""
     clip, _ = online.clip("a.mp4")
     manifest = online.manifest([{"user_id": "someone-else", "video_path": clip.name}])
-    result = invoke(online, "validate", "--online", str(manifest))
+    result = online.invoke("validate", "--online", str(manifest))
     assert result.exit_code == 2
     assert "user someone-else" in result.output
     assert "auth login" in result.output
@@ -110,7 +98,7 @@ def test_online_check_reports_a_revoked_user_and_checks_the_others(online: Serve
             {"user_id": "open-private", "video_path": clip.name},
         ]
     )
-    result = invoke(online, "validate", "--online", str(manifest))
+    result = online.invoke("validate", "--online", str(manifest))
     assert result.exit_code == 2, result.output
     assert "user open-public" in result.output
     assert "open-private" not in result.output.split("error:", 1)[1]
@@ -121,6 +109,6 @@ def test_offline_validate_sends_nothing_even_with_credentials(online: Served) ->
     """Without --online, validate makes no request even when the app is configured."""
     clip, _ = online.clip("a.mp4")
     manifest = online.manifest([{"user_id": "open-public", "video_path": clip.name}])
-    result = invoke(online, "validate", str(manifest))
+    result = online.invoke("validate", str(manifest))
     assert result.exit_code == 0, result.output
     assert online.sandbox.calls(None) == 0

@@ -21,6 +21,7 @@ from orchestrator.upload import (
     Initialised,
     SourceChanged,
     UploadState,
+    transfer,
 )
 from tests.functional.test_upload_sandbox import Rig, file_request, make_video, rig
 from tests.support.run_support import (
@@ -122,7 +123,7 @@ def test_file_edited_between_chunks_in_one_process_is_uploaded_afresh(
 
 
 def test_file_edited_while_the_last_chunk_is_read_never_completes_that_upload(
-    rig: Rig, tmp_path: Path
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An edit after the check before the last chunk (while it is being sent) holds its final
     bytes back: that upload never completes, and the edited file is sent afresh."""
@@ -136,7 +137,7 @@ def test_file_edited_while_the_last_chunk_is_read_never_completes_that_upload(
             edited.append(_overwrite(path, 10))
 
     rig.transport.hook = edit_as_the_last_chunk_goes
-    original_check = rig.uploader._file_change
+    original_check = transfer._file_change
     checks: list[int] = []
 
     def check_passes_once_then_real(run: object) -> str | None:
@@ -145,7 +146,7 @@ def test_file_edited_while_the_last_chunk_is_read_never_completes_that_upload(
             return None  # the check before the last chunk ran before the edit
         return original_check(run)  # type: ignore[arg-type]
 
-    rig.uploader._file_change = check_passes_once_then_real  # type: ignore[method-assign]
+    monkeypatch.setattr(transfer, "_file_change", check_passes_once_then_real)
     outcome = rig.upload(file_request(path))
     assert outcome.state is UploadState.PUBLISHED
     digests = [p.sha256 for p in rig.sandbox.publishes() if p.completed]

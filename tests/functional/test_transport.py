@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import transport as transport_module
 from orchestrator.errors import ConnectError, RequestTimeout, UploadError
 from orchestrator.transport import FileWindow, HttpTransport, Timeouts, redact_url
+from orchestrator.transport import deadline as transport_module
 
 
 @dataclass
@@ -341,7 +341,7 @@ def test_deadlines_share_one_watchdog_thread_until_close(server: Server) -> None
 def test_watchdog_fires_a_short_deadline_behind_a_long_one() -> None:
     """A deadline added after a much later one still fires on time; the later one does not."""
 
-    class Recorded(transport_module._Exchange):
+    class Recorded(transport_module.Exchange):
         def __init__(self) -> None:
             super().__init__()
             self.fired = threading.Event()
@@ -350,7 +350,7 @@ def test_watchdog_fires_a_short_deadline_behind_a_long_one() -> None:
             super().expire()
             self.fired.set()
 
-    watchdog = transport_module._Watchdog()
+    watchdog = transport_module.Watchdog()
     patient, hasty, finished = Recorded(), Recorded(), Recorded()
     try:
         finished.finish()  # a request that ended before its deadline came up
@@ -368,13 +368,13 @@ def test_watchdog_fires_a_short_deadline_behind_a_long_one() -> None:
 
 def test_watchdog_forgets_finished_requests() -> None:
     """Requests that finished long before their deadline do not pile up in the watchdog."""
-    watchdog = transport_module._Watchdog()
+    watchdog = transport_module.Watchdog()
     try:
         for _ in range(10_000):
-            exchange = transport_module._Exchange()
+            exchange = transport_module.Exchange()
             watchdog.watch(exchange, 60.0)
             exchange.finish()
-        assert len(watchdog._heap) <= 2 * transport_module._WATCHDOG_COMPACT_AT
+        assert len(watchdog._heap) <= 2 * transport_module.WATCHDOG_COMPACT_AT
     finally:
         watchdog.close()
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
 from orchestrator.clock import Clock, ManualClock, SystemClock
 from orchestrator.config import Settings
@@ -109,6 +110,24 @@ def journal_rows(home: Path) -> list[dict[str, Any]]:
         return [dict(row) for row in rows]
     finally:
         connection.close()
+
+
+def backup_store(home: Path, to: Path) -> None:
+    """A consistent copy of state.db, as `sqlite3 state.db ".backup copy.db"` makes."""
+    source, target = sqlite3.connect(home / DB_FILENAME), sqlite3.connect(to)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+
+
+def restore_store(home: Path, copy: Path) -> None:
+    """Put an old copy of state.db back in place, as an operator restoring a backup would."""
+    for leftover in ("-wal", "-shm"):
+        (home / f"{DB_FILENAME}{leftover}").unlink(missing_ok=True)
+    (home / DB_FILENAME).write_bytes(copy.read_bytes())
+    (home / DB_FILENAME).chmod(0o600)
 
 
 def completed_by_digest(sandbox: Sandbox) -> Counter[str]:
@@ -251,6 +270,17 @@ class Served:
         self, entries: Sequence[Mapping[str, Any]], *, name: str = "manifest.json"
     ) -> Path:
         return write_manifest(self.folder, entries, name=name)
+
+    def invoke(self, *args: str) -> Result:
+        """The command line in-process (click's CliRunner), from the media folder."""
+        from orchestrator.cli import cli
+
+        old = Path.cwd()
+        os.chdir(self.folder)
+        try:
+            return CliRunner().invoke(cli, list(args), env=self.env)
+        finally:
+            os.chdir(old)
 
     def spawn(self, *args: str, name: str = "run") -> Child:
         """``python -m orchestrator ARGS`` in the media folder, output to files."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,17 +24,6 @@ from orchestrator.transport import HttpTransport
 
 DAY = 86400.0
 API = "http://127.0.0.1:9"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def store(home: Path, clock: ManualClock) -> Iterator[TokenStore]:
-    with TokenStore.open(Settings(home=home), clock=clock) as opened:
-        yield opened
 
 
 def write(tmp_path: Path, document: Any) -> Path:

@@ -55,11 +55,6 @@ def err(code: str, message: str = "nope", log_id: str = "log-123") -> dict[str, 
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def tokens() -> FakeTokens:
     return FakeTokens()
 

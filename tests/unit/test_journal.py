@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from orchestrator.clock import ManualClock
-from orchestrator.config import Settings
 from orchestrator.rerun import Action, decide
 from orchestrator.secret import Secret
 from orchestrator.store.db import DB_FILENAME
 from orchestrator.store.journal import EntryMeta, EntryState, Journal
-from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK, plan_chunks
 from orchestrator.upload import (
     ChunkConfirmed,
@@ -31,17 +28,6 @@ from orchestrator.upload import (
 
 PLAN = plan_chunks(2 * MIN_CHUNK + 10, MIN_CHUNK)
 URL = Secret("http://upload.example/upload/?upload_id=1&upload_token=SEKRIT-UPLOAD-TOKEN")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def journal(tmp_path: Path, clock: ManualClock) -> Iterator[Journal]:
-    with TokenStore.open(Settings(home=tmp_path / "home"), clock=clock) as store:
-        yield Journal(store.database, store.cipher, clock=clock, run_id="run-1")
 
 
 def meta(

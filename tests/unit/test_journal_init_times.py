@@ -3,33 +3,15 @@ grow with what other users did (issue 14, item 9)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from orchestrator.clock import ManualClock
-from orchestrator.config import Settings
 from orchestrator.secret import Secret
 from orchestrator.store.journal import EntryMeta, Journal
-from orchestrator.store.tokens import TokenStore
 from orchestrator.tiktok.chunks import MIN_CHUNK, plan_chunks
 from orchestrator.upload import Deferred, Failed, Initialised, Published
 
 PLAN = plan_chunks(MIN_CHUNK, MIN_CHUNK)
 URL = Secret("http://upload.example/upload/?upload_id=1&upload_token=T")
 DAY = 86_400.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def journal(tmp_path: Path, clock: ManualClock) -> Iterator[Journal]:
-    with TokenStore.open(Settings(home=tmp_path / "home"), clock=clock) as store:
-        yield Journal(store.database, store.cipher, clock=clock, run_id="run-1")
 
 
 def entry(identity: str, user: str, mode: str = "direct", kind: str = "file") -> EntryMeta:

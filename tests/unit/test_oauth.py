@@ -44,11 +44,6 @@ TOKEN_ANSWER = {
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def client(clock: ManualClock) -> Iterator[OAuthClient]:
     transport = HttpTransport()
     try:

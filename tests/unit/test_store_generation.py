@@ -3,7 +3,6 @@ between the database's commit and the witness file never locks the user out."""
 
 from __future__ import annotations
 
-import sqlite3
 import stat
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from orchestrator.errors import FileWriteError, StoreCorruptError, StoreRestored
 from orchestrator.store import generation
 from orchestrator.store.db import DB_FILENAME, Database
 from orchestrator.store.generation import GENERATION_FILENAME, Standing, standing
+from tests.support.run_support import backup_store, restore_store
 
 
 @pytest.mark.parametrize(
@@ -30,23 +30,6 @@ from orchestrator.store.generation import GENERATION_FILENAME, Standing, standin
 def test_rule_table(db: int, file: int | None, expected: Standing) -> None:
     """A database behind the home's witness is an older copy; anything else may be used."""
     assert standing(db, file) is expected
-
-
-def _backup(home: Path, to: Path) -> None:
-    """A consistent copy of state.db, as `sqlite3 state.db ".backup copy.db"` makes."""
-    source, target = sqlite3.connect(home / DB_FILENAME), sqlite3.connect(to)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
-
-
-def _restore(home: Path, copy: Path) -> None:
-    for leftover in ("-wal", "-shm"):
-        (home / f"{DB_FILENAME}{leftover}").unlink(missing_ok=True)
-    (home / DB_FILENAME).write_bytes(copy.read_bytes())
-    (home / DB_FILENAME).chmod(0o600)
 
 
 def test_each_writing_open_raises_the_generation_in_the_database_and_the_file(
@@ -71,9 +54,9 @@ def test_an_older_copy_is_refused_by_every_open_and_nothing_is_changed(tmp_path:
     accept-restore command in the hint; the file and the witness are left as they were."""
     home = tmp_path / "home"
     Database.open(home).close()
-    _backup(home, tmp_path / "copy.db")
+    backup_store(home, tmp_path / "copy.db")
     Database.open(home).close()
-    _restore(home, tmp_path / "copy.db")
+    restore_store(home, tmp_path / "copy.db")
     before = (home / DB_FILENAME).read_bytes()
     for create in (True, False):
         with pytest.raises(StoreRestoredError) as caught:
@@ -88,9 +71,9 @@ def test_accept_restore_makes_the_copy_the_latest(tmp_path: Path) -> None:
     """After accept_restore the restored file opens, and a copy older than it is refused."""
     home = tmp_path / "home"
     Database.open(home).close()
-    _backup(home, tmp_path / "copy.db")
+    backup_store(home, tmp_path / "copy.db")
     Database.open(home).close()
-    _restore(home, tmp_path / "copy.db")
+    restore_store(home, tmp_path / "copy.db")
     Database.open(home, create=False, accept_restore=True).close()
     assert (home / GENERATION_FILENAME).read_text() == "3\n"
     Database.open(home).close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -73,17 +72,6 @@ class FakeTokenEndpoint:
         if open_id is None:
             raise OAuthError("invalid_grant", "Refresh token is invalid or expired.")
         return self.issue(self.answer_for or open_id)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def store(home: Path, clock: ManualClock) -> Iterator[TokenStore]:
-    with TokenStore.open(Settings(home=home), clock=clock) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import orchestrator.upload as upload
+from tests.support.imports import loaded_by_import
 
 
 def test_every_advertised_name_imports_from_the_package() -> None:
@@ -20,13 +18,10 @@ def test_every_advertised_name_imports_from_the_package() -> None:
 
 def test_importing_the_events_does_not_load_the_engine() -> None:
     """upload.events is a leaf: importing it loads neither the driver nor the HTTP stack."""
-    code = (
-        "import sys, orchestrator.upload.events\n"
-        "loaded = [m for m in ('orchestrator.upload.driver', 'orchestrator.upload.machine',"
-        " 'orchestrator.tiktok.client', 'requests') if m in sys.modules]\n"
-        "assert not loaded, loaded\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    heavier = [
+        "orchestrator.upload.driver",
+        "orchestrator.upload.machine",
+        "orchestrator.tiktok.client",
+        "requests",
+    ]
+    assert loaded_by_import("orchestrator.upload.events", heavier) == []

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,7 +13,6 @@ import responses
 
 from orchestrator import auth
 from orchestrator.clock import ManualClock
-from orchestrator.config import Settings
 from orchestrator.errors import ConfigError, OAuthError
 from orchestrator.secret import Secret
 from orchestrator.store.tokens import TokenStore
@@ -31,17 +28,6 @@ API = "http://127.0.0.1:9"
 AUTH_URL = "https://www.tiktok.com/v2/auth/authorize/"
 REDIRECT = "https://posts.example.com/connect/callback/"
 SCOPES = ("user.info.basic", "video.publish", "video.upload")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def store(home: Path, clock: ManualClock) -> Iterator[TokenStore]:
-    with TokenStore.open(Settings(home=home), clock=clock) as opened:
-        yield opened
 
 
 def query_of(url: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ app under waitress on a free loopback port, the background worker, and an API ke
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from orchestrator.web import create_app
 from orchestrator.web.server import MAX_REQUEST_BODY
 from orchestrator.web.worker import ApiDrain, PostWorker
 from tests.functional.run_support import make_clip, sandbox_settings, sign_in
+from tests.support.waitress_thread import serving
 
 ADMIN_PASSWORD = "correct horse battery staple"
 WAIT_LIMIT = 60.0
@@ -97,35 +97,17 @@ def open_api_rig(
             server = waitress.create_server(
                 app, host="127.0.0.1", port=0, threads=24, max_request_body_size=MAX_REQUEST_BODY
             )
-            stopping = threading.Event()
-
-            def loop() -> None:
+            with serving(server):
+                if worker_running:
+                    worker.start()
                 try:
-                    server.run()
-                except (OSError, ValueError):
-                    if not stopping.is_set():
-                        raise  # only the channels closed under it at the end are expected
-
-            thread = threading.Thread(target=loop, daemon=True)
-            thread.start()
-            if worker_running:
-                worker.start()
-            try:
-                yield ApiRig(
-                    sandbox=sandbox,
-                    settings=settings,
-                    media=media,
-                    url=f"http://127.0.0.1:{server.effective_port}",
-                    key=key,
-                    worker=worker,
-                )
-            finally:
-                worker.stop()
-                stopping.set()
-                # As webtest's StopableWSGIServer: close every channel so the loop's map
-                # empties and its thread ends, then the request threads.
-                while server._map:
-                    for channel in list(server._map.values()):
-                        channel.handle_close()
-                thread.join(10)
-                server.task_dispatcher.shutdown()
+                    yield ApiRig(
+                        sandbox=sandbox,
+                        settings=settings,
+                        media=media,
+                        url=f"http://127.0.0.1:{server.effective_port}",
+                        key=key,
+                        worker=worker,
+                    )
+                finally:
+                    worker.stop()

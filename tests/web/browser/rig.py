@@ -8,7 +8,6 @@ Shared by the browser journey (tests/web/browser) and ``docs/screenshots.py``.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from orchestrator.tiktok.chunks import MIN_CHUNK
 from orchestrator.web import create_app
 from orchestrator.web.server import MAX_REQUEST_BODY
 from orchestrator.web.worker import ApiDrain, PostWorker
+from tests.support.waitress_thread import serving
 
 ADMIN_PASSWORD = "operator-pw"
 
@@ -77,27 +77,11 @@ def web_rig(tmp_path: Path) -> Iterator[WebRig]:
             holder["app"] = create_app(
                 config, settings=settings, clock=clock, token_store=store, worker=worker
             )
-            stopping = threading.Event()
-
-            def loop() -> None:
+            with serving(server):
+                worker.start()
                 try:
-                    server.run()
-                except (OSError, ValueError):
-                    if not stopping.is_set():
-                        raise  # only the channels closed under it at the end are expected
-
-            thread = threading.Thread(target=loop, daemon=True)
-            thread.start()
-            worker.start()
-            try:
-                yield WebRig(
-                    base=base, sandbox=sandbox, settings=settings, store=store, media=media
-                )
-            finally:
-                worker.stop()
-                stopping.set()
-                while server._map:  # close every channel: the loop's map empties, it ends
-                    for channel in list(server._map.values()):
-                        channel.handle_close()
-                thread.join(10)
-                server.task_dispatcher.shutdown()
+                    yield WebRig(
+                        base=base, sandbox=sandbox, settings=settings, store=store, media=media
+                    )
+                finally:
+                    worker.stop()
