@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.manifest import Mode, PrivacyLevel
+from orchestrator.media import ContentType, MediaInfo
 from orchestrator.preflight import creator_problems
 from orchestrator.review import (
     DECLARATION,
@@ -101,8 +102,10 @@ def test_a_post_awaiting_review_is_judged_only_on_what_the_page_cannot_change() 
         privacy_level_options=("SELF_ONLY",), comment_disabled=True, max_video_post_duration_sec=60
     )
     assert creator_problems(entry_for_checks(video_entry(), creator), creator) is None
-    long = video_entry(media_info=None)
-    assert creator_problems(entry_for_checks(long, creator), creator) is None
+    long = video_entry(media_info=MediaInfo(ContentType.MP4, 1_000, duration_s=120.0))
+    problem = creator_problems(entry_for_checks(long, creator), creator)
+    assert problem is not None
+    assert "at most 60 s" in problem.message
     assert creator_problems(entry_for_checks(photo_entry(), creator), creator) is None
 
 
