@@ -37,6 +37,7 @@ ENV_API_BASE = "ORCHESTRATOR_API_BASE"
 ENV_AUTH_URL = "ORCHESTRATOR_AUTH_URL"
 ENV_STORE = "ORCHESTRATOR_STORE"
 ENV_NOTIFY = "ORCHESTRATOR_NOTIFY"
+ENV_EXPECT_STATE = "ORCHESTRATOR_EXPECT_STATE"
 ENV_PROXIES = {"https": "HTTPS_PROXY", "http": "HTTP_PROXY"}
 ENV_NO_PROXY = "NO_PROXY"
 ENV_CA_BUNDLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
@@ -72,6 +73,9 @@ class Settings:
     notify_urls: tuple[Secret, ...] = field(default=(), repr=False)
     """Apprise URLs for notifications (``ORCHESTRATOR_NOTIFY``, space-separated; a command's
     ``--notify`` replaces them). Secret: they carry webhook tokens and passwords."""
+    expect_state: bool = False
+    """``run`` refuses a home without a state database (``--expect-state`` or
+    ``ORCHESTRATOR_EXPECT_STATE=1``): in CI, a lost state.db must stop the run, not post again."""
 
     def require_client(self) -> tuple[str, Secret]:
         """The app credentials, or a ConfigError saying which variable to set."""
@@ -177,6 +181,23 @@ def _check_store_url(value: str | None) -> Secret | None:
     return Secret(value)
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _check_flag(name: str, value: str) -> bool:
+    """A yes/no variable: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off``/unset."""
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(
+        f"{name} must be 1 or 0 (true/false, yes/no), got {value.strip()!r}",
+        hint=f"e.g. {name}=1, or unset it",
+    )
+
+
 def _pick(env: Mapping[str, str], option: str | None, var: str) -> str | None:
     """The option if given, else the environment variable's value (stripped), else None."""
     if option:
@@ -204,6 +225,7 @@ def load_settings(
     token_key = env.get(ENV_TOKEN_KEY, "").strip()
     store_url = _check_store_url(_pick(env, store, ENV_STORE))
     notify_urls = env.get(ENV_NOTIFY, "").split()
+    expect_state = _check_flag(ENV_EXPECT_STATE, env.get(ENV_EXPECT_STATE, ""))
     settings = Settings(
         home=home_path,
         api_base=_check_http_url(
@@ -221,6 +243,7 @@ def load_settings(
         store_url=store_url,
         step_summary=Path(step_summary) if (step_summary := env.get(ENV_STEP_SUMMARY)) else None,
         notify_urls=tuple(Secret(url.strip()) for url in notify_urls if url.strip()),
+        expect_state=expect_state,
     )
     if settings.token_key is not None:
         decode_token_key(settings.token_key)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from orchestrator.clock import Clock, InterruptibleClock, SystemClock
 from orchestrator.config import Settings
-from orchestrator.errors import AuthError, NeedsLoginError, UsageError
+from orchestrator.errors import AuthError, NeedsLoginError, StoreMissingError, UsageError
 from orchestrator.manifest import Manifest, load_manifest
 from orchestrator.report import RunReport
 from orchestrator.retry import (
@@ -98,6 +98,8 @@ def run_manifest(
     stop = stop or threading.Event()
     if not options.dry_run:
         settings.require_client()
+    if settings.expect_state and not shared:
+        require_state(settings.home)
     ensure_private_home(settings.home)
     with contextlib.ExitStack() as stack:
         if not shared and not options.dry_run:
@@ -208,6 +210,21 @@ def check_with_journal(
         if key.note is not None
     ]
     return manifest, notes
+
+
+def require_state(home: Path) -> None:
+    """Refuse a home without a state database (``--expect-state``), creating nothing.
+
+    A CI runner whose saved home was lost (an evicted cache, a failed save) would otherwise
+    start from nothing: no journal, so every entry posts again. Checked before the home is
+    created, so a refused run leaves no trace for the next one to mistake for state."""
+    if not (home / DB_FILENAME).is_file():
+        raise StoreMissingError(
+            f"no state database in {home}, but --expect-state (or ORCHESTRATOR_EXPECT_STATE) "
+            "says one must exist; nothing was sent and nothing was created",
+            hint="restore the home's state.db (and its token key) from where you keep it, or "
+            "drop --expect-state / ORCHESTRATOR_EXPECT_STATE for a first run",
+        )
 
 
 def _check_only_users(manifest: Manifest, only_users: frozenset[str]) -> None:

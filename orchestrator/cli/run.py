@@ -139,6 +139,13 @@ if TYPE_CHECKING:
     help="How long each notification target may take; a slow or failing one never changes "
     "the run's result.",
 )
+@click.option(
+    "--expect-state",
+    is_flag=True,
+    help="Refuse to start (exit 2, nothing sent or created) when the home has no state "
+    "database: for CI that restores the home, so a lost one cannot post everything again. "
+    "Env: ORCHESTRATOR_EXPECT_STATE=1.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("-q", "--quiet", count=True, help="Less log output.")
 @click.pass_context
@@ -167,6 +174,7 @@ def run(
     notify_urls: tuple[str, ...],
     notify_on: str,
     notify_timeout: float,
+    expect_state: bool,
     verbose: int,
     quiet: int,
 ) -> None:
@@ -193,6 +201,8 @@ def run(
     )
     show_bars = not no_progress and sys.stderr.isatty() and log_format == "text"
     settings = options_of(ctx).settings()
+    if expect_state:
+        settings = settings.with_overrides(expect_state=True)
     if notify_urls:
         settings = settings.with_overrides(
             notify_urls=tuple(Secret(url) for url in notify_urls if url.strip())

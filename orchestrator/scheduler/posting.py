@@ -232,7 +232,7 @@ class EntryPoster:
         if problem is not None:
             return self._pre_verdict(item, EntryStatus.FAILED, problem)
         if not self.options.dry_run:
-            reviews.await_review(item.meta, review_item(item.entry, item.meta))
+            reviews.await_review(item.meta, review_item(item.entry, item.meta), fence=item.fence)
         return entry_result(
             item.entry, item.meta, EntryStatus.AWAITING_REVIEW, error=AWAITING_REVIEW
         )

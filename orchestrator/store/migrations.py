@@ -223,6 +223,16 @@ _WEB_V1 = (
     """,
 )
 
+_WEB_V2 = (
+    # Which `serve` instance works on a post (store/web.py): `state` moves queued -> started
+    # (or queued -> cancelled) by conditional UPDATEs, so a DELETE and a worker's claim racing
+    # in two instances cannot both win; `claimed_by`/`lease_until` say who runs it now.
+    "ALTER TABLE web_posts ADD COLUMN state TEXT NOT NULL DEFAULT 'queued'",
+    "ALTER TABLE web_posts ADD COLUMN claimed_by TEXT",
+    "ALTER TABLE web_posts ADD COLUMN lease_until REAL",
+    "UPDATE web_posts SET state = 'cancelled' WHERE cancelled_at IS NOT NULL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
@@ -231,6 +241,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("creator holds for shared runs", _CREATOR_HOLDS_V1),
     Migration("journal per-user init index", _JOURNAL_V3),
     Migration("web: invites, API keys, posts, connect states", _WEB_V1),
+    Migration("web: post claims for several serve instances", _WEB_V2),
     Migration("creator review: items and links", REVIEW_V1),
     # Append new migrations here; never edit or reorder one that has shipped.
 )

@@ -30,7 +30,7 @@ from typing import Any, Final
 from orchestrator.clock import Clock
 from orchestrator.errors import UsageError
 from orchestrator.store.db import StoreDatabase
-from orchestrator.store.journal import EntryMeta, EntryState
+from orchestrator.store.journal import EntryMeta, EntryState, Fence
 from orchestrator.store.web import digests_match, new_secret, secret_digest
 
 DEFAULT_LINK_LIFETIME: Final = 3 * 86400.0
@@ -175,8 +175,11 @@ class ReviewStore:
 
     # -- posts waiting --
 
-    def await_review(self, meta: EntryMeta, item: ReviewItem) -> None:
-        """Journal the entry ``awaiting_review`` and keep what its review page shows."""
+    def await_review(
+        self, meta: EntryMeta, item: ReviewItem, *, fence: Fence | None = None
+    ) -> None:
+        """Journal the entry ``awaiting_review`` and keep what its review page shows (checked
+        against a shared run's ``fence`` like every journal write)."""
         now = self._clock.time()
         snapshot = json.dumps(
             {
@@ -189,6 +192,8 @@ class ReviewStore:
             ensure_ascii=False,
         )
         with self.database.transaction() as connection:
+            if fence is not None:
+                fence.check(connection)
             row = connection.execute(
                 _LOCKED_ROW + self.database.lock_suffix,
                 (meta.identity,),

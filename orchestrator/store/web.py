@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -303,6 +304,20 @@ class ApiKeyStore:
 # -- posts made over HTTP ------------------------------------------------------------------------
 
 
+class PostState(enum.StrEnum):
+    """Where a post stands between the API and the workers (its progress is the journal's).
+
+    ``queued`` -> ``started`` when a worker first claims it, ``queued`` -> ``cancelled`` on a
+    DELETE; both are conditional UPDATEs on ``state = 'queued'``, so when a DELETE races a
+    claim (in another ``serve`` instance) exactly one of them wins. A started post is never
+    queued again once the journal has it, so it can no longer be cancelled.
+    """
+
+    QUEUED = "queued"
+    STARTED = "started"
+    CANCELLED = "cancelled"
+
+
 @dataclass(frozen=True)
 class WebPost:
     """A post accepted by ``POST /api/v1/posts``; its progress is in the journal."""
@@ -315,6 +330,15 @@ class WebPost:
     created_at: float
     cancelled_at: float | None
     upload_path: str | None
+    state: PostState = PostState.QUEUED
+    claimed_by: str | None = None
+    """The worker running it now (while ``lease_until`` is in the future)."""
+    lease_until: float | None = None
+
+    def user_id(self) -> str:
+        """The creator the post is for (its entry's ``user_id``)."""
+        entry = json.loads(self.entry)
+        return str(entry.get("user_id", "")) if isinstance(entry, dict) else ""
 
 
 class IdempotencyConflict(UsageError):
@@ -322,8 +346,8 @@ class IdempotencyConflict(UsageError):
 
 
 _SELECT_POSTS = (
-    "SELECT id, idempotency_key, body_digest, entry, created_at, cancelled_at, upload_path "
-    "FROM web_posts"
+    "SELECT id, idempotency_key, body_digest, entry, created_at, cancelled_at, upload_path, "
+    "state, claimed_by, lease_until FROM web_posts"
 )
 
 
@@ -336,6 +360,9 @@ def _post_from_row(row: Any) -> WebPost:
         created_at=float(row["created_at"]),
         cancelled_at=None if row["cancelled_at"] is None else float(row["cancelled_at"]),
         upload_path=row["upload_path"],
+        state=PostState(row["state"]),
+        claimed_by=row["claimed_by"],
+        lease_until=None if row["lease_until"] is None else float(row["lease_until"]),
     )
 
 
@@ -391,19 +418,65 @@ class WebPostStore:
         """Every post not cancelled, oldest first (the worker's queue; the journal says which
         of them are done)."""
         rows = self.database.fetch_all(
-            _SELECT_POSTS + " WHERE cancelled_at IS NULL ORDER BY created_at, id"
+            _SELECT_POSTS + " WHERE state <> 'cancelled' ORDER BY created_at, id"
         )
         return [_post_from_row(row) for row in rows]
 
     def cancel(self, post_id: str) -> bool:
-        """Mark a post cancelled; whether it was not already. (Whether it may be cancelled —
-        not started — is the caller's check, against the journal.)"""
+        """Cancel a post no worker has started; whether it is cancelled now (by this call or an
+        earlier one). False once a worker claimed it: the claim and the cancel are one
+        conditional UPDATE each on ``state = 'queued'``, so only one of them wins."""
         with self.database.transaction() as connection:
-            cursor = connection.execute(
-                "UPDATE web_posts SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL",
+            connection.execute(
+                "UPDATE web_posts SET state = 'cancelled', cancelled_at = ? "
+                "WHERE id = ? AND state = 'queued'",
                 (self._clock.time(), post_id),
             )
+            row = connection.execute(
+                "SELECT state FROM web_posts WHERE id = ?", (post_id,)
+            ).fetchone()
+        return row is not None and row["state"] == PostState.CANCELLED
+
+    def claim(self, post_id: str, worker: str, *, lease: float) -> bool:
+        """Take a post for ``worker`` for ``lease`` seconds: a queued one (it becomes started),
+        or a started one nobody holds (its worker let go, or its lease ran out: a worker that
+        died mid-upload, whose upload the journal resumes). Whether the claim was won."""
+        now = self._clock.time()
+        with self.database.transaction() as connection:
+            cursor = connection.execute(
+                "UPDATE web_posts SET state = 'started', claimed_by = ?, lease_until = ? "
+                "WHERE id = ? AND (state = 'queued' OR (state = 'started' AND "
+                "(lease_until IS NULL OR lease_until <= ? OR claimed_by = ?)))",
+                (worker, now + lease, post_id, now, worker),
+            )
             return bool(cursor.rowcount)
+
+    def renew(self, post_ids: Iterable[str], worker: str, *, lease: float) -> int:
+        """Extend ``worker``'s claims on ``post_ids``; how many it still held."""
+        renewed = 0
+        until = self._clock.time() + lease
+        with self.database.transaction(durable=False) as connection:
+            for post_id in post_ids:
+                cursor = connection.execute(
+                    "UPDATE web_posts SET lease_until = ? WHERE id = ? AND claimed_by = ? "
+                    "AND state = 'started'",
+                    (until, post_id, worker),
+                )
+                renewed += cursor.rowcount
+        return renewed
+
+    def release(self, post_id: str, worker: str, *, started: bool) -> None:
+        """Let go of ``worker``'s claim after a pass. A post the journal does not have yet
+        (``started`` False: nothing was sent, e.g. its creator must sign in again) is queued
+        again, so it can still be cancelled; any other stays started, for whichever worker
+        takes it next (the journal says what is left to do)."""
+        state = PostState.STARTED if started else PostState.QUEUED
+        with self.database.transaction() as connection:
+            connection.execute(
+                "UPDATE web_posts SET state = ?, claimed_by = NULL, lease_until = NULL "
+                "WHERE id = ? AND claimed_by = ? AND state = 'started'",
+                (str(state), post_id, worker),
+            )
 
 
 # -- OAuth connect states ------------------------------------------------------------------------

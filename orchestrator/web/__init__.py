@@ -131,9 +131,10 @@ def create_app(
         worker=worker or IdleWorker(),
     )
 
-    from orchestrator.web import api, operator
+    from orchestrator.web import api, calendar_page, operator
 
     app.register_blueprint(operator.blueprint)
+    app.register_blueprint(calendar_page.blueprint)
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
     _register_optional(app, "orchestrator.web.connect")
     _register_optional(app, "orchestrator.web.review")

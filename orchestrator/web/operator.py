@@ -46,11 +46,6 @@ KNOWN_SCOPES = {
 INVITE_LIFETIMES_DAYS = (1, 7, 30)
 
 
-def tiktok_post_url(post_id: str) -> str:
-    """A link to a published post (TikTok redirects the empty user name to the author's)."""
-    return f"https://www.tiktok.com/@/video/{post_id}"
-
-
 def signed_in() -> bool:
     """Whether this request's session is a live operator login."""
     since = session.get(_SIGNED_IN)
@@ -211,7 +206,6 @@ def posts() -> ResponseReturnValue:
         "posts.html",
         records=records[:POSTS_SHOWN],
         more=max(0, len(records) - POSTS_SHOWN),
-        post_url=tiktok_post_url,
     )
 
 
@@ -250,7 +244,7 @@ def report(run_id: str) -> ResponseReturnValue:
     entries = read_run(found.settings, run_id, clock=found.clock)
     if not entries:
         abort(404, description=f"The store has no run {run_id}.")
-    return render_template("report.html", run_id=run_id, entries=entries, post_url=tiktok_post_url)
+    return render_template("report.html", run_id=run_id, entries=entries)
 
 
 # -- API keys ------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from orchestrator.store.review import (
 )
 from orchestrator.tiktok.client import CreatorInfo
 from orchestrator.web import services
-from orchestrator.web.operator import login_required, tiktok_post_url
+from orchestrator.web.operator import login_required
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def next_post() -> ResponseReturnValue:
         item for item in _reviews().waiting(link.open_id) if item.identity in link.identities
     ]
     if not waiting:
-        return _page("review_done.html", statuses=_statuses(link), post_url=tiktok_post_url)
+        return _page("review_done.html", statuses=_statuses(link))
     return _review_page(link, waiting[0], remaining=len(waiting))
 
 

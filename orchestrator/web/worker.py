@@ -19,9 +19,19 @@ pass. The thread wakes when the API queues work (:meth:`PostWorker.wake`) or aft
 ``poll_interval`` seconds, and stops at the end of the current step when asked (the run's stop
 event is honoured within moments, as Ctrl-C is for ``run``).
 
-PostgreSQL: several ``serve`` instances on one store would each run the same pending posts;
-the journal's rows keep a post from being sent twice only within one lock holder. Sharing
-the work through ``store/queue.py`` is the next step (README, "Web").
+Several instances (PostgreSQL). Each pass claims the posts it runs in the store before
+writing them into its manifest (:meth:`WebPostStore.claim`: a conditional UPDATE, ``queued`` ->
+``started``, under a lease the pass renews), a creator's posts together and in order, skipping a
+creator another instance is running. So two ``serve`` instances on one store never run one post
+at once, and a DELETE racing a claim either cancels the post or lets it run, never both. The
+claimed posts then run as a shared run of their own (run id ``web-<worker>-<time>``): the
+store's ``creator_holds`` keep one worker per creator, its rate windows are counted in the
+database, and the fence checks every journal write. After the pass the claims are let go: a post
+the journal has is run on by whichever instance claims it next (the journal says what is left),
+one it does not have is queued again. A worker killed mid-pass leaves its claims to run out
+after the lease (``RunSettings.lease``; on SQLite, where the home's run lock already keeps to
+one pass at a time, a restarted ``serve`` takes them at once); the next claim resumes its
+uploads from the journal.
 
 This module must not print or log a secret.
 """
@@ -30,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,13 +51,15 @@ from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.errors import OrchestratorError, RunLockedError
 from orchestrator.report import render_json
-from orchestrator.runner import run_manifest
+from orchestrator.runner import run_manifest, worker_name
 from orchestrator.scheduler import RunOptions
 from orchestrator.settings import RunSettings
+from orchestrator.store.backend import is_shared
 from orchestrator.store.journal import EntryState, Journal, JournalRecord
 from orchestrator.store.review import ReviewStore
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import WebPost, WebPostStore
+from orchestrator.transport import HttpTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +79,9 @@ FINAL_STATES: Final = frozenset(
 )
 """Journal states a post stays in: the worker never takes it again."""
 DEFAULT_POLL_INTERVAL = 2.0
+SQLITE_WORKER = "serve"
+DEFAULT_CLAIM_LEASE = 60.0
+"""Seconds a pass's claim on its posts outlives the pass's last renewal (a third of it)."""
 STOP_TIMEOUT = 30.0
 
 
@@ -123,13 +139,22 @@ class ApiDrain:
         clock: Clock,
         tunables: RunSettings | None = None,
         options: RunOptions | None = None,
+        transport_factory: Callable[[], Transport] = HttpTransport,
     ) -> None:
         self._settings = settings
+        self._transport_factory = transport_factory
         self._store = store
         self._clock = clock
         self._tunables = tunables
         self._options = options or RunOptions()
         self._posts = WebPostStore(store.database, clock=clock)
+        # On SQLite the home's run lock keeps to one pass at a time, so every instance of a
+        # home is one worker: a restarted `serve` takes its killed predecessor's claims at once.
+        # On a shared store each instance is its own, and a killed one's claims run out.
+        self.worker = worker_name() if is_shared(settings) else SQLITE_WORKER
+        """This instance in the posts' claims."""
+        self._tag = secrets.token_hex(4)
+        self.lease = tunables.lease if tunables is not None else DEFAULT_CLAIM_LEASE
         self.on_depth: Callable[[int], None] | None = None
         """Told how much is queued before a pass runs it (``healthz`` shows it meanwhile)."""
 
@@ -187,28 +212,69 @@ class ApiDrain:
             _, queued = self.pending()
         return PassOutcome(queued=queued + len(self.queued_runs()), ran=ran)
 
+    def claim(self, posts: list[WebPost]) -> list[WebPost]:
+        """Claim ``posts`` (oldest first) for this worker: each creator's in order, stopping at
+        the first one another instance holds, so a creator's posts keep their order."""
+        claimed: list[WebPost] = []
+        blocked: set[str] = set()
+        for post in posts:
+            user = post.user_id()
+            if user in blocked:
+                continue
+            if self._posts.claim(post.id, self.worker, lease=self.lease):
+                claimed.append(post)
+            else:
+                blocked.add(user)
+        return claimed
+
     def _run_posts(self, posts: list[WebPost], stop: threading.Event) -> None:
+        claimed = self.claim(posts)
+        if not claimed:
+            return
         folder = self._settings.home / RUNS_FOLDER
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         entries: list[dict[str, Any]] = []
-        for post in posts:
+        for post in claimed:
             entry = dict(json.loads(post.entry))
             entry["id"] = post.id
             entries.append(entry)
-        path = folder / ".posts.json"
+        # One file per instance: several instances may share a home.
+        path = folder / f".posts-{self._tag}.json"
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"version": 1, "entries": entries}), encoding="utf-8")
         temporary.replace(path)
-        run_id = f"web-{self._clock.time():.0f}"
-        run_manifest(
-            self._settings,
-            path,
-            self._options,
-            tunables=self._tunables,
-            clock=self._clock,
-            stop=stop,
-            run_id=run_id,
+        run_id = f"web-{self._tag}-{self._clock.time():.0f}"
+        done = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=([post.id for post in claimed], done), daemon=True
         )
+        renewer.start()
+        try:
+            run_manifest(
+                self._settings,
+                path,
+                self._options,
+                tunables=self._tunables,
+                clock=self._clock,
+                stop=stop,
+                run_id=run_id,
+                transport_factory=self._transport_factory,
+            )
+        finally:
+            done.set()
+            renewer.join()
+            journal = self._journal()
+            for post in claimed:
+                started = post_record(journal, post.id) is not None
+                self._posts.release(post.id, self.worker, started=started)
+
+    def _renew(self, post_ids: list[str], done: threading.Event) -> None:
+        """Keep this pass's claims alive until it ends (a third of the lease between)."""
+        while not done.wait(self.lease / 3):
+            try:
+                self._posts.renew(post_ids, self.worker, lease=self.lease)
+            except OrchestratorError as exc:  # the pass itself will meet the same store
+                log.warning("could not renew the worker's claims: %s", exc)
 
     def _run_manifest(self, run_id: str, stop: threading.Event) -> None:
         folder = run_folder(self._settings, run_id)

@@ -95,7 +95,25 @@ def test_an_idempotency_key_makes_one_post(posts: WebPostStore) -> None:
         posts.add("key-1", body_digest="d2", entry='{"user_id": "b"}')
     assert [post.id for post in posts.recent()] == [first.id]
     assert posts.cancel(first.id)
-    assert not posts.cancel(first.id)
+    assert posts.cancel(first.id)  # a DELETE repeated: still cancelled
+
+
+def test_a_claim_and_a_cancel_exclude_each_other(posts: WebPostStore, clock: ManualClock) -> None:
+    """A claimed post cannot be cancelled and a cancelled one cannot be claimed; a claim whose
+    lease ran out is taken over, and a released post the journal lacks is cancellable again."""
+    taken, _ = posts.add("key-1", body_digest="d", entry='{"user_id": "a"}')
+    dropped, _ = posts.add("key-2", body_digest="d", entry='{"user_id": "a"}')
+    assert posts.claim(taken.id, "w1", lease=60)
+    assert not posts.cancel(taken.id)
+    assert not posts.claim(taken.id, "w2", lease=60)
+    assert posts.cancel(dropped.id)
+    assert not posts.claim(dropped.id, "w1", lease=60)
+    assert [post.id for post in posts.open_posts()] == [taken.id]
+    clock.advance(61)
+    assert posts.claim(taken.id, "w2", lease=60)
+    assert posts.renew([taken.id], "w1", lease=60) == 0
+    posts.release(taken.id, "w2", started=False)
+    assert posts.cancel(taken.id)
 
 
 def test_concurrent_posts_with_one_key_make_one_post(posts: WebPostStore) -> None:

@@ -149,6 +149,13 @@ def cancel_post(post_id: str) -> Response:
             f"post {post.id} has started ({record.state}); it can no longer be cancelled",
             "a post TikTok received cannot be withdrawn here; delete it in the TikTok app",
         )
-    app_services().posts.cancel(post.id)
+    if not app_services().posts.cancel(post.id):
+        # A worker (of this or another `serve` instance) took it meanwhile: it runs.
+        raise ApiProblem(
+            409,
+            "already_started",
+            f"post {post.id} has started; it can no longer be cancelled",
+            "a post TikTok received cannot be withdrawn here; delete it in the TikTok app",
+        )
     cancelled: WebPost = app_services().posts.get(post.id)
     return jsonify(_post_json(cancelled, None))
