@@ -36,7 +36,7 @@ def rig(tmp_path: Path) -> Iterator[ApiRig]:
         yield opened
 
 
-def _queue(rig: ApiRig, user: str, name: str, **fields: Any) -> str:
+def queue_for_review(rig: ApiRig, user: str, name: str, **fields: Any) -> str:
     """A `review: creator` post; its id once the worker has it awaiting review."""
     clip, _ = rig.clip(name)
     body = {"user_id": user, "video_path": str(clip), "review": "creator", **fields}
@@ -48,7 +48,7 @@ def _queue(rig: ApiRig, user: str, name: str, **fields: Any) -> str:
     return post_id
 
 
-def _here(rig: ApiRig, review_url: str) -> str:
+def on_this_server(rig: ApiRig, review_url: str) -> str:
     """A review URL (made with the configured public URL) on the test's server."""
     path = urlsplit(review_url).path
     assert path.startswith("/review/")
@@ -65,7 +65,7 @@ def _browser(rig: ApiRig, user: str) -> requests.Session:
     made = rig.post("/api/v1/reviews", json={"user_id": user})
     assert made.status_code == 201, made.text
     browser = requests.Session()
-    page = browser.get(_here(rig, made.json()["review_url"]), timeout=30)
+    page = browser.get(on_this_server(rig, made.json()["review_url"]), timeout=30)
     assert page.status_code == 200, page.text
     return browser
 
@@ -96,9 +96,11 @@ def test_three_posts_for_two_creators_publish_once_each_with_the_chosen_settings
 ) -> None:
     """Nothing reaches TikTok's init before the creator presses Post; then each post is
     published once, byte-exact, with the settings chosen on the page (not the manifest's)."""
-    first = _queue(rig, PUBLIC, "a.mp4", privacy_level="SELF_ONLY", description="manifest")
-    second = _queue(rig, PUBLIC, "b.mp4")
-    third = _queue(rig, OTHER, "c.mp4")
+    first = queue_for_review(
+        rig, PUBLIC, "a.mp4", privacy_level="SELF_ONLY", description="manifest"
+    )
+    second = queue_for_review(rig, PUBLIC, "b.mp4")
+    third = queue_for_review(rig, OTHER, "c.mp4")
     assert rig.sandbox.publishes() == []
     assert rig.sandbox.calls("video_init") == 0
 
@@ -165,7 +167,7 @@ def test_three_posts_for_two_creators_publish_once_each_with_the_chosen_settings
 def test_the_page_offers_no_default_and_keeps_post_disabled(rig: ApiRig) -> None:
     """Privacy starts empty, the boxes unchecked, the toggle off, Post disabled, and the
     creator's disabled interactions greyed out."""
-    _queue(rig, LOCKED, "a.mp4")
+    queue_for_review(rig, LOCKED, "a.mp4")
     page = _page(rig, _browser(rig, LOCKED))
     assert '<option value="" selected>' in page
     assert re.search(r'<option value="PUBLIC_TO_EVERYONE">', page)  # not selected
@@ -201,7 +203,7 @@ def test_a_crafted_form_cannot_break_a_rule(
     rig: ApiRig, choices: dict[str, str], problem: str
 ) -> None:
     """The server refuses what the page would not allow; nothing is recorded or sent."""
-    post_id = _queue(rig, LOCKED, "a.mp4")
+    post_id = queue_for_review(rig, LOCKED, "a.mp4")
     browser = _browser(rig, LOCKED)
     answer = _send(rig, browser, _page(rig, browser), choices)
     assert answer.status_code == 422
@@ -215,7 +217,7 @@ def test_a_crafted_form_cannot_break_a_rule(
 def test_the_declaration_follows_the_branded_choice(rig: ApiRig) -> None:
     """With branded content chosen the declaration names the Branded Content Policy, and the
     private option is disabled."""
-    _queue(rig, PUBLIC, "a.mp4")
+    queue_for_review(rig, PUBLIC, "a.mp4")
     browser = _browser(rig, PUBLIC)
     plain = _page(rig, browser)
     assert '<p id="declaration" data-plain="' + _html(DECLARATION) + '"' in plain
@@ -230,7 +232,7 @@ def test_the_declaration_follows_the_branded_choice(rig: ApiRig) -> None:
 
 def test_not_this_one_declines_with_the_note_and_never_posts(rig: ApiRig) -> None:
     """A declined post is terminal: the note is kept, and a late Post press records nothing."""
-    post_id = _queue(rig, PUBLIC, "a.mp4")
+    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
     browser = _browser(rig, PUBLIC)
     page = _page(rig, browser)
     identity = _ACTION.search(page)
@@ -254,7 +256,7 @@ def test_not_this_one_declines_with_the_note_and_never_posts(rig: ApiRig) -> Non
 def test_a_creator_who_cannot_post_now_is_told_so(rig: ApiRig) -> None:
     """When creator_info says the creator cannot post, the page says so and Post records
     nothing."""
-    post_id = _queue(rig, PUBLIC, "a.mp4")
+    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
     browser = _browser(rig, PUBLIC)
     page = _page(rig, browser)
     rig.sandbox.schedule(
@@ -271,9 +273,9 @@ def test_a_creator_who_cannot_post_now_is_told_so(rig: ApiRig) -> None:
 
 def test_a_review_link_opens_once(rig: ApiRig) -> None:
     """The link opens in one browser; a second opening gets a page saying to ask again."""
-    _queue(rig, PUBLIC, "a.mp4")
+    queue_for_review(rig, PUBLIC, "a.mp4")
     made = rig.post("/api/v1/reviews", json={"user_id": PUBLIC}).json()
-    url = _here(rig, made["review_url"])
+    url = on_this_server(rig, made["review_url"])
     assert requests.get(url, timeout=30).status_code == 200
     again = requests.get(url, timeout=30)
     assert again.status_code == 410
@@ -284,7 +286,7 @@ def test_a_review_link_opens_once(rig: ApiRig) -> None:
 
 def test_the_video_preview_streams_with_range_requests(rig: ApiRig) -> None:
     """The preview plays from the server, in ranges, only for the link's browser."""
-    post_id = _queue(rig, PUBLIC, "a.mp4")
+    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
     browser = _browser(rig, PUBLIC)
     identity = _ACTION.search(_page(rig, browser))
     assert identity
