@@ -3,6 +3,7 @@ page enforces every rule on the server, and only a confirmation sends anything t
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,6 +151,8 @@ def test_three_posts_for_two_creators_publish_once_each_with_the_chosen_settings
         for record in rig.sandbox.publishes()
     }
     assert len(rig.sandbox.publishes()) == 3
+    sent = {hashlib.sha256(clip.read_bytes()).hexdigest() for clip in rig.media.glob("*.mp4")}
+    assert {record.sha256 for record in rig.sandbox.publishes()} == sent
     chosen = publishes[PUBLIC + ":chosen on the page"].post_info
     assert chosen["privacy_level"] == "PUBLIC_TO_EVERYONE"
     assert chosen["disable_comment"] is False
