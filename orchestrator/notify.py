@@ -163,7 +163,8 @@ def run_notice(report: RunReport, report_paths: Sequence[Path]) -> Notice:
     counts = ", ".join(f"{summary[k]} {k}" for k in summary if k != "total" and summary[k])
     title = f"tiktok-orchestrator: run {outcome.value}" + (" (dry run)" if report.dry_run else "")
     lines = [
-        f"**{summary['total']} entries**: {counts or 'nothing to do'}",
+        f"**{summary['total']} entr{'y' if summary['total'] == 1 else 'ies'}**: "
+        f"{counts or 'nothing to do'}",
         f"Manifest `{report.manifest}` · run `{report.run_id}`",
     ]
     troubled = [entry for entry in report.entries if entry.status in FAILURE_STATUSES]

@@ -95,6 +95,15 @@ class RunReport:
     entries: tuple[EntryResult, ...] = field(default_factory=tuple)
     notifications: tuple[Delivery, ...] = ()
     """Where the run's notification went (``--notify``); empty when none was sent."""
+    problems: tuple[str, ...] = ()
+    """Why the manifest is invalid (then nothing ran and ``entries`` is empty)."""
+
+    @property
+    def status(self) -> str:
+        """``invalid`` (the manifest: nothing sent), ``interrupted`` or ``completed``."""
+        if self.problems:
+            return "invalid"
+        return "interrupted" if self.interrupted else "completed"
 
     def summary(self) -> dict[str, int]:
         counts = Counter(entry.status for entry in self.entries)
@@ -153,6 +162,8 @@ def report_document(report: RunReport) -> dict[str, Any]:
         "manifest": report.manifest,
         "dry_run": report.dry_run,
         "interrupted": report.interrupted,
+        "status": report.status,
+        "problems": list(report.problems),
         "summary": report.summary(),
         "entries": [_entry_json(entry) for entry in report.entries],
         "notifications": [
@@ -184,14 +195,22 @@ def render_junit(report: RunReport) -> bytes:
         "testsuite",
         {
             "name": f"tiktok-orchestrator {report.manifest}",
-            "tests": str(summary["total"]),
-            "failures": str(summary[EntryStatus.FAILED] + summary[EntryStatus.UNCERTAIN]),
+            "tests": str(summary["total"] + bool(report.problems)),
+            "failures": str(
+                summary[EntryStatus.FAILED] + summary[EntryStatus.UNCERTAIN] + bool(report.problems)
+            ),
             "errors": "0",
             "skipped": str(sum(summary[s] for s in SKIPPED_STATUSES)),
             "timestamp": _iso(report.started_at),
             "time": f"{(report.finished_at - report.started_at).total_seconds():.3f}",
         },
     )
+    if report.problems:
+        # An invalid manifest is one failed test, so CI shows why nothing ran.
+        case = ET.SubElement(suite, "testcase", {"classname": "manifest", "name": "valid"})
+        text = "\n".join(report.problems)
+        failure = ET.SubElement(case, "failure", {"type": "invalid", "message": text})
+        failure.text = text
     for entry in report.entries:
         case = ET.SubElement(
             suite,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from orchestrator.humantime import duration_text, expiry_text, utc_text
+from orchestrator.progress import plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -109,7 +110,7 @@ def print_run_summary(report: RunReport) -> None:
     out.print(table)
     counts = report.summary()
     shown = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
-    out.print(f"{counts['total']} entries: {shown or 'nothing to do'}")
+    out.print(f"{plural(counts['total'], 'entry', 'entries')}: {shown or 'nothing to do'}")
 
 
 # -- auth ------------------------------------------------------------------------------------------
@@ -308,7 +309,7 @@ def print_run_table(run_id: str, rows: Sequence[dict[str, Any]]) -> None:
     for row in rows:
         counts[str(row["state"])] = counts.get(str(row["state"]), 0) + 1
     summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
-    click.echo(f"run {run_id}: {len(rows)} entries: {summary}")
+    click.echo(f"run {run_id}: {plural(len(rows), 'entry', 'entries')}: {summary}")
 
 
 # -- calendar --------------------------------------------------------------------------------------

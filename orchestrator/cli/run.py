@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from orchestrator.cli import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     cli,
+    exit_code_for,
     exit_code_for_report,
     handles_errors,
     options_of,
@@ -23,7 +26,7 @@ from orchestrator.cli import (
 )
 from orchestrator.clock import SystemClock
 from orchestrator.config import Settings
-from orchestrator.errors import ManifestError
+from orchestrator.errors import ManifestError, OrchestratorError
 from orchestrator.notify import DEFAULT_NOTIFY_TIMEOUT, NotifyOn, check_targets
 from orchestrator.secret import Secret
 
@@ -51,7 +54,11 @@ if TYPE_CHECKING:
 )
 @click.option("--dry-run", is_flag=True, help="Plan only: no upload, no token refresh written.")
 @click.option("--only-user", multiple=True, metavar="OPEN_ID", help="Only this user (repeatable).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N entries.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Only the first N entries that are due (not done, not scheduled for later).",
+)
 @click.option("--retry-failed", is_flag=True, help="Retry entries that failed permanently before.")
 @click.option(
     "--review",
@@ -199,50 +206,63 @@ def run(
         junit=Path(junit_path) if junit_path else None,
         markdown=Path(markdown_path) if markdown_path else None,
     )
-    show_bars = not no_progress and sys.stderr.isatty() and log_format == "text"
-    settings = options_of(ctx).settings()
-    if expect_state:
-        settings = settings.with_overrides(expect_state=True)
-    if notify_urls:
-        settings = settings.with_overrides(
-            notify_urls=tuple(Secret(url) for url in notify_urls if url.strip())
-        )
-    notices = _NotifyPlan(
-        # Checked before anything is sent: a mistyped URL is a usage error, not a lost alert.
-        urls=check_targets(url.reveal() for url in settings.notify_urls),
-        on=NotifyOn(notify_on),
-        timeout=notify_timeout,
-    )
 
-    def start(settings: Settings, observer: RunObserver) -> RunReport:
-        return api.run(
-            Path(manifest),
-            settings=settings,
-            observer=observer,
-            jobs=jobs,
-            dry_run=dry_run,
-            only_users=only_user,
-            limit=limit,
-            retry_failed=retry_failed,
-            review=review,
-            daily_cap=daily_cap,
-            inbox_cap=inbox_cap,
-            poll_timeout=poll_timeout,
-            chunk_size=chunk_size,
-            lease=lease,
-            # The sandbox's run is its own (a throw-away home): no shared run to join.
-            run_id=None if sandbox else run_id,
-        )
-
-    if sandbox:
-        from orchestrator.sandbox.demo import sandbox_session
-
-        with sandbox_session(settings) as sandbox_settings:
-            code = _run_and_report(
-                sandbox_settings, start, outputs, show_bars, notices, sandbox=True
+    def go() -> int:
+        show_bars = not no_progress and sys.stderr.isatty() and log_format == "text"
+        settings = options_of(ctx).settings()
+        if expect_state:
+            settings = settings.with_overrides(expect_state=True)
+        if notify_urls:
+            settings = settings.with_overrides(
+                notify_urls=tuple(Secret(url) for url in notify_urls if url.strip())
             )
-    else:
-        code = _run_and_report(settings, start, outputs, show_bars, notices)
+        notices = _NotifyPlan(
+            # Checked before anything is sent: a mistyped URL is a usage error, not a lost alert.
+            urls=check_targets(url.reveal() for url in settings.notify_urls),
+            on=NotifyOn(notify_on),
+            timeout=notify_timeout,
+        )
+
+        def start(settings: Settings, observer: RunObserver) -> RunReport:
+            return api.run(
+                Path(manifest),
+                settings=settings,
+                observer=observer,
+                jobs=jobs,
+                dry_run=dry_run,
+                only_users=only_user,
+                limit=limit,
+                retry_failed=retry_failed,
+                review=review,
+                daily_cap=daily_cap,
+                inbox_cap=inbox_cap,
+                poll_timeout=poll_timeout,
+                chunk_size=chunk_size,
+                lease=lease,
+                # The sandbox's run is its own (a throw-away home): no shared run to join.
+                run_id=None if sandbox else run_id,
+            )
+
+        if sandbox:
+            from orchestrator.sandbox.demo import sandbox_session
+
+            with sandbox_session(settings) as sandbox_settings:
+                return _run_and_report(
+                    sandbox_settings, start, outputs, show_bars, notices, shown, sandbox=True
+                )
+        return _run_and_report(settings, start, outputs, show_bars, notices, shown)
+
+    shown = _Shown(json_log=log_format == "json", table=quiet == 0 and log_format == "text")
+    try:
+        code = go()
+    except OrchestratorError as exc:
+        if isinstance(exc, ManifestError):
+            # CI keeps an artifact saying why nothing ran.
+            _write_invalid_report(Path(manifest), exc, outputs, dry_run=dry_run)
+        if not shown.json_log:
+            raise
+        _log_error(exc)
+        code = exit_code_for(exc)
     ctx.exit(code)
 
 
@@ -251,6 +271,75 @@ class _ReportPaths:
     json: Path | None
     junit: Path | None
     markdown: Path | None
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What the run prints besides the log: the table (not with -q, not with JSON logs); with
+    ``--log-format json`` every line on stderr is a JSON object and stdout stays empty."""
+
+    json_log: bool
+    table: bool
+
+    def say(self, text: str, *, level: int = logging.INFO, **fields: object) -> None:
+        """One message: a plain line on stderr, or a JSON log line (``event`` in fields)."""
+        if self.json_log:
+            _log.log(level, "%s", text, extra={"fields": fields})
+        else:
+            click.echo(text, err=True)
+
+
+_log = logging.getLogger("orchestrator.run")
+
+
+def _log_error(exc: OrchestratorError) -> None:
+    """An error that ended the command, as one JSON log line (``--log-format json``)."""
+    problems = exc.problems if isinstance(exc, ManifestError) else []
+    _log.error(
+        "%s",
+        exc,
+        extra={
+            "fields": {
+                "event": "error",
+                "error": type(exc).__name__,
+                "exit_code": exit_code_for(exc),
+                "problems": problems,
+                "hint": exc.hint,
+            }
+        },
+    )
+
+
+def _write_invalid_report(
+    manifest: Path, exc: ManifestError, outputs: _ReportPaths, *, dry_run: bool
+) -> None:
+    """The reports asked for (--report/--junit/--markdown), saying the manifest is invalid and
+    listing every problem; nothing ran. A report that cannot be written is said, no more."""
+    from datetime import UTC, datetime
+
+    from orchestrator.errors import ReportsNotWritten
+    from orchestrator.report import RunReport, write_reports
+
+    now = datetime.now(UTC)
+    report = RunReport(
+        run_id=uuid.uuid4().hex[:12],
+        started_at=now,
+        finished_at=now,
+        manifest=str(manifest),
+        dry_run=dry_run,
+        interrupted=False,
+        problems=tuple(exc.problems) or (str(exc),),
+    )
+    try:
+        write_reports(
+            report,
+            json_path=outputs.json,
+            junit_path=outputs.junit,
+            markdown_path=outputs.markdown,
+        )
+    except ReportsNotWritten as failed:
+        for failure in failed.failures:
+            click.echo(f"error: report not written: {failure}", err=True)
 
 
 @dataclass(frozen=True)
@@ -266,6 +355,7 @@ def _run_and_report(
     outputs: _ReportPaths,
     show_bars: bool,
     notices: _NotifyPlan,
+    shown: _Shown,
     *,
     sandbox: bool = False,
 ) -> int:
@@ -274,7 +364,8 @@ def _run_and_report(
     import signal
 
     from orchestrator.errors import ReportsNotWritten
-    from orchestrator.progress import BarObserver
+    from orchestrator.outcomes import STATUSES
+    from orchestrator.progress import BarObserver, plural
     from orchestrator.report import write_reports
 
     def terminate(_signum: int, _frame: object) -> None:
@@ -288,7 +379,8 @@ def _run_and_report(
             report = start(settings, observer)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    render.print_run_summary(report)
+    if shown.table:
+        render.print_run_summary(report)
     code = exit_code_for_report(report)
     json_path = outputs.json or _default_report_path(settings, report, sandbox)
     try:
@@ -305,33 +397,66 @@ def _run_and_report(
         # well (or only met an outage, 69) exits 1, because an output the user asked for is
         # missing.
         written = [path for path in exc.written if isinstance(path, Path)]
-        for failure in exc.failures:
-            click.echo(f"error: report not written: {failure}", err=True)
-        click.echo(
-            f"hint: {exc.hint or 'free some disk space or choose another path'}; the journal "
-            "is intact (`tiktok-orchestrator history` shows every entry)",
-            err=True,
+        hint = (
+            f"{exc.hint or 'free some disk space or choose another path'}; the journal "
+            "is intact (`tiktok-orchestrator history` shows every entry)"
         )
+        for failure in exc.failures:
+            shown.say(
+                f"error: report not written: {failure}",
+                level=logging.ERROR,
+                event="report_not_written",
+                hint=hint,
+            )
+        if not shown.json_log:
+            click.echo(f"hint: {hint}", err=True)
         if code in (EXIT_OK, EXIT_UNAVAILABLE):
             code = EXIT_FAILED
     if notices.urls:
-        _send_notices(report, notices, written, json_path)
-    for path in written:
-        click.echo(f"report: {path}")
+        _send_notices(report, notices, written, json_path, shown)
+    if shown.json_log:
+        counts = report.summary()
+        _log.info(
+            "%s: %s",
+            plural(counts["total"], "entry", "entries"),
+            ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]) or "nothing to do",
+            extra={
+                "fields": {
+                    "event": "summary",
+                    "run_id": report.run_id,
+                    "status": report.status,
+                    "exit_code": code,
+                    "counts": counts,
+                    "reports": [str(path) for path in written],
+                }
+            },
+        )
+    else:
+        for path in written:
+            click.echo(f"report: {path}")
     if report.interrupted:
-        click.echo("interrupted: the report lists what is left; run again to go on", err=True)
+        shown.say(
+            "interrupted: the report lists what is left; run again to go on",
+            level=logging.WARNING,
+            event="interrupted",
+        )
     elif code == EXIT_UNAVAILABLE:
-        click.echo(
+        shown.say(
             "error: TikTok could not be reached or kept failing; the entries it left were "
             f"deferred (exit {EXIT_UNAVAILABLE})\nhint: check the network, "
             "ORCHESTRATOR_API_BASE and TikTok's status, then run again",
-            err=True,
+            level=logging.ERROR,
+            event="unavailable",
         )
     return code
 
 
 def _send_notices(
-    report: RunReport, notices: _NotifyPlan, written: list[Path], json_path: Path | None
+    report: RunReport,
+    notices: _NotifyPlan,
+    written: list[Path],
+    json_path: Path | None,
+    shown: _Shown,
 ) -> None:
     """Notify per --notify-on, then add the deliveries to the JSON report. Whatever happens
     here (a target down, a report folder gone) the run's result and exit code stand."""
@@ -358,9 +483,11 @@ def _send_notices(
     deliveries = deliver(notices.urls, run_notice(report, written), timeout=notices.timeout)
     for delivery in deliveries:
         if not delivery.delivered:
-            click.echo(
+            shown.say(
                 f"warning: notification not delivered to {delivery.target}: {delivery.error}",
-                err=True,
+                level=logging.WARNING,
+                event="notification_not_delivered",
+                target=delivery.target,
             )
     if json_path is not None and json_path in written:
         with contextlib.suppress(ReportsNotWritten):
@@ -401,6 +528,7 @@ def validate(ctx: click.Context, manifest: str, online: bool) -> None:
         click.echo(checked.summary())
         return
     from orchestrator.preflight import check_online
+    from orchestrator.progress import plural
 
     settings = options_of(ctx).settings()
     settings.require_client()
@@ -409,8 +537,10 @@ def validate(ctx: click.Context, manifest: str, online: bool) -> None:
         click.echo(f"note: {note}", err=True)
     if found.problems:
         raise ManifestError(
-            f"{len(found.problems)} problem(s) found online for "
-            f"{found.users_checked} user(s); nothing was posted",
+            f"{plural(len(found.problems), 'problem', 'problems')} found online for "
+            f"{plural(found.users_checked, 'user', 'users')}; nothing was posted",
             list(found.problems),
         )
-    click.echo(f"{checked.summary()}; online: {found.users_checked} user(s) checked")
+    click.echo(
+        f"{checked.summary()}; online: {plural(found.users_checked, 'user', 'users')} checked"
+    )

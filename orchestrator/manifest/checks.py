@@ -431,4 +431,4 @@ class Checker:
 
     def _where(self, post: _Post) -> str:
         line = self.document.line_of(post.path)
-        return self.document.location(post.path) + (f" (line {line})" if line else "")
+        return self.document.location(post.path) + (f" on line {line}" if line else "")

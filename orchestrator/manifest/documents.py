@@ -403,6 +403,15 @@ class _FastYaml:
         return loader.construct_object(yaml.ScalarNode(tag, text))
 
 
+def _indented_with_tab(text: str, line: int) -> bool:
+    """Whether line ``line`` (0-based) of ``text`` has a tab in its indentation."""
+    lines = text.splitlines()
+    if not 0 <= line < len(lines):
+        return False
+    row = lines[line]
+    return "\t" in row[: len(row) - len(row.lstrip(" \t"))]
+
+
 def _parse_yaml_with_lines(text: str, document: Document) -> Document:
     loader = _ManifestLoader(text)
     try:
@@ -415,12 +424,19 @@ def _parse_yaml_with_lines(text: str, document: Document) -> Document:
             document.line_finder = lambda: lines
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        reason = f"invalid YAML: {_yaml_reason(exc)}"
+        fix = (
+            "check the indentation and quoting there; quote text containing ': ' or "
+            "starting with a special character"
+        )
+        if mark is not None and _indented_with_tab(text, mark.line):
+            reason = "YAML does not allow tabs for indentation"
+            fix = "indent with spaces instead of tabs"
         document.problems.append(
             Problem(
                 "manifest",
-                f"invalid YAML: {_yaml_reason(exc)}",
-                "check the indentation and quoting there; quote text containing ': ' or "
-                "starting with a special character",
+                reason,
+                fix,
                 None if mark is None else mark.line + 1,
                 None if mark is None else mark.column + 1,
             )

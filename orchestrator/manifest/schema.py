@@ -176,7 +176,8 @@ def schema_problems(error: jsonschema.ValidationError, document: Document) -> li
         return [document.problem(path, message, f"did you mean {close[0]!r}?" if close else fix)]
     if kind == "type":
         wanted = " or ".join(expected) if isinstance(expected, list) else str(expected)
-        message = f"expected {_a(wanted)}, got {_json_type(instance)} {_short(instance)}"
+        shown = "" if instance is None else f" {_short(instance)}"
+        message = f"expected {_a(wanted)}, got {_json_type(instance)}{shown}"
         if wanted == "string" and isinstance(instance, bool | int | float):
             # YAML reads 12345, 1e3, no, on... as numbers and booleans unless quoted.
             fix = "put the value in quotes so it is read as text"

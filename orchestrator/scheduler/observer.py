@@ -17,7 +17,9 @@ class RunObserver(Protocol):
 
     def run_started(self, total_entries: int) -> None: ...
 
-    def entry_started(self, entry: Entry, total_bytes: int) -> None: ...
+    def entry_started(self, entry: Entry, total_bytes: int, *, polling: bool = False) -> None:
+        """``entry`` begins: ``total_bytes`` to upload, or ``polling`` (all sent before)."""
+        ...
 
     def entry_progress(self, entry: Entry, bytes_delta: int) -> None: ...
 
@@ -30,7 +32,7 @@ class NullObserver:
     def run_started(self, total_entries: int) -> None:
         return None
 
-    def entry_started(self, entry: Entry, total_bytes: int) -> None:
+    def entry_started(self, entry: Entry, total_bytes: int, *, polling: bool = False) -> None:
         return None
 
     def entry_progress(self, entry: Entry, bytes_delta: int) -> None:

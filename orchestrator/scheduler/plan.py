@@ -85,13 +85,32 @@ class PlannedEntry:
 
 
 def select_entries(manifest: Manifest, options: RunOptions) -> list[Entry]:
-    """The manifest's entries this run is about (``--user``, then ``--limit``)."""
+    """The manifest's entries this run is about (``--user``); ``--limit`` is applied to the
+    plan by :func:`first_due`, since only the journal knows which entries are due."""
     entries: Sequence[Entry] = manifest.entries
     if options.only_users:
         entries = [e for e in entries if e.user_id in options.only_users]
-    if options.limit is not None:
-        entries = entries[: options.limit]
     return list(entries)
+
+
+def is_due(item: PlannedEntry, *, now: float) -> bool:
+    """Whether the entry has work to do now: not done, not a failure to repeat, not
+    uncertain, not declined by its creator, and not scheduled for later."""
+    action = item.decision.action
+    if action in (Action.ALREADY_DONE, Action.REPEAT_FAILURE, Action.UNCERTAIN, Action.DECLINED):
+        return False
+    publish_at = item.entry.publish_at
+    return not (action is Action.START and publish_at is not None and publish_at.timestamp() > now)
+
+
+def first_due(
+    planned: Sequence[PlannedEntry], limit: int | None, *, now: float
+) -> list[PlannedEntry]:
+    """``--limit N``: the first N entries that are due, so that each run moves on to the next
+    ones (entries done or deferred are not counted and not reported). No limit: all."""
+    if limit is None:
+        return list(planned)
+    return [item for item in planned if is_due(item, now=now)][:limit]
 
 
 def plan_entries(

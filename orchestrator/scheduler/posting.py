@@ -297,7 +297,10 @@ class EntryPoster:
         sink = self.journal.sink(meta.identity, entry.user_id, item.fence)
         progress = _Progress(self, entry, item.fence)
         total = entry.media_info.size if entry.media_info else 0
-        self.observer.entry_started(entry, total)
+        point = decision.resume_point
+        # Every byte sent in an earlier run: this run only asks TikTok how it went.
+        polling = point is not None and point.state is not UploadState.UPLOADING
+        self.observer.entry_started(entry, 0 if polling else total, polling=polling)
         started = self.clock.monotonic()
         fresh = decision.action is not Action.RESUME or decision.resume_point is None
         try:

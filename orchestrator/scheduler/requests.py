@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.manifest import Entry, Mode
 from orchestrator.media import FileMedia, PhotoMedia, VideoUrlMedia
+from orchestrator.report import EntryResult
 from orchestrator.tiktok.client import PostInfo, PostMode
 from orchestrator.upload import FileSource, PhotoSource, UploadRequest, UrlSource
 
@@ -34,6 +36,19 @@ def source_text(entry: Entry) -> str:
     if isinstance(media, VideoUrlMedia):
         return media.url
     return " ".join(media.urls)
+
+
+def report_source(result: EntryResult, entry: Entry, manifest_path: Path) -> EntryResult:
+    """The result with a file's ``source`` as the manifest wrote it: relative to the
+    manifest's folder (the journal keeps its own form), absolute when outside it."""
+    media = entry.media
+    if not isinstance(media, FileMedia):
+        return result
+    try:
+        source = str(media.path.relative_to(manifest_path.resolve().parent))
+    except ValueError:
+        source = str(media.path)
+    return replace(result, source=source)
 
 
 def display_path(path: Path) -> str:

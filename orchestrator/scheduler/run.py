@@ -31,11 +31,13 @@ from orchestrator.scheduler.observer import NullObserver, RunObserver
 from orchestrator.scheduler.plan import (
     PlannedEntry,
     RunOptions,
+    first_due,
     plan_entries,
     select_entries,
     settled_without_network,
 )
 from orchestrator.scheduler.posting import EntryPoster, Halt
+from orchestrator.scheduler.requests import report_source
 from orchestrator.scheduler.results import (
     INTERRUPTED,
     claim_lost_result,
@@ -126,7 +128,9 @@ class Run:
         results: dict[int, EntryResult] = {}
         interrupted = False
         try:
-            planned = self.plan(selected)
+            planned = first_due(self.plan(selected), self.options.limit, now=self.clock.time())
+            if self.options.limit is not None:
+                selected = [item.entry for item in planned]
             self.observer.run_started(len(planned))
             if self.queue is not None:
                 interrupted = self._drain(self.queue, planned, results)
@@ -158,7 +162,9 @@ class Run:
             manifest=str(self.manifest.path),
             dry_run=self.options.dry_run,
             interrupted=interrupted or self.stop.is_set(),
-            entries=tuple(results[entry.index] for entry in selected),
+            entries=tuple(
+                report_source(results[entry.index], entry, self.manifest.path) for entry in selected
+            ),
         )
 
     def plan(self, entries: Sequence[Entry] | None = None) -> list[PlannedEntry]:

@@ -423,8 +423,9 @@ class TikTokClient:
                 if not error.reauth or refreshed:
                     raise
                 refreshed = True
-                log.info("%s: access token refused for %s; refreshing once", call.path, open_id)
+                # Said after the refresh: a dry run's tokens refuse to refresh (AuthError).
                 fresh = self._tokens.refresh_after_rejection(open_id, token)
+                log.info("%s: access token refused for %s; refreshed it once", call.path, open_id)
                 return self._send_once(open_id, call, fresh)
 
         def retryable(error: BaseException) -> bool:

@@ -72,7 +72,16 @@ def initialise(run: UploadRun) -> None:
         "%s: initialised %s%s",
         request.name,
         result.publish_id,
-        f" ({plan.total_chunk_count} chunks of {plan.chunk_size} bytes)" if plan else "",
+        f" ({_chunks(plan.total_chunk_count)} of {plan.chunk_size} bytes)" if plan else "",
+        extra={
+            "fields": {
+                "event": "initialised",
+                "publish_id": result.publish_id,
+                "chunks": plan.total_chunk_count if plan else None,
+                "chunk_size": plan.chunk_size if plan else None,
+                "total_bytes": plan.video_size if plan else None,
+            }
+        },
     )
 
 
@@ -91,3 +100,7 @@ def _call_init(client: TikTokClient, request: UploadRequest, plan: ChunkPlan | N
 def _url_of(source: Source) -> str:
     assert isinstance(source, UrlSource)
     return source.url
+
+
+def _chunks(count: int) -> str:
+    return f"{count} chunk{'' if count == 1 else 's'}"

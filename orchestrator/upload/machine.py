@@ -147,7 +147,10 @@ class UploadMachine:
         self._journal.record(event)
         self._apply(event)
         self._state = after
-        log.debug("%s: %s -> %s", self._request.name, kind, after.value)
+        detail = ""
+        if isinstance(event, ChunkConfirmed):
+            detail = f" (chunk {event.index + 1}, {event.bytes_confirmed} bytes held)"
+        log.debug("%s: %s%s -> %s", self._request.name, kind, detail, after.value)
 
     def _check(self, event: UploadEvent) -> None:
         if isinstance(event, Initialised):

@@ -52,7 +52,14 @@ def settle(run: UploadRun, why: str, settles: int, *, url_dead: bool = False) ->
     config = run.engine.config
     assert machine.plan is not None
     label = machine.request.name
-    log.info("%s: %s; asking TikTok for the status", label, why)
+    # Said once per upload: a resent last chunk that meets the same fault is the same event.
+    log.log(
+        logging.INFO if settles <= 1 else logging.DEBUG,
+        "%s: %s; asking TikTok for the status%s",
+        label,
+        why,
+        f" (attempt {settles})" if settles > 1 else "",
+    )
     status = _fetch_status(run, "%s: the status fetch failed too (%s)")
     size = machine.plan.video_size
     url_alive = not url_dead and machine.url_usable(

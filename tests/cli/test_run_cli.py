@@ -73,7 +73,7 @@ def test_exit_0_writes_every_report_and_the_json_validates(served: Served) -> No
         env={"GITHUB_STEP_SUMMARY": str(summary)},
     )
     assert result.exit_code == 0, result.output
-    assert "1 entries: 1 published" in result.stdout
+    assert "1 entry: 1 published" in result.stdout
     assert "report: out/report.json" in result.stdout
     report = json.loads((served.folder / "out" / "report.json").read_text())
     jsonschema.validate(report, report_schema())
@@ -173,7 +173,7 @@ def test_a_full_disk_at_report_time_is_reported_and_the_journal_stays_intact(
     assert "report not written" in result.stderr
     assert "No space left on device" in result.stderr
     assert "journal is intact" in result.stderr
-    assert "1 entries: 1 published" in result.stdout
+    assert "1 entry: 1 published" in result.stdout
     assert not (served.folder / "r.json").exists()
     assert not list(served.folder.glob(".r.json.*"))  # no temp file left behind
     monkeypatch.undo()

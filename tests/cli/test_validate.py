@@ -178,7 +178,7 @@ def test_real_process_on_an_invalid_manifest(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert "[1]: is the same post as [0] (line 1): same user, mode and video content" in (
+    assert "[1]: is the same post as [0] on line 1: same user, mode and video content" in (
         done.stderr
     )
     assert "Traceback" not in done.stderr

@@ -46,7 +46,7 @@ def test_online_check_passes_a_manifest_the_creators_allow(online: Served) -> No
     )
     result = online.invoke("validate", "--online", str(manifest))
     assert result.exit_code == 0, result.output
-    assert "online: 2 user(s) checked" in result.stdout
+    assert "online: 2 users checked" in result.stdout
     assert online.sandbox.calls("creator_info") == 2
     assert online.sandbox.calls("video_init") + online.sandbox.calls("inbox_init") == 0
     assert online.sandbox.publishes() == []

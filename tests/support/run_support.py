@@ -200,7 +200,7 @@ class Hooks:
     def run_started(self, total_entries: int) -> None:
         return None
 
-    def entry_started(self, entry: Entry, total_bytes: int) -> None:
+    def entry_started(self, entry: Entry, total_bytes: int, *, polling: bool = False) -> None:
         self._sent[entry.index] = 0
 
     def entry_progress(self, entry: Entry, bytes_delta: int) -> None:

@@ -7,6 +7,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+LOOP_TIMEOUT = 0.05
+"""Seconds waitress's socket loop waits between looks at its channels (its default, 1 s, is
+how long every shutdown would wait for the loop to notice it has nothing left to serve)."""
+
 
 @contextlib.contextmanager
 def serving(server: Any) -> Iterator[None]:

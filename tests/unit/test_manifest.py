@@ -1030,11 +1030,11 @@ def test_same_post_twice_is_reported_with_both_locations(studio: Path) -> None:
         """,
     )
     assert [problem.split("; fix")[0] for problem in problems(path)] == [
-        "entries[1]: is the same post as entries[0] (line 3): same user, mode and video content "
+        "entries[1]: is the same post as entries[0] on line 3: same user, mode and video content "
         "(line 6)",
-        "entries[2]: is the same post as entries[0] (line 3): same user, mode and video content "
+        "entries[2]: is the same post as entries[0] on line 3: same user, mode and video content "
         "(line 9)",
-        "entries[4]: is the same post as entries[3] (line 11): same user, mode and video URL "
+        "entries[4]: is the same post as entries[3] on line 11: same user, mode and video URL "
         "(line 13)",
     ]
 
@@ -1070,7 +1070,7 @@ def test_duplicate_ids_are_reported(studio: Path) -> None:
         """,
     )
     assert only_problem(path) == (
-        "entries[1].id: id 'teaser' is already used by entries[0] (line 3) (line 4); "
+        "entries[1].id: id 'teaser' is already used by entries[0] on line 3 (line 4); "
         "fix: give each entry its own id"
     )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from orchestrator.clock import ManualClock
 from orchestrator.manifest import Entry, load_manifest
 from orchestrator.outcomes import ErrorInfo
 from orchestrator.progress import BarObserver, LogObserver
@@ -60,11 +61,11 @@ def records() -> Iterator[list[logging.LogRecord]]:
         logger.setLevel(level)
 
 
-def test_log_observer_logs_start_every_64_mib_and_the_end(
+def test_log_observer_logs_start_each_quarter_and_the_end(
     records: list[logging.LogRecord], entry: Entry
 ) -> None:
-    """One line at the start, one per 64 MiB (not per chunk), one with the outcome."""
-    observer = LogObserver()
+    """One line at the start, one per quarter of the bytes (not per chunk), one at the end."""
+    observer = LogObserver(ManualClock())
     observer.run_started(1)
     observer.entry_started(entry, 200 * MIB)
     for _ in range(20):
@@ -73,8 +74,36 @@ def test_log_observer_logs_start_every_64_mib_and_the_end(
     messages = [record.getMessage() for record in records]
     assert messages[0] == "1 entry to go through"
     assert messages[1] == "entries[0]: uploading for user-1 (200.0 MiB)"
-    assert sum("sent" in m for m in messages) == 2  # at 70 and 140 MiB; then the outcome
+    sent = [m for m in messages if " sent " in m]
+    assert [m.split(" of ")[0] for m in sent] == [
+        "entries[0]: 50.0 MiB",
+        "entries[0]: 100.0 MiB",
+        "entries[0]: 150.0 MiB",
+        "entries[0]: 200.0 MiB",
+    ]
     assert messages[-1] == "entries[0]: published (pub-1)"
+
+
+def test_log_observer_logs_every_10_seconds_with_rate_and_eta(
+    records: list[logging.LogRecord], entry: Entry
+) -> None:
+    """A slow upload is logged every ~10 s (clock injected): bytes sent/total, rate, ETA."""
+    clock = ManualClock()
+    observer = LogObserver(clock)
+    observer.entry_started(entry, 40 * MIB)
+    for _ in range(6):  # 1 MiB every 4 s: 0.25 MiB/s
+        clock.advance(4)
+        observer.entry_progress(entry, MIB)
+    sent = [r for r in records if r.getMessage().endswith("left")]
+    assert [r.getMessage() for r in sent] == [
+        "entries[0]: 3.0 MiB of 40.0 MiB sent (7%), 0.2 MiB/s, 148 s left",
+        "entries[0]: 6.0 MiB of 40.0 MiB sent (15%), 0.2 MiB/s, 136 s left",
+    ]
+    fields = sent[0].__dict__["fields"]
+    assert fields["bytes_sent"] == 3 * MIB
+    assert fields["total_bytes"] == 40 * MIB
+    assert fields["bytes_per_second"] == MIB // 4
+    assert fields["eta_seconds"] == 148
 
 
 def test_log_observer_warns_with_the_error_of_a_failed_entry(
@@ -109,7 +138,9 @@ def test_bar_observer_draws_bars_on_a_terminal_and_clears_them(entry: Entry) -> 
         bars.entry_finished(other, _result("published"))
     lines = frame.rsplit("\x1b[2K", 1)[1].splitlines()  # the frame drawn last
     assert len(lines) == 3
-    assert re.match(r"entries +0/2 ", lines[0])  # overall: no entry finished yet
+    assert re.match(r"entries +━* +0/2 entries ", lines[0]), lines[0]  # counted as entries
+    assert "bytes" not in lines[0]
+    assert "MB" not in lines[0]
     # entries[0]: a bar partly filled (5 of its 10 MiB after the rewind) ...
     assert re.match(r"entries\[0\] user-1 ━+[╸ ]+ +5\.2/10\.5 MB ", lines[1]), lines[1]
     # ... entries[1]: an empty bar and its own size.
@@ -117,5 +148,22 @@ def test_bar_observer_draws_bars_on_a_terminal_and_clears_them(entry: Entry) -> 
     # At the end: one frame with the overall bar alone (2/2), then the cursor comes back and the
     # frame's lines are erased (transient bars leave the terminal as they found it).
     end = screen.getvalue()[len(frame) :]
-    assert re.search(r"entries +━+ 2/2 [^\n]*\n\x1b\[\?25h\r(\x1b\[1A\x1b\[2K)+$", end), repr(end)
+    assert re.search(r"entries +━+ 2/2 entries[^\n]*\n\x1b\[\?25h\r(\x1b\[1A\x1b\[2K)+$", end), (
+        repr(end)
+    )
     assert "entries[0]" not in end.rsplit("\r\x1b[2K", 1)[1]
+
+
+def test_bar_observer_rate_never_goes_negative_when_a_chunk_is_resent(entry: Entry) -> None:
+    """A resent chunk steps the bar back; the rate column never shows a negative speed."""
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, color_system=None, width=120)
+    with BarObserver(console) as bars:
+        bars.run_started(1)
+        bars.entry_started(entry, 40 * MIB)
+        bars.entry_progress(entry, 30 * MIB)
+        bars.entry_progress(entry, -20 * MIB)  # the chunk is resent
+        bars._bars.refresh()
+        frame = screen.getvalue().rsplit("\x1b[2K", 1)[1]
+        bars.entry_finished(entry, _result("published"))
+    assert "-" not in re.sub(r"entries\[0\]|user-1|-:--:--", "", frame), frame

@@ -23,7 +23,7 @@ from orchestrator.web import create_app
 from orchestrator.web.server import MAX_REQUEST_BODY
 from orchestrator.web.worker import ApiDrain, PostWorker
 from tests.functional.run_support import make_clip, sandbox_settings, sign_in
-from tests.support.waitress_thread import serving
+from tests.support.waitress_thread import LOOP_TIMEOUT, serving
 
 ADMIN_PASSWORD = "correct horse battery staple"
 WAIT_LIMIT = 60.0
@@ -95,7 +95,12 @@ def open_api_rig(
                 web_config, settings=settings, clock=clock, token_store=store, worker=worker
             )
             server = waitress.create_server(
-                app, host="127.0.0.1", port=0, threads=24, max_request_body_size=MAX_REQUEST_BODY
+                app,
+                host="127.0.0.1",
+                port=0,
+                threads=24,
+                max_request_body_size=MAX_REQUEST_BODY,
+                asyncore_loop_timeout=LOOP_TIMEOUT,
             )
             with serving(server):
                 if worker_running:

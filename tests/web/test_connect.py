@@ -26,6 +26,7 @@ from orchestrator.secret import Secret
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import InviteStore
 from orchestrator.web import create_app
+from tests.support.waitress_thread import LOOP_TIMEOUT
 
 SCOPES = ("user.info.basic", "video.publish", "video.upload")
 
@@ -169,7 +170,9 @@ def _wsgi_server(holder: dict[str, Any]) -> Any:
     def app(environ: Any, start_response: Any) -> Any:
         return holder["app"](environ, start_response)
 
-    return waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    return waitress.create_server(
+        app, host="127.0.0.1", port=0, threads=4, asyncore_loop_timeout=LOOP_TIMEOUT
+    )
 
 
 @contextlib.contextmanager

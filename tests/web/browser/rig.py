@@ -23,7 +23,7 @@ from orchestrator.tiktok.chunks import MIN_CHUNK
 from orchestrator.web import create_app
 from orchestrator.web.server import MAX_REQUEST_BODY
 from orchestrator.web.worker import ApiDrain, PostWorker
-from tests.support.waitress_thread import serving
+from tests.support.waitress_thread import LOOP_TIMEOUT, serving
 
 ADMIN_PASSWORD = "operator-pw"
 
@@ -47,7 +47,12 @@ def web_rig(tmp_path: Path) -> Iterator[WebRig]:
         return holder["app"](environ, start_response)
 
     server = waitress.create_server(
-        dispatch, host="127.0.0.1", port=0, threads=8, max_request_body_size=MAX_REQUEST_BODY
+        dispatch,
+        host="127.0.0.1",
+        port=0,
+        threads=8,
+        max_request_body_size=MAX_REQUEST_BODY,
+        asyncore_loop_timeout=LOOP_TIMEOUT,
     )
     base = f"http://127.0.0.1:{server.effective_port}"
     clock = SystemClock()
