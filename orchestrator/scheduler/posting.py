@@ -66,7 +66,7 @@ AWAITING_REVIEW = ErrorInfo(
     "awaiting_review",
     "waits for its creator's confirmation on the review page",
     retryable=True,
-    hint="send the creator a review link (serve: the Posts page, or POST "
+    hint="send the creator a review link (serve: the Reviews page, or POST "
     "/api/v1/reviews); a run after they press Post posts it with their settings",
 )
 
