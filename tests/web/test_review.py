@@ -4,6 +4,7 @@ page enforces every rule on the server, and only a confirmation sends anything t
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,8 +275,10 @@ def test_a_creator_who_cannot_post_now_is_told_so(rig: ApiRig) -> None:
     assert rig.get(f"/api/v1/posts/{post_id}").json()["consent"] is None
 
 
-def test_a_review_link_opens_once(rig: ApiRig) -> None:
-    """The link opens in one browser; a second opening gets a page saying to ask again."""
+def test_a_review_link_opens_once(rig: ApiRig, caplog: pytest.LogCaptureFixture) -> None:
+    """The link opens in one browser; a second opening gets a page saying to ask again. Its
+    token is in no log line."""
+    caplog.set_level(logging.DEBUG)
     queue_for_review(rig, PUBLIC, "a.mp4")
     made = rig.post("/api/v1/reviews", json={"user_id": PUBLIC}).json()
     url = on_this_server(rig, made["review_url"])
@@ -285,6 +288,13 @@ def test_a_review_link_opens_once(rig: ApiRig) -> None:
     assert "already used" in again.text
     assert "new review link" in again.text
     assert requests.get(rig.url + "/review", timeout=30).status_code == 403
+    server_lines = [
+        record.getMessage()
+        for record in caplog.records
+        if not record.name.startswith("urllib3")  # the test's own client
+    ]
+    assert any("review: link" in line for line in server_lines)
+    assert not [line for line in server_lines if url.rsplit("/", 1)[1] in line]
 
 
 def test_the_video_preview_streams_with_range_requests(rig: ApiRig) -> None:
