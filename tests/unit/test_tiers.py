@@ -100,7 +100,7 @@ def test_campaign_seeds_bring_the_campaign_in(suite: pytest.Pytester) -> None:
 
 
 def test_ci_runs_every_tier() -> None:
-    """.ci/run passes --all to pytest."""
+    """.ci/run passes --all to pytest (in one process: -n 0)."""
     ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
     runs = [line for line in ci.splitlines() if line.startswith("python -m pytest")]
-    assert runs == ["python -m pytest -q --all"]
+    assert runs == ["python -m pytest -q --all -n 0"]
