@@ -75,6 +75,7 @@ def run(
     only_users: Iterable[str] = (),
     limit: int | None = None,
     retry_failed: bool = False,
+    review: str | None = None,
     daily_cap: int = 15,
     inbox_cap: int = 5,
     poll_timeout: float = 600.0,
@@ -91,7 +92,8 @@ def run(
     relative media paths in entries resolve against ``base_dir`` (default: the current folder),
     where the entries are written for the run's length as a hidden JSON manifest.
 
-    The keyword options are the ``run`` command's (``daily_cap`` is ``--daily-cap``, and so on).
+    The keyword options are the ``run`` command's (``daily_cap`` is ``--daily-cap``,
+    ``review="creator"`` is ``--review creator``, and so on).
     ``observer`` is told of each step (see ``orchestrator.scheduler.RunObserver``); ``clock``
     replaces the system clock (tests).
 
@@ -111,6 +113,7 @@ def run(
         only_users=frozenset(only_users),
         limit=limit,
         retry_failed=retry_failed,
+        review_all=review == "creator",
         daily_direct_cap=daily_cap,
         pending_inbox_cap=inbox_cap,
     )

@@ -11,7 +11,7 @@ upload URL.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.clock import Clock
@@ -22,6 +22,7 @@ from orchestrator.store.backend import is_shared
 from orchestrator.store.db import DB_FILENAME
 from orchestrator.store.journal import Journal, JournalRecord
 from orchestrator.store.queue import QueueItem, read_items
+from orchestrator.store.review import Consent, ReviewStore
 from orchestrator.store.tokens import TokenProvider, TokenRefresher, TokenStore
 from orchestrator.tiktok.client import PublishStatus, TikTokClient
 from orchestrator.tiktok.codes import FailReasonInfo, classify_fail_reason
@@ -45,6 +46,18 @@ def read_history(
     with TokenStore.open(settings, clock=clock, create=False) as store:
         journal = Journal(store.database, store.cipher, clock=clock, run_id="history")
         return journal.history(user_id=user_id, since=since)
+
+
+def read_consents(
+    settings: Settings, identities: Sequence[str], *, clock: Clock
+) -> dict[str, Consent]:
+    """The creator's review consent of each of ``identities`` that has one (``review.py``)."""
+    if not identities or (not is_shared(settings) and not (settings.home / DB_FILENAME).exists()):
+        return {}
+    with TokenStore.open(settings, clock=clock, create=False) as store:
+        reviews = ReviewStore(store.database, clock=clock)
+        found = {identity: reviews.consent(identity) for identity in identities}
+    return {identity: consent for identity, consent in found.items() if consent is not None}
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ class EntryStatus(enum.StrEnum):
     FAILED = "failed"
     UNCERTAIN = "uncertain"
     PLANNED = "planned"
+    AWAITING_REVIEW = "awaiting_review"
+    DECLINED = "declined"
 
 
 STATUSES: Final = tuple(EntryStatus)
@@ -46,7 +48,13 @@ SUCCESS_STATUSES: Final = frozenset(
 FAILURE_STATUSES: Final = frozenset({EntryStatus.FAILED, EntryStatus.UNCERTAIN})
 """Statuses that fail a run (SPEC §8): the entry did not post, or may have and must be checked."""
 SKIPPED_STATUSES: Final = frozenset(
-    {EntryStatus.PROCESSING, EntryStatus.DEFERRED, EntryStatus.PLANNED}
+    {
+        EntryStatus.PROCESSING,
+        EntryStatus.DEFERRED,
+        EntryStatus.PLANNED,
+        EntryStatus.AWAITING_REVIEW,
+        EntryStatus.DECLINED,
+    }
 )
 
 

@@ -17,7 +17,9 @@ The rules, in the order they apply:
   UNCERTAIN;
 - FAILED: START when the failure was retryable, ``--retry-failed`` is given, or the request
   changed (another caption, another file); else REPEAT_FAILURE, without calling TikTok;
-- DEFERRED: START;
+- DECLINED (its creator said "Not this one" on the review page): DECLINED, never posted;
+- DEFERRED, AWAITING_REVIEW: START (a post awaiting review goes out only with its creator's
+  consent: the poster checks, ``review.py``);
 - UPLOADING on the same media: RESUME the transfer on its URL (even an expired one: the engine
   decides between a new init and settling by status); on other media, START if the old upload's
   last chunk was never sent, else RESUME by status (it may have completed);
@@ -43,6 +45,7 @@ class Action(enum.Enum):
     ALREADY_DONE = "already_done"  # published or sent to the inbox in an earlier run
     REPEAT_FAILURE = "repeat_failure"  # a permanent failure, reported without calling TikTok
     UNCERTAIN = "uncertain"  # an init whose answer was lost may have posted: never retried
+    DECLINED = "declined"  # its creator declined it on the review page: never posted
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,10 @@ def decide(
         if record.error_retryable or retry_failed or changed:
             return Decision(Action.START, record)
         return Decision(Action.REPEAT_FAILURE, record)
-    if state is EntryState.DEFERRED:
+    if state is EntryState.DECLINED:
+        return Decision(Action.DECLINED, record)
+    if state in (EntryState.DEFERRED, EntryState.AWAITING_REVIEW):
+        # Awaiting review: the poster posts it only with its creator's consent (review.py).
         return Decision(Action.START, record)
     assert record.publish_id is not None
     if state is EntryState.UPLOADING:

@@ -120,16 +120,21 @@ def history(
     """
     import json
 
-    from orchestrator.lookup import read_history
+    from orchestrator.lookup import read_consents, read_history
 
     clock = SystemClock()
     cutoff = _parse_since(since, clock.time()) if since else None
     records = read_history(options_of(ctx).settings(), clock=clock, user_id=open_id, since=cutoff)
     shown = records[:limit]
     if as_json:
-        click.echo(
-            json.dumps([render.history_json(r) for r in shown], indent=2, ensure_ascii=False)
+        consents = read_consents(
+            options_of(ctx).settings(), [r.identity for r in shown], clock=clock
         )
+        rows = [render.history_json(r) for r in shown]
+        for row in rows:  # the creator's review of the post, when they gave one (review.py)
+            consent = consents.get(row["identity"])
+            row["consent"] = None if consent is None else consent.as_json()
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not records:
         click.echo("The journal has no entries" + (" matching that." if open_id or since else "."))

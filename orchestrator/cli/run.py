@@ -61,6 +61,13 @@ if TYPE_CHECKING:
 )
 @click.option("--retry-failed", is_flag=True, help="Retry entries that failed permanently before.")
 @click.option(
+    "--review",
+    type=click.Choice(["creator"]),
+    default=None,
+    help="Every direct post waits for its creator's confirmation on the review page of `serve` "
+    "(as `review: creator` on each entry; README 'Creator review').",
+)
+@click.option(
     "--poll-timeout",
     type=click.FloatRange(min=0),
     default=600,
@@ -161,6 +168,7 @@ def run(
     only_user: tuple[str, ...],
     limit: int | None,
     retry_failed: bool,
+    review: str | None,
     poll_timeout: float,
     sandbox: bool,
     log_format: str,
@@ -182,7 +190,8 @@ def run(
     Without --report the JSON report goes to the home's reports/ folder. A rerun never posts
     twice: what is done is reported as already_done, an interrupted upload resumes.
 
-    Exit codes: 0 nothing failed (planned deferrals and processing are not failures), 1 an entry
+    Exit codes: 0 nothing failed (planned deferrals, processing and posts awaiting their
+    creator's review are not failures), 1 an entry
     failed or is uncertain (or the report could not be written), 2 invalid manifest or
     configuration (nothing sent), 69 TikTok could not be reached or kept failing so entries
     were deferred (nothing failed), 75 another run holds the lock, 130 interrupted (the report
@@ -224,6 +233,7 @@ def run(
                 only_users=only_user,
                 limit=limit,
                 retry_failed=retry_failed,
+                review=review,
                 daily_cap=daily_cap,
                 inbox_cap=inbox_cap,
                 poll_timeout=poll_timeout,

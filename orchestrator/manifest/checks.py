@@ -286,6 +286,12 @@ class Checker:
                 "branded content cannot be private (privacy_level is SELF_ONLY)",
                 "choose another privacy_level, or turn brand_content_toggle off",
             )
+        if mode is Mode.INBOX and values.get("review") == "creator":
+            self.problem(
+                (*path, "review"),
+                "creator review is for direct posts (an inbox draft is finished in TikTok's app)",
+                "set mode: direct, or leave review out",
+            )
         if mode is Mode.INBOX and not is_photo and any(name in raw for name in _POST_INFO_FIELDS):
             self._inbox_with_post_info.append(self.document.location(path))
         entry_id = value("id", str)
@@ -316,6 +322,7 @@ class Checker:
             auto_add_music=bool(values.get("auto_add_music")) and is_photo,
             publish_at=publish_at,
             media_info=media_info,
+            creator_review=values.get("review") == "creator",
         )
         return entry
 

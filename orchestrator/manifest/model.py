@@ -94,6 +94,8 @@ class Entry:
     auto_add_music: bool
     publish_at: datetime | None
     media_info: MediaInfo | None = None
+    creator_review: bool = False
+    """``review: creator``: the post waits for its creator's confirmation (``review.py``)."""
 
     @property
     def is_photo(self) -> bool:

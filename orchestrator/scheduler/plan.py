@@ -48,6 +48,8 @@ class RunOptions:
     retry_failed: bool = False
     daily_direct_cap: int = 15
     pending_inbox_cap: int = 5
+    review_all: bool = False
+    """``--review creator``: every direct post waits for its creator's review (review.py)."""
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -93,9 +95,9 @@ def select_entries(manifest: Manifest, options: RunOptions) -> list[Entry]:
 
 def is_due(item: PlannedEntry, *, now: float) -> bool:
     """Whether the entry has work to do now: not done, not a failure to repeat, not
-    uncertain, and not scheduled for later."""
+    uncertain, not declined by its creator, and not scheduled for later."""
     action = item.decision.action
-    if action in (Action.ALREADY_DONE, Action.REPEAT_FAILURE, Action.UNCERTAIN):
+    if action in (Action.ALREADY_DONE, Action.REPEAT_FAILURE, Action.UNCERTAIN, Action.DECLINED):
         return False
     publish_at = item.entry.publish_at
     return not (action is Action.START and publish_at is not None and publish_at.timestamp() > now)
@@ -179,6 +181,9 @@ def settled_without_network(
                 "`id` in the manifest and run again",
             ),
         )
+    if decision.action is Action.DECLINED:
+        assert record is not None
+        return entry_result(entry, item.meta, EntryStatus.DECLINED, record=record)
     if (
         decision.action is Action.START
         and entry.publish_at is not None

@@ -8,6 +8,7 @@ journal write in a shared run, which are the drain's to handle (see ``run.Run._d
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from orchestrator.outcomes import EntryStatus, ErrorInfo
 from orchestrator.report import EntryResult
 from orchestrator.rerun import Action
 from orchestrator.retry import RetryBudget
+from orchestrator.review import apply_consent, entry_for_checks, needs_review, review_item
 from orchestrator.scheduler.gates import (
     DAY,
     CapVerdict,
@@ -50,6 +52,7 @@ from orchestrator.scheduler.results import (
     interrupted_result,
 )
 from orchestrator.store.journal import EntryState, Journal
+from orchestrator.store.review import ReviewStore
 from orchestrator.tiktok.chunks import DEFAULT_CHUNK
 from orchestrator.tiktok.client import TikTokClient
 from orchestrator.upload import Deferred, Failed, Uploader, UploadState
@@ -58,6 +61,14 @@ if TYPE_CHECKING:
     from orchestrator.store.queue import Claim, WorkQueue
 
 log = logging.getLogger(__name__)
+
+AWAITING_REVIEW = ErrorInfo(
+    "awaiting_review",
+    "waits for its creator's confirmation on the review page",
+    retryable=True,
+    hint="send the creator a review link (serve: the Reviews page, or POST "
+    "/api/v1/reviews); a run after they press Post posts it with their settings",
+)
 
 
 @dataclass
@@ -188,6 +199,11 @@ class EntryPoster:
             # then: only a new post is held to creator_info's verdict and the caps.
             if user.posting_blocked is not None:
                 return self._pre_verdict(item, user.posting_status, user.posting_blocked)
+            if needs_review(entry, review_all=self.options.review_all):
+                reviewed = self._review_gate(item, user)
+                if isinstance(reviewed, EntryResult):
+                    return reviewed
+                item, entry = reviewed, reviewed.entry
             problem = creator_verdict(entry, user.creator)
             if problem is not None:
                 return self._pre_verdict(item, EntryStatus.FAILED, problem)
@@ -201,6 +217,25 @@ class EntryPoster:
                 entry, item.meta, item.decision, chunk_size=self.chunk_size, note=user.note
             )
         return self._upload(item, user)
+
+    def _review_gate(self, item: PlannedEntry, user: UserState) -> PlannedEntry | EntryResult:
+        """A post for its creator's review: with their consent to this media, the entry as
+        they confirmed it (their settings win); without, it waits, journalled
+        ``awaiting_review`` once creator_info finds nothing they could not fix on the page."""
+        reviews = ReviewStore(self.journal.database, clock=self.clock)
+        consent = reviews.consent(item.meta.identity)
+        if consent is not None and consent.media_digest == item.meta.fingerprint:
+            return dataclasses.replace(item, entry=apply_consent(item.entry, consent))
+        creator = user.creator
+        checked = item.entry if creator is None else entry_for_checks(item.entry, creator)
+        problem = creator_verdict(checked, creator)
+        if problem is not None:
+            return self._pre_verdict(item, EntryStatus.FAILED, problem)
+        if not self.options.dry_run:
+            reviews.await_review(item.meta, review_item(item.entry, item.meta), fence=item.fence)
+        return entry_result(
+            item.entry, item.meta, EntryStatus.AWAITING_REVIEW, error=AWAITING_REVIEW
+        )
 
     def _check_caps(self, entry: Entry, user: UserState) -> CapVerdict | None:
         """The caps' verdict from the inits the journal recorded over the last 24 h."""

@@ -37,6 +37,10 @@ class EntryState(enum.StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"
     UNCERTAIN = "uncertain"
+    AWAITING_REVIEW = "awaiting_review"
+    """Prepared; waits for its creator's confirmation on the review page (review.py)."""
+    DECLINED = "declined"
+    """Its creator declined it on the review page: terminal, never posted."""
 
 
 DONE_STATES: Final = frozenset({EntryState.PUBLISHED, EntryState.SENT_TO_INBOX})
@@ -103,6 +107,11 @@ class JournalReader:
         self._cipher = cipher
         self._clock = clock
         self.run_id = run_id
+
+    @property
+    def database(self) -> StoreDatabase:
+        """The state database (creator review keeps its rows beside the journal's)."""
+        return self._database
 
     def get(self, identity: str) -> JournalRecord | None:
         row = self._database.fetch_one("SELECT * FROM journal WHERE identity = ?", (identity,))

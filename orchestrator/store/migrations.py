@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator.store.review_schema import REVIEW_V1
+
 __all__ = ["MIGRATIONS", "Migration"]
 
 
@@ -240,5 +242,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("journal per-user init index", _JOURNAL_V3),
     Migration("web: invites, API keys, posts, connect states", _WEB_V1),
     Migration("web: post claims for several serve instances", _WEB_V2),
+    Migration("creator review: items and links", REVIEW_V1),
     # Append new migrations here; never edit or reorder one that has shipped.
 )

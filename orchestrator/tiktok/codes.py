@@ -232,6 +232,10 @@ ORCHESTRATOR_CODES: Final = MappingProxyType(
         "dry_run": "a dry run: nothing was sent; the message says what a real run would do",
         "unexpected_error": "the orchestrator hit an unexpected error on this entry (a bug: "
         "please report it with the log); the other entries went on and a rerun tries it again",
+        "awaiting_review": "the post waits for its creator's confirmation on the review page "
+        "of `serve` (send them a review link); the next run after they press Post posts it",
+        "declined": "the creator declined the post on the review page; it is never posted "
+        "(give the entry a new id to offer it again)",
         "invalid_response": "TikTok answered ok without the fields the call must carry; "
         "a rerun asks again (if it persists, report it with the log_id)",
     }

@@ -137,6 +137,7 @@ def create_app(
     app.register_blueprint(calendar_page.blueprint)
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
     _register_optional(app, "orchestrator.web.connect")
+    _register_optional(app, "orchestrator.web.review")
 
     app.before_request(_check_csrf)
     app.after_request(_add_security_headers)

@@ -132,6 +132,11 @@ def openapi_document() -> dict[str, Any]:
                         "bytes_total": {"type": ["integer", "null"]},
                         "post_ids": {"type": "array", "items": {"type": "string"}},
                         "deferred_until": {"type": ["number", "null"]},
+                        "consent": {
+                            "type": ["object", "null"],
+                            "description": "The creator's confirmation on the review page "
+                            "(review: creator): open_id, at, media_digest, settings, declaration.",
+                        },
                         "error": {
                             "type": "object",
                             "properties": {
@@ -244,6 +249,42 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "202": _ACCEPTED_POST,
                         **_errors(400, 401, 409, 413, 415, 422),
+                    },
+                }
+            },
+            "/reviews": {
+                "post": {
+                    "operationId": "createReviewLink",
+                    "summary": "A review link for a creator's posts awaiting review (shown "
+                    "once; it opens once and expires).",
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["user_id"],
+                                    "properties": {"user_id": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(
+                            {
+                                "type": "object",
+                                "required": ["review_url", "user_id", "expires_at", "posts"],
+                                "properties": {
+                                    "review_url": {"type": "string"},
+                                    "user_id": {"type": "string"},
+                                    "expires_at": {"type": "number"},
+                                    "posts": {"type": "array", "items": {"type": "string"}},
+                                },
+                            },
+                            "The link.",
+                        ),
+                        **_errors(400, 401, 409),
                     },
                 }
             },

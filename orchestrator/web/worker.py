@@ -56,6 +56,7 @@ from orchestrator.scheduler import RunOptions
 from orchestrator.settings import RunSettings
 from orchestrator.store.backend import is_shared
 from orchestrator.store.journal import EntryState, Journal, JournalRecord
+from orchestrator.store.review import ReviewStore
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import WebPost, WebPostStore
 from orchestrator.transport import HttpTransport, Transport
@@ -68,7 +69,13 @@ UPLOADS_FOLDER = "web-uploads"
 """Under the home: videos received as multipart uploads, named by their SHA-256."""
 REPORT_NAME = "report.json"
 FINAL_STATES: Final = frozenset(
-    {EntryState.PUBLISHED, EntryState.SENT_TO_INBOX, EntryState.FAILED, EntryState.UNCERTAIN}
+    {
+        EntryState.PUBLISHED,
+        EntryState.SENT_TO_INBOX,
+        EntryState.FAILED,
+        EntryState.UNCERTAIN,
+        EntryState.DECLINED,
+    }
 )
 """Journal states a post stays in: the worker never takes it again."""
 DEFAULT_POLL_INTERVAL = 2.0
@@ -89,6 +96,8 @@ def needs_work(record: JournalRecord | None, now: float) -> bool:
         return True
     if record.state in FINAL_STATES:
         return False
+    if record.state is EntryState.AWAITING_REVIEW:
+        return False  # until its creator answers (ApiDrain.pending asks the review store)
     if record.state is EntryState.DEFERRED and record.deferred_until is not None:
         return record.deferred_until <= now
     return True
@@ -155,6 +164,7 @@ class ApiDrain:
     def pending(self) -> tuple[list[WebPost], int]:
         """Posts due now, and how many posts are queued in all (due or deferred)."""
         journal = self._journal()
+        reviews = ReviewStore(self._store.database, clock=self._clock)
         now = self._clock.time()
         due: list[WebPost] = []
         queued = 0
@@ -162,7 +172,11 @@ class ApiDrain:
             record = post_record(journal, post.id)
             if is_pending(record):
                 queued += 1
-            if needs_work(record, now):
+            if needs_work(record, now) or (
+                record is not None
+                and record.state is EntryState.AWAITING_REVIEW
+                and reviews.consent(record.identity) is not None
+            ):
                 due.append(post)
         due.sort(key=lambda post: (post.created_at, post.id))
         return due, queued

@@ -73,7 +73,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     ("settings",),
     ("upload", "progress"),
-    ("rerun", "preflight"),
+    ("rerun", "preflight", "review"),
     ("scheduler",),
     ("runner", "lookup", "auth", "api", "sandbox", "calendar", "doctor", "notify"),
     ("cli", "__main__", "web"),

@@ -77,6 +77,18 @@ TABLE: dict[str, tuple[JournalRecord | None, dict[str, Any], Action, UploadState
     ),
     "sent to inbox": (row(EntryState.SENT_TO_INBOX), {}, Action.ALREADY_DONE, None),
     "uncertain": (row(EntryState.UNCERTAIN), {}, Action.UNCERTAIN, None),
+    "awaiting review: the poster asks for the creator's consent": (
+        row(EntryState.AWAITING_REVIEW),
+        {},
+        Action.START,
+        None,
+    ),
+    "declined by the creator, even with --retry-failed and a new caption": (
+        row(EntryState.DECLINED),
+        {"request_digest": "d2", "retry_failed": True},
+        Action.DECLINED,
+        None,
+    ),
     "uncertain with --retry-failed and a new caption": (
         row(EntryState.UNCERTAIN, kind="video_url"),
         {"retry_failed": True, "request_digest": "d2"},

@@ -6,8 +6,8 @@ malformed). Errors are one JSON shape: ``{"code", "message", "hint"}``.
 
 One module per job, all on one blueprint: ``base`` (the blueprint, the key check, the error
 shape, body readers), ``accounts``, ``submission`` (reading a ``POST /posts``: JSON or
-multipart), ``posts``, ``runs``, ``service`` (``/healthz``, ``/openapi.json``). Importing
-this package registers every route.
+multipart), ``posts``, ``reviews`` (review links), ``runs``, ``service`` (``/healthz``,
+``/openapi.json``). Importing this package registers every route.
 
 No module here may echo a key, a token or an upload URL in any answer or log.
 """
@@ -15,7 +15,7 @@ No module here may echo a key, a token or an upload URL in any answer or log.
 from __future__ import annotations
 
 # The route modules register their views on the blueprint when imported.
-from orchestrator.web.api import accounts, posts, runs, service
+from orchestrator.web.api import accounts, posts, reviews, runs, service
 from orchestrator.web.api.base import ApiProblem, blueprint, error_response, require_api_key
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "error_response",
     "posts",
     "require_api_key",
+    "reviews",
     "runs",
     "service",
 ]

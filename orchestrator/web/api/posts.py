@@ -105,6 +105,9 @@ def _post_json(post: WebPost, record: JournalRecord | None) -> dict[str, Any]:
             "updated_at": record.updated_at,
         }
     )
+    from orchestrator.web.review import consent_json
+
+    body["consent"] = consent_json(record.identity)  # the creator's review, when they gave one
     if record.error_code is not None or record.error_message is not None:
         body["error"] = {
             "code": record.error_code,
