@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from orchestrator.clock import ManualClock
-from orchestrator.errors import ClaimLostError
+from orchestrator.errors import ClaimLostError, StoreError
 from orchestrator.secret import Secret
 from orchestrator.store.crypto import KeySource, TokenCipher
 from orchestrator.store.journal import EntryMeta, Journal
@@ -204,3 +204,58 @@ def test_a_takeover_waits_for_the_fenced_write_in_flight(
     assert record.publish_id == "p-1"
     with pytest.raises(ClaimLostError):  # and a's next write is refused
         _journal(database).record("e1", "alice", Initialised("p-2", URL, None, PLAN), fence=claim)
+
+
+# -- the safety net: a transaction rolled back for a conflict is run again --------------------
+
+
+def _conflict(sqlstate: str) -> str:
+    return f"DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '{sqlstate}'; END $$"
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+def test_a_queue_transaction_rolled_back_for_a_conflict_runs_again(
+    database: PostgresDatabase, sqlstate: str
+) -> None:
+    """A deadlock or serialization failure rolls the attempt back whole; the next attempt
+    commits, and only its writes are there."""
+    database.run_transaction(lambda c: c.execute("CREATE TABLE notes (n BIGINT)"))
+    attempts: list[int] = []
+
+    def work(connection: Connection) -> int:
+        attempts.append(len(attempts) + 1)
+        connection.execute("INSERT INTO notes (n) VALUES (?)", (len(attempts),))
+        if len(attempts) == 1:
+            connection.execute(_conflict(sqlstate))
+        return len(attempts)
+
+    assert database.run_transaction(work) == 2
+    assert [row["n"] for row in database.fetch_all("SELECT n FROM notes")] == [2]
+
+
+def test_a_conflict_that_keeps_coming_back_is_an_error_after_three_attempts(
+    database: PostgresDatabase,
+) -> None:
+    """The retry is bounded: the third rolled-back attempt is reported as a store error."""
+    attempts: list[int] = []
+
+    def work(connection: Connection) -> None:
+        attempts.append(1)
+        connection.execute(_conflict("40P01"))
+
+    with pytest.raises(StoreError, match="conflict"):
+        database.run_transaction(work)
+    assert len(attempts) == 3
+
+
+def test_other_errors_are_not_run_again(database: PostgresDatabase) -> None:
+    """Only conflicts are retried: any other error fails the first attempt at once."""
+    attempts: list[int] = []
+
+    def work(connection: Connection) -> None:
+        attempts.append(1)
+        connection.execute(_conflict("23505"))
+
+    with pytest.raises(StoreError, match="conflict"):
+        database.run_transaction(work)
+    assert len(attempts) == 1
