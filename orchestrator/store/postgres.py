@@ -26,6 +26,11 @@ Theory of operation:
   session, so PgBouncer in transaction mode works.
 - Serialising a read-then-write (the token refresh) is the caller's ``SELECT … FOR UPDATE``
   (:attr:`PostgresDatabase.lock_suffix`); SQLite gets that from ``BEGIN IMMEDIATE``.
+- A transaction the server rolled back to break a deadlock (SQLSTATE 40P01) or a serialization
+  failure (40001) left nothing behind, so :meth:`PostgresDatabase.run_transaction` runs it again
+  (at most :data:`CONFLICT_ATTEMPTS` times) — for callers whose work may simply run twice (the
+  queue's claims, holds and leases). A journal write is never given to it: the lock order of
+  store/queue.py is what keeps those from deadlocking, and any error there stops the entry.
 """
 
 from __future__ import annotations
@@ -35,9 +40,9 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from orchestrator.config import ENV_STORE
@@ -50,7 +55,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 DIALECT = "postgresql"
+CONFLICT_STATES = frozenset({"40P01", "40001"})
+"""SQLSTATEs of a transaction the server rolled back whole: deadlock detected, serialization
+failure. Nothing of it was committed, so work that may run twice can simply run again."""
+CONFLICT_ATTEMPTS = 3
+"""How many times :meth:`PostgresDatabase.run_transaction` runs a transaction in all."""
 CONNECT_TIMEOUT = 10
 """Seconds to wait for the server to accept a connection."""
 _MIGRATION_LOCK = 0x6F72636865737472  # "orchestr": one advisory lock id for migrating
@@ -325,7 +337,40 @@ class PostgresDatabase:
         ``durable=False`` commits without waiting for the server's disk (see the module
         docstring). Rows are locked as they are written, or read with :attr:`lock_suffix`.
         """
-        with self.translate_errors(), contextlib.ExitStack() as stack:
+        with self.translate_errors(), self._transaction(durable) as connection:
+            yield connection
+
+    def run_transaction(self, work: Callable[[Connection], T], *, durable: bool = True) -> T:
+        """``work(connection)`` in a transaction, run again if the server rolled it back for a
+        deadlock or a serialization failure (:data:`CONFLICT_STATES`), at most
+        :data:`CONFLICT_ATTEMPTS` times in all; its result.
+
+        Only for work that may run twice: nothing of a rolled-back attempt remains, but
+        ``work`` must not have acted outside the database (no request sent, no journal event
+        recorded). No pause between attempts: the transaction that won holds the locks, and
+        the next attempt waits on them instead of spinning.
+        """
+        import psycopg
+
+        with self.translate_errors():
+            for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+                try:
+                    with self._transaction(durable) as connection:
+                        return work(connection)
+                except psycopg.OperationalError as exc:
+                    if exc.sqlstate not in CONFLICT_STATES or attempt == CONFLICT_ATTEMPTS:
+                        raise
+                    log.info(
+                        "%s rolled back a transaction (SQLSTATE %s); running it again",
+                        self.location,
+                        exc.sqlstate,
+                    )
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool) -> Iterator[Connection]:
+        """A transaction on this thread's connection, psycopg's errors untranslated."""
+        with contextlib.ExitStack() as stack:
             connection = self._begin(stack)
             if not durable:
                 connection.raw.execute("SET LOCAL synchronous_commit = off")

@@ -26,8 +26,20 @@ Theory of operation:
   with this counter, and the user's hold too, or the write is refused with
   :class:`~orchestrator.errors.ClaimLostError` and the worker stops the entry — so a worker
   that wakes up after another took its entry over cannot record (or go on with) a second
-  upload. The check locks the rows it reads (``FOR SHARE``), so a takeover waits for the
-  write in flight and then reads the journal with it.
+  upload. The check locks the entry's queue row (``FOR SHARE``): taking an entry over is an
+  UPDATE of that row, so a takeover waits for the write in flight and then reads the journal
+  with it. The hold row is only read: a hold changing hands decides nothing about this entry's
+  journal (the new holder must still claim the entry, through its queue row), and locking it
+  too is what crossed the heartbeat's lock order (see below).
+- **One lock order.** Every transaction that touches these tables locks rows in this order,
+  and never back: ``creator_holds`` → ``work_queue`` → ``journal``/``journal_events``. The
+  heartbeat renews holds, then claims; a claim reads the hold (``FOR SHARE``), then locks the
+  entry; a journal write locks the entry's queue row (the fence), then writes the journal. Two
+  workers (or a worker's heartbeat and its upload threads) therefore wait for each other at
+  most, never in a circle: PostgreSQL's "deadlock detected" cannot happen between them. The
+  queue's own transactions may run twice, so a deadlock or serialization failure there is
+  run again (``PostgresDatabase.run_transaction``); a journal write is not (an error there
+  stops the entry, and the next claim decides it again from the journal).
 - A renewal that finds fewer rows than the worker holds marks the missing ones lost
   (:meth:`WorkQueue.is_lost`), so their uploads stop at the next chunk block.
 - Finished entries are marked ``done`` with the result's status; ``remaining`` counts what is
@@ -46,7 +58,7 @@ from typing import Any
 
 from orchestrator.errors import ClaimLostError, StoreError
 from orchestrator.store.db import StoreConnection, StoreDatabase
-from orchestrator.store.postgres import PostgresDatabase
+from orchestrator.store.postgres import Connection, PostgresDatabase
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +101,13 @@ class Claim:
 
     def check(self, connection: StoreConnection) -> None:
         """Raise :class:`ClaimLostError` unless the entry and its user are still this
-        worker's, with the same counters (locking both rows until the write commits)."""
+        worker's, with the same counters (locking the entry's queue row until the write
+        commits; the hold row is read, not locked: see the lock order above)."""
         row = connection.execute(
             "SELECT q.claims FROM work_queue q JOIN creator_holds h ON h.user_id = q.user_id"
             " WHERE q.run_id = ? AND q.identity = ? AND q.state = ? AND q.worker = ?"
             " AND q.claims = ? AND h.worker = ? AND h.counter = ?"
-            " FOR SHARE OF q, h",
+            " FOR SHARE OF q",
             (
                 self.run_id,
                 self.identity,
@@ -168,11 +181,12 @@ class WorkQueue:
         """Add ``(identity, user_id)`` pairs in manifest order; existing ones are kept as they
         are. Returns how many were new."""
         wanted = {identity for identity, _ in items}
-        added = 0
-        with self._database.transaction() as connection:
+
+        def add(connection: Connection) -> int:
             existing = self._identities(connection)
             if existing and existing != wanted:
                 raise self._mismatch()
+            added = 0
             for position, (identity, user_id) in enumerate(items):
                 cursor = connection.execute(
                     "INSERT INTO work_queue (run_id, identity, user_id, position, state,"
@@ -184,7 +198,9 @@ class WorkQueue:
             # A worker with other entries may have enqueued at the same moment.
             if self._identities(connection) != wanted:
                 raise self._mismatch()
-        return added
+            return added
+
+        return self._database.run_transaction(add)
 
     def _identities(self, connection: StoreConnection) -> set[str]:
         rows = connection.execute(
@@ -240,8 +256,8 @@ class WorkQueue:
             self._holds[user_id] = None
         counter: int | None = None
         try:
-            with self._database.transaction() as connection:
-                row = connection.execute(
+            row = self._database.run_transaction(
+                lambda connection: connection.execute(
                     "INSERT INTO creator_holds (user_id, worker, lease_until, counter)"
                     " VALUES (?, ?, extract(epoch FROM clock_timestamp()) + ?, 1)"
                     " ON CONFLICT (user_id) DO UPDATE SET worker = excluded.worker,"
@@ -251,6 +267,7 @@ class WorkQueue:
                     " RETURNING counter",
                     (user_id, self.worker, self.lease),
                 ).fetchone()
+            )
             counter = None if row is None else int(row["counter"])
         finally:
             with self._lock:
@@ -267,12 +284,14 @@ class WorkQueue:
             counter = self._holds.pop(user_id, None)
         if counter is None:
             return
-        with self._database.transaction(durable=False) as connection:
-            connection.execute(
+        self._database.run_transaction(
+            lambda connection: connection.execute(
                 "UPDATE creator_holds SET worker = NULL, lease_until = NULL"
                 " WHERE user_id = ? AND worker = ? AND counter = ?",
                 (user_id, self.worker, counter),
-            )
+            ),
+            durable=False,
+        )
 
     # -- claims -----------------------------------------------------------------------------
 
@@ -286,7 +305,8 @@ class WorkQueue:
             hold = self._holds.get(user_id)
         if hold is None:
             raise RuntimeError(f"claiming an entry of {user_id} without holding the user")
-        with self._database.transaction() as connection:
+
+        def take(connection: Connection) -> tuple[Any, Any] | None:
             held = connection.execute(
                 "SELECT counter FROM creator_holds WHERE user_id = ? AND worker = ?"
                 " AND counter = ? FOR SHARE",
@@ -309,12 +329,18 @@ class WorkQueue:
             ).fetchone()
             if row is None:
                 return None
-            claimed: Any = connection.execute(
+            claimed = connection.execute(
                 "UPDATE work_queue SET worker = ?,"
                 " lease_until = extract(epoch FROM clock_timestamp()) + ?,"
                 " claims = claims + 1 WHERE run_id = ? AND identity = ? RETURNING claims",
                 (self.worker, self.lease, self.run_id, row["identity"]),
             ).fetchone()
+            return row, claimed
+
+        taken = self._database.run_transaction(take)
+        if taken is None:
+            return None
+        row, claimed = taken
         if row["worker"] not in (None, self.worker):
             log.warning(
                 "taking over an entry of %s from worker %s (its lease ran out)",
@@ -338,25 +364,27 @@ class WorkQueue:
         """Mark a claimed entry done with its result's status; False if the claim was lost
         (its lease ran out and another worker took it)."""
         self._forget(claim)
-        with self._database.transaction() as connection:
-            cursor = connection.execute(
+        cursor = self._database.run_transaction(
+            lambda connection: connection.execute(
                 "UPDATE work_queue SET state = ?, result = ?,"
                 " finished_at = extract(epoch FROM clock_timestamp()),"
                 " lease_until = NULL"
                 " WHERE run_id = ? AND identity = ? AND worker = ? AND claims = ? AND state = ?",
                 (DONE, result, self.run_id, claim.identity, self.worker, claim.token, PENDING),
             )
-            return int(cursor.rowcount) == 1
+        )
+        return int(cursor.rowcount) == 1
 
     def release(self, claim: Claim) -> None:
         """Give a claimed entry back unfinished (this worker is stopping)."""
         self._forget(claim)
-        with self._database.transaction() as connection:
-            connection.execute(
+        self._database.run_transaction(
+            lambda connection: connection.execute(
                 "UPDATE work_queue SET worker = NULL, lease_until = NULL"
                 " WHERE run_id = ? AND identity = ? AND worker = ? AND claims = ? AND state = ?",
                 (self.run_id, claim.identity, self.worker, claim.token, PENDING),
             )
+        )
 
     def _forget(self, claim: Claim) -> None:
         with self._lock:
@@ -378,7 +406,9 @@ class WorkQueue:
         with self._lock:
             holds = {user: counter for user, counter in self._holds.items() if counter is not None}
             claims = dict(self._claims)
-        with self._database.transaction(durable=False) as connection:
+
+        def extend(connection: Connection) -> tuple[list[Any], list[Any]]:
+            # Holds first, then claims: the lock order of the module docstring.
             users = connection.execute(
                 "UPDATE creator_holds SET lease_until = extract(epoch FROM clock_timestamp()) + ?"
                 " WHERE worker = ? AND (user_id, counter) IN"
@@ -398,6 +428,9 @@ class WorkQueue:
                     [claim.token for claim in claims.values()],
                 ),
             ).fetchall()
+            return users, entries
+
+        users, entries = self._database.run_transaction(extend, durable=False)
         lost = (set(holds) - {row["user_id"] for row in users}) | (
             set(claims) - {row["identity"] for row in entries}
         )
