@@ -107,6 +107,11 @@ def run_manifest(
             # (A shared store's workers coordinate through its queue instead; a dry run only
             # reads, so it neither needs the lock nor may block a real run with it.)
             stack.enter_context(RunLock(settings.home))
+        if manifest is None and not has_state(settings):
+            # No journal yet, so nothing can have been posted: the manifest alone decides, and
+            # an invalid one is refused before a store is created for it.
+            manifest = load_manifest(manifest_path)
+            _check_only_users(manifest, options.only_users)
         store = stack.enter_context(TokenStore.open(settings, clock=clock))
         if shared and not options.dry_run:
             # Workers given the same manifest join the same shared run.

@@ -184,3 +184,19 @@ def test_a_postgres_store_without_the_extra_says_how_to_install_it(
     assert "Traceback" not in output
     assert "pip install 'tiktok-orchestrator[postgres]'" in output
     assert "hunter2" not in output
+
+
+def test_an_invalid_manifest_on_a_fresh_home_creates_no_store(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` of a manifest with a problem, on a home with no state yet: exit 2 and no
+    state.db or token.key made for it (the journal cannot matter before anything was posted)."""
+    monkeypatch.setenv("TIKTOK_CLIENT_KEY", "key")
+    monkeypatch.setenv("TIKTOK_CLIENT_SECRET", "secret")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps([{"user_id": "user-a", "video_path": "missing.mp4"}]))
+    result = invoke(home, "run", str(manifest))
+    assert result.exit_code == 2, result.output
+    assert "file not found" in result.output
+    assert not (home / DB_FILENAME).exists()
+    assert not (home / "token.key").exists()
