@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.clock import SystemClock
 from orchestrator.config import Settings, WebConfig
-from orchestrator.sandbox import Sandbox, SandboxConfig
+from orchestrator.sandbox import Sandbox, SandboxConfig, SandboxUser
 from orchestrator.secret import Secret
 from orchestrator.settings import RunSettings
 from orchestrator.store.tokens import TokenStore
@@ -38,7 +38,8 @@ class WebRig:
 
 
 @contextlib.contextmanager
-def web_rig(tmp_path: Path) -> Iterator[WebRig]:
+def web_rig(tmp_path: Path, users: tuple[SandboxUser, ...] = ()) -> Iterator[WebRig]:
+    """The rig; ``users`` replaces the sandbox's default accounts when given."""
     import waitress  # type: ignore[import-untyped]
 
     holder: dict[str, Any] = {}
@@ -62,6 +63,7 @@ def web_rig(tmp_path: Path) -> Iterator[WebRig]:
         app_type="web",
         redirect_uris=(f"{base}/connect/callback/",),
         allow_loopback_http_redirect=True,
+        **({"users": users} if users else {}),
     )
     with Sandbox(sandbox_config, clock=clock) as sandbox:
         settings = Settings(
