@@ -233,6 +233,14 @@ _WEB_V2 = (
     "UPDATE web_posts SET state = 'cancelled' WHERE cancelled_at IS NOT NULL",
 )
 
+_JOURNAL_V4 = (
+    # Planning asks, for every entry with an id the journal does not hold under that id,
+    # whether an earlier run's record was adopted by it (`JournalReader.by_entry_id`): without
+    # this index each question read every journal row, so planning a manifest cost more the
+    # longer the journal's history (issue 14).
+    "CREATE INDEX journal_entry_id ON journal (entry_id, updated_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
@@ -243,5 +251,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("web: invites, API keys, posts, connect states", _WEB_V1),
     Migration("web: post claims for several serve instances", _WEB_V2),
     Migration("creator review: items and links", REVIEW_V1),
+    Migration("journal index by entry id", _JOURNAL_V4),
     # Append new migrations here; never edit or reorder one that has shipped.
 )
