@@ -183,9 +183,9 @@ class WorkQueue:
         wanted = {identity for identity, _ in items}
 
         def add(connection: Connection) -> int:
-            existing = self._identities(connection)
+            existing = _identities(connection, self.run_id)
             if existing and existing != wanted:
-                raise self._mismatch()
+                raise _mismatch(self.run_id)
             added = 0
             for position, (identity, user_id) in enumerate(items):
                 cursor = connection.execute(
@@ -196,25 +196,11 @@ class WorkQueue:
                 )
                 added += int(cursor.rowcount)
             # A worker with other entries may have enqueued at the same moment.
-            if self._identities(connection) != wanted:
-                raise self._mismatch()
+            if _identities(connection, self.run_id) != wanted:
+                raise _mismatch(self.run_id)
             return added
 
         return self._database.run_transaction(add)
-
-    def _identities(self, connection: StoreConnection) -> set[str]:
-        rows = connection.execute(
-            "SELECT identity FROM work_queue WHERE run_id = ?", (self.run_id,)
-        ).fetchall()
-        return {row["identity"] for row in rows}
-
-    def _mismatch(self) -> StoreError:
-        # Another worker enqueued a different manifest (or selection) under this run id:
-        # claiming its entries would mean posting what this worker cannot even read.
-        return StoreError(
-            f"the shared run {self.run_id} holds other entries than this manifest selects",
-            hint="give every worker the same manifest and options, or use a new --run-id",
-        )
 
     def items(self) -> list[QueueItem]:
         """Every entry of the run, in manifest order."""
@@ -500,4 +486,20 @@ def _item(row: Any) -> QueueItem:
         claims=int(row["claims"]),
         result=row["result"],
         finished_at=row["finished_at"],
+    )
+
+
+def _identities(connection: StoreConnection, run_id: str) -> set[str]:
+    rows = connection.execute(
+        "SELECT identity FROM work_queue WHERE run_id = ?", (run_id,)
+    ).fetchall()
+    return {row["identity"] for row in rows}
+
+
+def _mismatch(run_id: str) -> StoreError:
+    # Another worker enqueued a different manifest (or selection) under this run id:
+    # claiming its entries would mean posting what this worker cannot even read.
+    return StoreError(
+        f"the shared run {run_id} holds other entries than this manifest selects",
+        hint="give every worker the same manifest and options, or use a new --run-id",
     )

@@ -36,6 +36,7 @@ entries:
     brand_organic_toggle: true
     video_cover_timestamp_ms: 1500
     publish_at: "2026-12-14T18:00:00+01:00"
+    review: creator
     video_path: videos/a.mp4
     description: "Line one; with, separators \\"and quotes\\"\\nline two"
     tags: ["#launch", "new"]
