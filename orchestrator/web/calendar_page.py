@@ -95,6 +95,9 @@ def read_web_calendar(found: WebServices, *, days: int, tz: tzinfo) -> WebCalend
                     done=record is not None and record.state in DONE_STATES,
                 )
             )
+    # Creators in a stable order (by open_id): posts queued in the same instant would otherwise
+    # be ordered by their random ids. The sort is stable, so each creator keeps queue order.
+    planned.sort(key=lambda post: post.user_id)
     now = clock.time()
     midnight = datetime.fromtimestamp(now, tz).replace(hour=0, minute=0, second=0, microsecond=0)
     since = midnight.timestamp() - DAY
