@@ -14,6 +14,11 @@ day's end): the cap less the inits, sent or planned, of the 24 h before that mom
 :func:`build_calendar` is pure (tests give it times); :func:`read_calendar` reads the manifest
 and the journal (never writes, never sends a request).
 
+Creator review (``review: creator``): a post the journal holds ``awaiting_review`` without the
+creator's confirmation is shown as ``awaiting_review`` — no run posts it until the creator
+answers, so it is neither due nor counted against a cap; once confirmed it is due like any other
+post. A post its creator declined is shown as ``declined`` and never counted against a cap.
+
 What this module must not do: decide caps itself (gates.py does), print (the CLI renders).
 """
 
@@ -24,11 +29,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
 from orchestrator.manifest import Mode
 from orchestrator.scheduler.gates import DAY, cap_verdict
+
+if TYPE_CHECKING:
+    from orchestrator.store.journal import JournalRecord
+    from orchestrator.store.review import ReviewStore
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,9 @@ class PlannedPost:
     """The entry's ``id``, or its location in the manifest."""
     publish_at: float | None
     done: bool = False
+    review: str | None = None
+    """``awaiting_review`` (waits for its creator's answer) or ``declined``; None: a run may
+    post it when due."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,9 @@ class CalendarPost:
     due_now: bool
     over_cap: str | None
     """``daily_cap`` or ``pending_inbox_cap`` when a run would defer it; None: room for it."""
+    review: str | None = None
+    """``awaiting_review`` or ``declined``: no run posts it (``due_now`` is then False), and it
+    takes no room under the caps."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +134,19 @@ def build_calendar(
         if due >= end:
             later += 1
             continue
+        local = datetime.fromtimestamp(due, tz)
+        if post.review is not None:
+            due_posts[(post.user_id, local.date())].append(
+                CalendarPost(
+                    entry=post.entry,
+                    mode=post.mode,
+                    due=local,
+                    due_now=False,
+                    over_cap=None,
+                    review=post.review,
+                )
+            )
+            continue
         times = inits.setdefault((post.user_id, post.mode), [])
         verdict = cap_verdict(
             post.mode,
@@ -126,7 +155,6 @@ def build_calendar(
             daily_direct_cap=daily_direct_cap,
             pending_inbox_cap=pending_inbox_cap,
         )
-        local = datetime.fromtimestamp(due, tz)
         if verdict is None:
             times.append(due)  # the run's init: it fills the window for the posts after it
         due_posts[(post.user_id, local.date())].append(
@@ -146,9 +174,10 @@ def build_calendar(
             posts_of_day = due_posts[(user, day)]
             # The caps are rolling 24 h windows: the room is what is left at the day's last
             # post (or at its end), counting the inits, sent or planned, of the 24 h before.
+            counted = [post for post in posts_of_day if post.review is None]
             moment = (
-                max(post.due for post in posts_of_day).timestamp()
-                if posts_of_day
+                max(post.due for post in counted).timestamp()
+                if counted
                 else _start_of(day + timedelta(days=1), tz).timestamp() - 1
             )
             used = {
@@ -175,6 +204,20 @@ def build_calendar(
     )
 
 
+def review_of(record: JournalRecord | None, reviews: ReviewStore) -> str | None:
+    """A journalled post's review standing for the calendar: ``declined``, ``awaiting_review``
+    while its creator has not confirmed it, or None (a confirmed post is due as any other)."""
+    from orchestrator.store.journal import EntryState
+
+    if record is None:
+        return None
+    if record.state is EntryState.DECLINED:
+        return EntryState.DECLINED.value
+    if record.state is EntryState.AWAITING_REVIEW and reviews.consent(record.identity) is None:
+        return EntryState.AWAITING_REVIEW.value
+    return None
+
+
 def _start_of(day: date, tz: tzinfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz)
 
@@ -199,19 +242,23 @@ def read_calendar(
     from orchestrator.store.backend import is_shared
     from orchestrator.store.db import DB_FILENAME
     from orchestrator.store.journal import DONE_STATES, Journal
+    from orchestrator.store.review import ReviewStore
     from orchestrator.store.tokens import TokenStore
 
     manifest, _notes = check_with_journal(settings, manifest_path, clock=clock)
     now = clock.time()
     since = _start_of(datetime.fromtimestamp(now, tz).date(), tz).timestamp() - DAY
     done: list[bool] = [False] * len(manifest.entries)
+    review: list[str | None] = [None] * len(manifest.entries)
     inits: dict[tuple[str, Mode], Sequence[float]] = {}
     if is_shared(settings) or (settings.home / DB_FILENAME).exists():
         with TokenStore.open(settings, clock=clock, create=False) as store:
             journal = Journal(store.database, store.cipher, clock=clock, run_id="calendar")
+            reviews = ReviewStore(store.database, clock=clock)
             for index, key in enumerate(journal_keys(manifest.entries, journal)):
                 record = journal.get(key.identity)
                 done[index] = record is not None and record.state in DONE_STATES
+                review[index] = review_of(record, reviews)
             for user in manifest.users:
                 for mode in Mode:
                     inits[(user, mode)] = journal.init_times(user, str(mode), since)
@@ -222,6 +269,7 @@ def read_calendar(
             entry=entry.id or entry.location,
             publish_at=None if entry.publish_at is None else entry.publish_at.timestamp(),
             done=done[index],
+            review=review[index],
         )
         for index, entry in enumerate(manifest.entries)
     ]

@@ -37,6 +37,7 @@ ENV_API_BASE = "ORCHESTRATOR_API_BASE"
 ENV_AUTH_URL = "ORCHESTRATOR_AUTH_URL"
 ENV_STORE = "ORCHESTRATOR_STORE"
 ENV_NOTIFY = "ORCHESTRATOR_NOTIFY"
+ENV_NOTIFY_REVIEW_LINKS = "ORCHESTRATOR_NOTIFY_REVIEW_LINKS"
 ENV_EXPECT_STATE = "ORCHESTRATOR_EXPECT_STATE"
 ENV_PROXIES = {"https": "HTTPS_PROXY", "http": "HTTP_PROXY"}
 ENV_NO_PROXY = "NO_PROXY"
@@ -73,6 +74,12 @@ class Settings:
     notify_urls: tuple[Secret, ...] = field(default=(), repr=False)
     """Apprise URLs for notifications (``ORCHESTRATOR_NOTIFY``, space-separated; a command's
     ``--notify`` replaces them). Secret: they carry webhook tokens and passwords."""
+    notify_review_links: bool = False
+    """A run's notice carries a fresh review link per creator with posts awaiting review
+    (``--notify-review-links`` or ``ORCHESTRATOR_NOTIFY_REVIEW_LINKS=1``): links are single-use
+    bearer tokens, so only when the operator opts in."""
+    public_url: str | None = None
+    """``ORCHESTRATOR_PUBLIC_URL``: where ``serve`` is reached (review links point there)."""
     expect_state: bool = False
     """``run`` refuses a home without a state database (``--expect-state`` or
     ``ORCHESTRATOR_EXPECT_STATE=1``): in CI, a lost state.db must stop the run, not post again."""
@@ -244,6 +251,10 @@ def load_settings(
         step_summary=Path(step_summary) if (step_summary := env.get(ENV_STEP_SUMMARY)) else None,
         notify_urls=tuple(Secret(url.strip()) for url in notify_urls if url.strip()),
         expect_state=expect_state,
+        notify_review_links=_check_flag(
+            ENV_NOTIFY_REVIEW_LINKS, env.get(ENV_NOTIFY_REVIEW_LINKS, "")
+        ),
+        public_url=(env.get(ENV_PUBLIC_URL, "").strip().rstrip("/") or None),
     )
     if settings.token_key is not None:
         decode_token_key(settings.token_key)

@@ -26,7 +26,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +38,7 @@ from orchestrator.files import write_atomic
 from orchestrator.logs import LOGGER_NAME
 from orchestrator.outcomes import FAILURE_STATUSES
 from orchestrator.report import Delivery, RunReport
+from orchestrator.secret import Secret
 
 if TYPE_CHECKING:
     from apprise import AppriseAsset
@@ -85,6 +86,48 @@ class Notice:
     title: str
     body: str
     trouble: bool
+
+
+@dataclass(frozen=True)
+class AwaitingReview:
+    """A creator with posts awaiting their review, for the run's notice."""
+
+    open_id: str
+    posts: int
+    link: Secret | None = field(default=None, repr=False)
+    """A fresh review link (a single-use bearer token): only when the operator opted in."""
+    expires_at: float | None = None
+
+
+def review_lines(
+    waiting: Sequence[AwaitingReview], *, links_wanted: bool, public_url: bool
+) -> list[str]:
+    """The notice's part about posts awaiting review: each creator, and their link when the
+    operator opted in (``--notify-review-links``) and the public URL is known; otherwise where
+    to make links."""
+    if not waiting:
+        return []
+    total = sum(creator.posts for creator in waiting)
+    head = f"{total} post{'' if total == 1 else 's'} await{'s' if total == 1 else ''} review"
+    lines = [""]
+    if links_wanted and public_url:
+        lines.append(f"{head} — each link opens once, in one browser, until it expires:")
+    elif links_wanted:
+        lines.append(
+            f"{head}; no link sent: ORCHESTRATOR_PUBLIC_URL is not set (the https:// address "
+            "of `serve` that review links point to); set it, or make links on the Reviews page"
+        )
+    else:
+        lines.append(f"{head}; make links on the Reviews page (`serve`, /review-links)")
+    for creator in waiting:
+        line = f"- {creator.open_id}: {creator.posts} post{'' if creator.posts == 1 else 's'}"
+        if creator.link is not None:
+            line += f": {creator.link.reveal()}"
+            if creator.expires_at is not None:
+                until = datetime.fromtimestamp(creator.expires_at, UTC)
+                line += f" (until {until:%Y-%m-%d %H:%M} UTC)"
+        lines.append(line)
+    return lines
 
 
 def redact_target(url: str) -> str:
@@ -155,9 +198,12 @@ def _needs_login(report: RunReport) -> list[str]:
     return list(dict.fromkeys(users))
 
 
-def run_notice(report: RunReport, report_paths: Sequence[Path]) -> Notice:
+def run_notice(
+    report: RunReport, report_paths: Sequence[Path], review: Sequence[str] = ()
+) -> Notice:
     """The message about a finished run: the summary line, each failed or uncertain entry
-    (TikTok's code, the fix, the log_id), the users who must sign in again, the reports."""
+    (TikTok's code, the fix, the log_id), the users who must sign in again, the posts awaiting
+    review (``review``: :func:`review_lines`), the reports."""
     summary = report.summary()
     outcome = run_outcome(report)
     counts = ", ".join(f"{summary[k]} {k}" for k in summary if k != "total" and summary[k])
@@ -184,6 +230,7 @@ def run_notice(report: RunReport, report_paths: Sequence[Path]) -> Notice:
     if users:
         lines += ["", "**Must sign in again** (`tiktok-orchestrator auth login`):"]
         lines += [f"- {user}" for user in users]
+    lines += review
     if report_paths:
         lines += ["", "Report: " + ", ".join(f"`{path}`" for path in report_paths)]
     else:

@@ -337,6 +337,7 @@ def calendar_json(calendar: Calendar) -> dict[str, Any]:
                         "due": post.due.isoformat(timespec="seconds"),
                         "due_now": post.due_now,
                         "over_cap": post.over_cap,
+                        "review": post.review,
                     }
                     for post in day.posts
                 ],
@@ -365,6 +366,10 @@ def print_calendar(calendar: Calendar) -> None:
         for post in day.posts:
             when = "now" if post.due_now else post.due.strftime("%H:%M")
             text = f"{when} {post.entry}" + (" (inbox)" if post.mode is Mode.INBOX else "")
+            if post.review == "awaiting_review":
+                text = f"[yellow]{post.entry} AWAITING REVIEW[/] (no run posts it before)"
+            elif post.review is not None:
+                text = f"[dim]{post.entry} DECLINED by the creator[/]"
             posts.append(
                 f"[bold red]{text} OVER CAP: {post.over_cap}[/]" if post.over_cap else text
             )

@@ -147,6 +147,13 @@ if TYPE_CHECKING:
     "the run's result.",
 )
 @click.option(
+    "--notify-review-links",
+    is_flag=True,
+    help="When the run leaves posts awaiting review, put a fresh review link per creator in "
+    "the notice (needs ORCHESTRATOR_PUBLIC_URL). Links are single-use bearer tokens: only "
+    "for targets the creators alone read. Env: ORCHESTRATOR_NOTIFY_REVIEW_LINKS=1.",
+)
+@click.option(
     "--expect-state",
     is_flag=True,
     help="Refuse to start (exit 2, nothing sent or created) when the home has no state "
@@ -181,6 +188,7 @@ def run(
     notify_urls: tuple[str, ...],
     notify_on: str,
     notify_timeout: float,
+    notify_review_links: bool,
     expect_state: bool,
     verbose: int,
     quiet: int,
@@ -212,6 +220,8 @@ def run(
         settings = options_of(ctx).settings()
         if expect_state:
             settings = settings.with_overrides(expect_state=True)
+        if notify_review_links:
+            settings = settings.with_overrides(notify_review_links=True)
         if notify_urls:
             settings = settings.with_overrides(
                 notify_urls=tuple(Secret(url) for url in notify_urls if url.strip())
@@ -413,7 +423,7 @@ def _run_and_report(
         if code in (EXIT_OK, EXIT_UNAVAILABLE):
             code = EXIT_FAILED
     if notices.urls:
-        _send_notices(report, notices, written, json_path, shown)
+        _send_notices(report, notices, written, json_path, shown, settings)
     if shown.json_log:
         counts = report.summary()
         _log.info(
@@ -457,9 +467,11 @@ def _send_notices(
     written: list[Path],
     json_path: Path | None,
     shown: _Shown,
+    settings: Settings,
 ) -> None:
-    """Notify per --notify-on, then add the deliveries to the JSON report. Whatever happens
-    here (a target down, a report folder gone) the run's result and exit code stand."""
+    """Notify per --notify-on (and whenever the run left posts awaiting review), then add the
+    deliveries to the JSON report. Whatever happens here (a target down, a report folder gone)
+    the run's result and exit code stand."""
     from dataclasses import replace
 
     from orchestrator.errors import ReportsNotWritten
@@ -467,20 +479,40 @@ def _send_notices(
         deliver,
         read_last_outcome,
         record_outcome,
+        review_lines,
         run_notice,
         run_outcome,
         should_notify,
     )
     from orchestrator.report import write_reports
+    from orchestrator.review_links import awaiting_review, left_for_review
 
     outcome = run_outcome(report)
     folder = json_path.parent if json_path is not None else None
     previous = read_last_outcome(folder, report.manifest) if folder is not None else None
     if folder is not None and json_path in written and not report.dry_run:
         record_outcome(folder, report.manifest, outcome)
-    if not should_notify(outcome, notices.on, previous):
+    reviewing = left_for_review(report) and not report.dry_run
+    if not should_notify(outcome, notices.on, previous) and not reviewing:
         return
-    deliveries = deliver(notices.urls, run_notice(report, written), timeout=notices.timeout)
+    review: list[str] = []
+    if reviewing:
+        try:
+            waiting = awaiting_review(
+                settings, report, clock=SystemClock(), links=settings.notify_review_links
+            )
+        except OrchestratorError as exc:  # the store went away: say so, send the rest
+            shown.say(
+                f"warning: no review links: {exc}", level=logging.WARNING, event="no_review_links"
+            )
+            waiting = ()
+        review = review_lines(
+            waiting,
+            links_wanted=settings.notify_review_links,
+            public_url=settings.public_url is not None,
+        )
+    notice = run_notice(report, written, review)
+    deliveries = deliver(notices.urls, notice, timeout=notices.timeout)
     for delivery in deliveries:
         if not delivery.delivered:
             shown.say(

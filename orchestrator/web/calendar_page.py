@@ -23,12 +23,13 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from flask.typing import ResponseReturnValue
 
-from orchestrator.calendar import Calendar, PlannedPost, build_calendar
+from orchestrator.calendar import Calendar, PlannedPost, build_calendar, review_of
 from orchestrator.errors import UsageError
 from orchestrator.manifest import Mode, check_manifest
 from orchestrator.scheduler import RunOptions, journal_keys
 from orchestrator.scheduler.gates import DAY
-from orchestrator.store.journal import DONE_STATES, Journal
+from orchestrator.store.journal import DONE_STATES, EntryState, Journal
+from orchestrator.store.review import ReviewStore
 from orchestrator.web import WebServices, services
 from orchestrator.web.operator import login_required
 from orchestrator.web.worker import FINAL_STATES, ApiDrain, post_record, run_manifest_path
@@ -56,6 +57,7 @@ def read_web_calendar(found: WebServices, *, days: int, tz: tzinfo) -> WebCalend
     """The server's queue as a calendar of ``days`` days in ``tz`` (reads only)."""
     clock = found.clock
     journal = Journal(found.tokens.database, found.tokens.cipher, clock=clock, run_id="calendar")
+    reviews = ReviewStore(found.tokens.database, clock=clock)
     planned: list[PlannedPost] = []
     notes: list[str] = []
     open_posts = found.posts.open_posts()
@@ -66,7 +68,12 @@ def read_web_calendar(found: WebServices, *, days: int, tz: tzinfo) -> WebCalend
                 _planned_post(
                     post.id,
                     json.loads(post.entry),
-                    record_final=(record is not None and record.state in FINAL_STATES),
+                    record_final=(
+                        record is not None
+                        and record.state in FINAL_STATES
+                        and record.state is not EntryState.DECLINED
+                    ),
+                    review=review_of(record, reviews),
                 )
             )
         except (ValueError, TypeError, KeyError):
@@ -93,6 +100,7 @@ def read_web_calendar(found: WebServices, *, days: int, tz: tzinfo) -> WebCalend
                     entry=f"{run_id} {entry.id or entry.location}",
                     publish_at=None if entry.publish_at is None else entry.publish_at.timestamp(),
                     done=record is not None and record.state in DONE_STATES,
+                    review=review_of(record, reviews),
                 )
             )
     # Creators in a stable order (by open_id): posts queued in the same instant would otherwise
@@ -118,7 +126,9 @@ def read_web_calendar(found: WebServices, *, days: int, tz: tzinfo) -> WebCalend
     return WebCalendar(calendar, posts=len(open_posts), runs=len(queued), notes=tuple(notes))
 
 
-def _planned_post(post_id: str, entry: Any, *, record_final: bool) -> PlannedPost:
+def _planned_post(
+    post_id: str, entry: Any, *, record_final: bool, review: str | None = None
+) -> PlannedPost:
     """A post of the API queue: its entry JSON was validated when it was accepted."""
     if not isinstance(entry, dict):
         raise TypeError("not an entry")
@@ -133,6 +143,7 @@ def _planned_post(post_id: str, entry: Any, *, record_final: bool) -> PlannedPos
         entry=f"post {post_id}",
         publish_at=moment,
         done=record_final,
+        review=review,
     )
 
 

@@ -121,3 +121,44 @@ def test_an_invalid_manifest_or_timezone_exits_2(project: Path) -> None:
     result = CliRunner().invoke(cli, ["calendar", str(project / "m.yaml"), "--tz", "Mars/Olympus"])
     assert result.exit_code == 2
     assert "not a known timezone" in result.output
+
+
+def seed_reviews(home: Path) -> None:
+    """`now-1` waits for its creator's review; `now-2` was declined by its creator."""
+    from orchestrator.store.review import ReviewItem, ReviewStore
+
+    clock = ManualClock(NOW - 600)
+    with TokenStore.open(Settings(home=home), clock=clock) as store:
+        reviews = ReviewStore(store.database, clock=clock)
+        for name, video in (("now-1", "b.mp4"), ("now-2", "c.mp4")):
+            meta = EntryMeta(name, name, "creator-a", "direct", "file", video, "d", "f")
+            item = ReviewItem(name, "creator-a", "file", (video,), "", 3.0, "f")
+            reviews.await_review(meta, item)
+        assert reviews.decline("now-2", "creator-a", "not this one")
+
+
+def test_json_shows_posts_awaiting_review_and_declined_outside_the_caps(project: Path) -> None:
+    """A post awaiting its creator's review is not due and a declined one is not counted: with
+    one init sent and cap 2, today still has room for 1 and nothing is over the cap."""
+    seed_posted(project / "home")
+    seed_reviews(project / "home")
+    result = calendar(project, "--json", "--days", "2", "--daily-cap", "2")
+    assert result.exit_code == 0, result.output
+    today = json.loads(result.output)["days"][0]
+    by_entry = {post["entry"]: post for post in today["scheduled"]}
+    assert by_entry["now-1"]["review"] == "awaiting_review"
+    assert by_entry["now-1"]["due_now"] is False
+    assert by_entry["now-2"]["review"] == "declined"
+    assert by_entry["now-2"]["over_cap"] is None
+    assert today["over_cap"] == 0
+    assert today["room"]["direct"] == 1
+
+
+def test_table_says_awaiting_review_and_declined(project: Path) -> None:
+    """The terminal table names both review states instead of a due time."""
+    seed_reviews(project / "home")
+    result = calendar(project, "--days", "2")
+    assert result.exit_code == 0, result.output
+    assert "now-1 AWAITING REVIEW" in result.output
+    assert "now-2 DECLINED by the creator" in result.output
+    assert "now now-1" not in result.output

@@ -75,7 +75,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("upload", "progress"),
     ("rerun", "preflight", "review"),
     ("scheduler",),
-    ("runner", "lookup", "auth", "api", "sandbox", "calendar", "doctor", "notify"),
+    ("runner", "lookup", "auth", "api", "sandbox", "calendar", "doctor", "notify", "review_links"),
     ("cli", "__main__", "web"),
 )
 

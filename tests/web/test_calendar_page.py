@@ -171,3 +171,28 @@ def test_the_page_is_readable_on_a_phone(
     page = operator.get("/calendar").text
     assert 'name="viewport" content="width=device-width, initial-scale=1"' in page
     assert '<h2 class="mono">creator-a</h2>\n<div class="scroll">\n<table>' in page
+
+
+def test_posts_awaiting_review_and_declined_are_named_and_take_no_room(
+    operator: FlaskClient, token_store: TokenStore, clock: ManualClock
+) -> None:
+    """A post waiting for its creator says "awaiting review" instead of a due time; a declined
+    one says "declined"; neither takes room under the caps (15 direct left)."""
+    from orchestrator.store.journal import EntryMeta
+    from orchestrator.store.review import ReviewItem, ReviewStore
+
+    waiting = queue_post(token_store, clock, direct("creator-a"))
+    declined = queue_post(token_store, clock, direct("creator-a", video="/srv/w.mp4"))
+    reviews = ReviewStore(token_store.database, clock=clock)
+    for post_id in (waiting, declined):
+        meta = EntryMeta(post_id, post_id, "creator-a", "direct", "file", "v.mp4", "d", "f")
+        reviews.await_review(meta, ReviewItem(post_id, "creator-a", "file", ("v",), "", 3.0, "f"))
+    assert reviews.decline(declined, "creator-a", "no")
+
+    row = row_of(operator.get("/calendar?days=2").text, "2027-01-15")
+
+    scheduled, _sent, room = cells_of(row)
+    assert f'<strong>awaiting review</strong> direct <span class="mono">post {waiting}' in row
+    assert f'<strong>declined</strong> direct <span class="mono">post {declined}' in row
+    assert "now direct" not in scheduled
+    assert room.startswith("15 direct")
