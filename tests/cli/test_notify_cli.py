@@ -93,10 +93,16 @@ def test_a_failed_run_notifies_every_target_and_a_dead_one_changes_nothing(
         {
             "target": f"json://127.0.0.1:{hang.port}",
             "delivered": False,
-            "error": "no answer within 0.5 s",
+            "error": notifications[2]["error"],  # type: ignore[index]
         },
     ]
     assert "500" in notifications[1]["error"]  # type: ignore[index]
+    # The silent receiver is given up on by whichever bound fires first: our 0.5 s wait for the
+    # target, or Apprise's own socket timeout (set to the same 0.5 s) — either way in bounds.
+    assert notifications[2]["error"] in (  # type: ignore[index]
+        "no answer within 0.5 s",
+        "A Connection error occurred sending JSON notification to 127.0.0.1.",
+    )
     assert f"not delivered to form://127.0.0.1:{error.port}" in result.stderr
     secrets = served.sandbox.issued_secrets()
     outputs = [result.output, (served.folder / "r.json").read_text()]
