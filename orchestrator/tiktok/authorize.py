@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from orchestrator.config import DEFAULT_SCOPES
@@ -41,12 +41,23 @@ def code_challenge(verifier: Secret) -> str:
 
 
 def build_authorization_request(
-    *, auth_url: str, client_key: str, redirect_uri: str, scopes: Iterable[str] = DEFAULT_SCOPES
+    *,
+    auth_url: str,
+    client_key: str,
+    redirect_uri: str,
+    scopes: Iterable[str] = DEFAULT_SCOPES,
+    challenge: Callable[[Secret], str] = code_challenge,
+    extra: Mapping[str, str] | None = None,
+    no_scopes_hint: str = "pass --scopes user.info.basic,...",
 ) -> AuthorizationRequest:
-    """A fresh login attempt: new verifier and state, and the authorize URL carrying them."""
+    """A fresh login attempt: new verifier and state, and the authorize URL carrying them.
+
+    ``challenge`` turns the verifier into the ``code_challenge`` (the desktop flow's hex by
+    default; the web flow passes its reading); ``extra`` parameters go at the end of the query.
+    """
     scope_list = tuple(dict.fromkeys(s.strip() for s in scopes if s.strip()))
     if not scope_list:
-        raise ConfigError("no scopes requested", hint="pass --scopes user.info.basic,...")
+        raise ConfigError("no scopes requested", hint=no_scopes_hint)
     verifier = new_code_verifier()
     state = Secret(secrets.token_urlsafe(32))
     query = urlencode(
@@ -56,8 +67,9 @@ def build_authorization_request(
             "response_type": "code",
             "redirect_uri": redirect_uri,
             "state": state.reveal(),
-            "code_challenge": code_challenge(verifier),
+            "code_challenge": challenge(verifier),
             "code_challenge_method": "S256",
+            **(extra or {}),
         }
     )
     separator = "&" if urlsplit(auth_url).query else "?"

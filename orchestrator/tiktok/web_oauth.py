@@ -15,13 +15,15 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
-import secrets
 from collections.abc import Iterable
-from urllib.parse import urlencode, urlsplit
 
 from orchestrator.errors import ConfigError
 from orchestrator.secret import Secret
-from orchestrator.tiktok.oauth import AuthorizationRequest, code_challenge, new_code_verifier
+from orchestrator.tiktok.oauth import (
+    AuthorizationRequest,
+    build_authorization_request,
+    code_challenge,
+)
 
 CONNECT_CALLBACK_PATH = "/connect/callback/"
 """Where TikTok sends a creator back, under the public URL; register it for the Web app."""
@@ -65,28 +67,13 @@ def build_web_authorization_request(
             f"unknown PKCE reading {pkce!r}",
             hint="set ORCHESTRATOR_WEB_PKCE to s256 (the default) or hex",
         ) from None
-    scope_list = tuple(dict.fromkeys(s.strip() for s in scopes if s.strip()))
-    if not scope_list:
-        raise ConfigError("no scopes requested", hint="ask for at least user.info.basic")
-    verifier = new_code_verifier()
-    state = Secret(secrets.token_urlsafe(32))
-    query = urlencode(
-        {
-            "client_key": client_key,
-            "scope": ",".join(scope_list),
-            "response_type": "code",
-            "redirect_uri": redirect_uri,
-            "state": state.reveal(),
-            "code_challenge": web_code_challenge(verifier, reading),
-            "code_challenge_method": "S256",
-            "disable_auto_auth": "1",
-        }
-    )
-    separator = "&" if urlsplit(auth_url).query else "?"
-    return AuthorizationRequest(
-        url=f"{auth_url}{separator}{query}",
+    return build_authorization_request(
+        auth_url=auth_url,
+        client_key=client_key,
         redirect_uri=redirect_uri,
-        scopes=scope_list,
-        state=state,
-        code_verifier=verifier,
+        scopes=scopes,
+        challenge=lambda verifier: web_code_challenge(verifier, reading),
+        # The consent page even for a creator already signed in to TikTok in that browser.
+        extra={"disable_auto_auth": "1"},
+        no_scopes_hint="ask for at least user.info.basic",
     )
