@@ -50,14 +50,11 @@ INIT_LIMIT = 6
 WINDOW = 60.0
 
 
-class JitteredTransport(HttpTransport):
-    """The real transport; each API request arrives a random while after it is sent."""
+class CountingTransport(HttpTransport):
+    """The real transport, counting each answer by endpoint and status."""
 
-    def __init__(self, clock: ManualClock, jitter: float, rng: random.Random) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._clock = clock
-        self._jitter = jitter
-        self._rng = rng
         self._lock = threading.Lock()
         self.answers: Counter[tuple[str, int]] = Counter()
 
@@ -71,14 +68,30 @@ class JitteredTransport(HttpTransport):
         timeouts: Timeouts | None = None,
     ) -> HttpResponse:
         endpoint = "chunk PUT" if method == "PUT" else url.split("/v2/", 1)[-1].strip("/")
-        if method != "PUT":
-            with self._lock:
-                delay = self._rng.uniform(0, self._jitter)
-            self._clock.advance(delay)
+        self._before(method)
         response = super().request(method, url, headers=headers, body=body, timeouts=timeouts)
         with self._lock:
             self.answers[(endpoint, response.status)] += 1
         return response
+
+    def _before(self, method: str) -> None:
+        """Called before each request is sent (a subclass delays it)."""
+
+
+class JitteredTransport(CountingTransport):
+    """The counting transport; each API request arrives a random while after it is sent."""
+
+    def __init__(self, clock: ManualClock, jitter: float, rng: random.Random) -> None:
+        super().__init__()
+        self._clock = clock
+        self._jitter = jitter
+        self._rng = rng
+
+    def _before(self, method: str) -> None:
+        if method != "PUT":
+            with self._lock:
+                delay = self._rng.uniform(0, self._jitter)
+            self._clock.advance(delay)
 
 
 def busiest_minute(times: list[float]) -> int:

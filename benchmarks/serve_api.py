@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -41,12 +41,12 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import bench_config, machine_line, sandbox_users, seeded_settings, write_small_mp4
+from pacing import CountingTransport, busiest_minute
 
 from orchestrator.clock import ManualClock
 from orchestrator.sandbox import Sandbox
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import WebPostStore
-from orchestrator.transport import Body, HttpResponse, HttpTransport, Timeouts
 from orchestrator.web.worker import ApiDrain
 from tests.web.api_rig import open_api_rig
 
@@ -72,38 +72,6 @@ def _multipart(path: Path, entry: dict[str, object]) -> Iterator[bytes]:
         while block := file.read(1024 * 1024):
             yield block
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-class CountingTransport(HttpTransport):
-    """The real transport, counting each answer by endpoint and status."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self.answers: Counter[tuple[str, int]] = Counter()
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: Body = None,
-        timeouts: Timeouts | None = None,
-    ) -> HttpResponse:
-        endpoint = "chunk PUT" if method == "PUT" else url.split("/v2/", 1)[-1].strip("/")
-        response = super().request(method, url, headers=headers, body=body, timeouts=timeouts)
-        with self._lock:
-            self.answers[(endpoint, response.status)] += 1
-        return response
-
-
-def busiest_minute(times: list[float]) -> int:
-    times = sorted(times)
-    return max(
-        (sum(1 for later in times[i:] if later < start + WINDOW) for i, start in enumerate(times)),
-        default=0,
-    )
 
 
 def drain(posts: int, creators: int) -> bool:
