@@ -206,6 +206,11 @@ class Sandbox:
             raise ValueError(f"unknown fail_reason {fail_reason!r}; one of {FAIL_REASONS}")
         self._state.plan_failure(open_id, fail_reason)
 
+    def change_user(self, user: SandboxUser) -> None:
+        """The account's settings changed on TikTok's side (say, a lower
+        ``max_video_post_duration_sec``): creator_info answers from ``user`` from now on."""
+        self._state.change_user(user)
+
     def revoke_user_tokens(self, open_id: str) -> None:
         """Invalidate the user's access and refresh tokens (they removed the app)."""
         self._state.revoke_user(open_id)

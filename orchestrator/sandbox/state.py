@@ -180,6 +180,7 @@ class SandboxState:
         self.clock = clock
         self.lock = threading.RLock()
         self.base_url = ""  # set by the server once it has a port
+        self._changed_users: dict[str, SandboxUser] = {}
         self.codes: dict[str, AuthorizationCode] = {}
         self.access_tokens: dict[str, AccessToken] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
@@ -221,7 +222,15 @@ class SandboxState:
     # -- users ----------------------------------------------------------------------------
 
     def user(self, open_id: str) -> SandboxUser | None:
-        return self.config.user(open_id)
+        with self.lock:
+            changed = self._changed_users.get(open_id)
+        return changed if changed is not None else self.config.user(open_id)
+
+    def change_user(self, user: SandboxUser) -> None:
+        if self.config.user(user.open_id) is None:
+            raise ValueError(f"{user.open_id!r} is not a sandbox user")
+        with self.lock:
+            self._changed_users[user.open_id] = user
 
     # -- calls, violations, errors -------------------------------------------------------
 
