@@ -18,6 +18,7 @@ run; the creator's avatar (a URL off this machine) is served by a placeholder pi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from tests.web.browser.rig import ADMIN_PASSWORD, WebRig, web_rig  # noqa: E402
 WAIT_LIMIT = 60.0
 CREATOR = SandboxUser(open_id="sandbox-user-1", display_name="Sandbox One", stitch_disabled=True)
 CAPTION = "Our spring collection, part 1 #spring"
+CLIP_SECONDS = 4
 FRAME = (1280, 800)
 SECONDS_PER_STEP = 2
 AVATAR_SVG = (
@@ -69,6 +71,11 @@ STEPS = (
     ),
     Step("06-privacy-options", "The privacy dropdown's options (drawn open for the picture)"),
     Step("07-cannot-post", "creator_info says the creator cannot post now: the page stops"),
+    Step(
+        "07b-too-long",
+        f"The creator's max_video_post_duration_sec is below the clip's {CLIP_SECONDS} s: the "
+        "page says so and offers no Post button (only 'Not this one')",
+    ),
     Step("08-caption-privacy", "Caption edited and a privacy chosen: Post becomes possible"),
     Step(
         "09-disclose-on",
@@ -100,8 +107,8 @@ REQUIREMENTS = (
     Requirement(
         "1",
         "A video over max_video_post_duration_sec cannot be posted: the page says so and has "
-        "no form, the server refuses it (not pictured: tests/web/test_review.py)",
-        (),
+        "no form, the server refuses it too",
+        ("07b-too-long",),
     ),
     Requirement("2", "Title/caption editable", ("05-review-page", "08-caption-privacy")),
     Requirement(
@@ -178,7 +185,7 @@ def make_video(folder: Path) -> Path:
     """A real 4-second clip (so the preview shows a picture), made by ffmpeg."""
     path = folder / "spring-1.mp4"
     ffmpeg(
-        *("-f", "lavfi", "-i", "testsrc2=size=360x640:rate=25:duration=4"),
+        *("-f", "lavfi", "-i", f"testsrc2=size=360x640:rate=25:duration={CLIP_SECONDS}"),
         *("-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path)),
     )
     return path
@@ -271,6 +278,12 @@ def flow(browser: Any, web: WebRig, out: Path) -> None:
     page.wait_for_selector("#cannot-post")
     shoot(page, out, "07-cannot-post")
     web.sandbox.clear_faults()
+    shorter = dataclasses.replace(CREATOR, max_video_post_duration_sec=CLIP_SECONDS - 1)
+    web.sandbox.change_user(shorter)
+    page.reload()
+    page.wait_for_selector("#too-long")
+    shoot(page, out, "07b-too-long", full_page=True)
+    web.sandbox.change_user(CREATOR)
     page.reload()
     page.wait_for_selector("#post-button")
 
@@ -360,7 +373,9 @@ def write_markdown(out: Path) -> Path:
         "",
         "What the page enforces is enforced again by the server on Post (a crafted form post",
         "cannot choose a greyed interaction, a private branded post or no privacy); the tests",
-        "in `tests/web/test_review.py` and `tests/web/browser/test_review_page.py` prove it.",
+        "in `tests/web/test_review.py` and `tests/web/browser/test_review_rules.py` prove it,",
+        "one rule at a time in a real browser, and `tests/web/browser/test_review_journeys.py`",
+        "runs 10 posts for 3 creators end to end.",
         "",
     ]
     target = out / "AUDIT.md"

@@ -30,7 +30,8 @@ def _kit() -> ModuleType:
 
 
 def test_the_kit_shows_every_section_11_element(tmp_path: Path) -> None:
-    """Every §11 sub-point (1-5) maps to screenshots that exist; the video is not empty."""
+    """Every §11 requirement (1-5), the duration limit included, maps to screenshots that
+    exist; the video is not empty."""
     if importlib.util.find_spec("playwright") is None:
         _missing("playwright is not installed (pip install 'tiktok-orchestrator[browser]')")
     if chromium_path() is None:
@@ -42,8 +43,9 @@ def test_the_kit_shows_every_section_11_element(tmp_path: Path) -> None:
     assert kit.main(["--out", str(out)]) == 0
 
     assert {req.section for req in kit.REQUIREMENTS} == {"1", "2", "3", "4", "5"}
-    pictured = [req for req in kit.REQUIREMENTS if req.shots]
-    assert len(pictured) >= len(kit.REQUIREMENTS) - 1  # only the duration limit is not pictured
+    assert [req.text for req in kit.REQUIREMENTS if not req.shots] == []
+    (duration,) = [req for req in kit.REQUIREMENTS if "max_video_post_duration_sec" in req.text]
+    assert duration.shots == ("07b-too-long",)
     for step in kit.STEPS:
         png = out / f"{step.name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
