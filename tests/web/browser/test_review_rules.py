@@ -5,10 +5,13 @@ forced on through devtools — that the server refuses it, records nothing and s
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from orchestrator.cli import cli
 from orchestrator.clock import ManualClock, SystemClock
 from orchestrator.sandbox import Fault
 from orchestrator.store.review import ReviewStore
@@ -363,7 +366,7 @@ def test_not_this_one_declines_and_the_post_shows_declined(
     rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """ "Not this one" with a note: the post is declined, never posted; the creator's page and
-    the operator's posts page say declined, with the note."""
+    the operator's posts page and `history --json` say declined."""
     post_id = queue_for_review(rig, PUBLIC, "a.mp4")
     page, errors = open_review(rig, chromium, contexts, PUBLIC)
     page.fill("#note", "wrong song")
@@ -383,5 +386,12 @@ def test_not_this_one_declines_and_the_post_shows_declined(
     (row,) = operator.locator("tbody tr").all()
     assert row.locator("td.state").text_content() == "declined"
     assert "wrong song" in row.inner_text()
+    history = CliRunner().invoke(
+        cli, ["history", "--json"], env={"ORCHESTRATOR_HOME": str(rig.settings.home)}
+    )
+    assert history.exit_code == 0, history.output
+    (entry,) = json.loads(history.stdout)
+    assert entry["state"] == "declined", entry
+    assert entry["consent"] is None, entry
     assert rig.sandbox.calls("video_init") == 0
     assert rig.sandbox.publishes() == []
