@@ -17,9 +17,12 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.web.api_rig import ApiRig
 
 CHROMIUM_ARGS = (
     "--no-sandbox",
@@ -77,6 +80,18 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def review_rig(tmp_path: Path) -> Iterator[ApiRig]:
+    """A ``serve`` stack (app, worker, sandbox, API key) whose creators are signed in: two
+    public accounts and one who turned comments and duets off (tests/web/test_review.py)."""
+    from orchestrator.sandbox import SandboxConfig
+    from tests.web.api_rig import open_api_rig
+    from tests.web.test_review import USERS
+
+    with open_api_rig(tmp_path, SandboxConfig(users=USERS)) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The creator's side of review in a real browser, for test_review_rules and
-test_review_journeys: a ``serve`` stack with the review creators, a phone opening a review link,
+test_review_journeys (their ``review_rig`` is in conftest.py): a phone opening a review link,
 and a Post press whose form and answer the test can read.
 
 Nothing leaves the machine: the sandbox's avatar and photo URLs (https://media.example.com/,
@@ -8,21 +8,16 @@ not on loopback) are answered by the browser itself with a small picture.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import pytest
-
-from orchestrator.sandbox import SandboxConfig
-from tests.web.api_rig import ADMIN_PASSWORD, ApiRig, open_api_rig
+from tests.web.api_rig import ADMIN_PASSWORD, ApiRig
 from tests.web.browser.conftest import PHONE, new_context
 from tests.web.browser.test_journey import watch
-from tests.web.test_review import LOCKED, OTHER, PUBLIC, USERS, on_this_server
+from tests.web.test_review import LOCKED, OTHER, PUBLIC, on_this_server
 
-__all__ = ["LOCKED", "OTHER", "PUBLIC", "USERS"]
+__all__ = ["LOCKED", "OTHER", "PUBLIC"]
 
 PLAIN_DECLARATION = "By posting, you agree to TikTok's Music Usage Confirmation."
 BRANDED_DECLARATION = (
@@ -33,12 +28,6 @@ PICTURE_SVG = (
     '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="400">'
     '<rect width="300" height="400" fill="#25f4ee"/></svg>'
 )
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[ApiRig]:
-    with open_api_rig(tmp_path, SandboxConfig(users=USERS)) as opened:
-        yield opened
 
 
 @dataclass

@@ -17,12 +17,9 @@ from tests.web.browser.review_pages import (
     PUBLIC,
     open_review,
     press,
-    rig,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-__all__ = ["rig"]
 
 _ACTION = re.compile(r"/review/([^/]+)/post$")
 
@@ -92,7 +89,7 @@ def _choose(page: Any, choice: Choice) -> None:
 
 
 def test_ten_posts_for_three_creators_reviewed_on_phones_publish_once_as_chosen(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """Prepare 10 posts for 3 creators; each creator reviews theirs one after another on a
     phone. TikTok sees no init for a post before its Post press; afterwards every post is
@@ -100,7 +97,7 @@ def test_ten_posts_for_three_creators_reviewed_on_phones_publish_once_as_chosen(
     posts: dict[str, Choice] = {}
     files: dict[str, str] = {}
     for n, choice in enumerate(CHOICES):
-        clip, digest = rig.clip(f"post-{n}.mp4")
+        clip, digest = review_rig.clip(f"post-{n}.mp4")
         body = {
             "user_id": choice.user,
             "video_path": str(clip),
@@ -108,18 +105,18 @@ def test_ten_posts_for_three_creators_reviewed_on_phones_publish_once_as_chosen(
             "privacy_level": "SELF_ONLY",  # the page's choice wins over the operator's
             "review": "creator",
         }
-        answer = rig.post("/api/v1/posts", json=body)
+        answer = review_rig.post("/api/v1/posts", json=body)
         assert answer.status_code == 202, answer.text
         posts[answer.json()["id"]] = choice
         files[choice.caption] = digest
     for post_id in posts:
-        waiting = rig.wait_for(post_id, lambda post: post["state"] != "queued")
+        waiting = review_rig.wait_for(post_id, lambda post: post["state"] != "queued")
         assert waiting["state"] == "awaiting_review", waiting
-    assert rig.sandbox.calls("video_init") == 0
+    assert review_rig.sandbox.calls("video_init") == 0
 
     pressed: list[str] = []
     for user in (PUBLIC, OTHER, LOCKED):
-        page, errors = open_review(rig, chromium, contexts, user)
+        page, errors = open_review(review_rig, chromium, contexts, user)
         mine = [post_id for post_id, choice in posts.items() if choice.user == user]
         for left in range(len(mine), 0, -1):
             action = page.locator("#review-form").get_attribute("action") or ""
@@ -133,7 +130,7 @@ def test_ten_posts_for_three_creators_reviewed_on_phones_publish_once_as_chosen(
                 assert f"{left} posts are waiting for you" in page.content()
             assert page.locator("#caption").input_value() == f"draft {list(posts).index(post_id)}"
             _choose(page, choice)
-            sent = {record.post_info.get("title") for record in rig.sandbox.publishes()}
+            sent = {record.post_info.get("title") for record in review_rig.sandbox.publishes()}
             assert choice.caption not in sent  # nothing reached TikTok before the press
             assert len(sent) <= len(pressed)
             answer = press(page, "#post-button")
@@ -145,10 +142,10 @@ def test_ten_posts_for_three_creators_reviewed_on_phones_publish_once_as_chosen(
     assert sorted(pressed) == sorted(posts)
 
     for post_id, choice in posts.items():
-        done = rig.wait_for(post_id, lambda post: post["state"] == "published")
+        done = review_rig.wait_for(post_id, lambda post: post["state"] == "published")
         assert done["state"] == "published", done
         assert done["consent"]["settings"]["privacy_level"] == choice.privacy
-    publishes = rig.sandbox.publishes()
+    publishes = review_rig.sandbox.publishes()
     assert len(publishes) == len(CHOICES)
     by_caption = {record.post_info["title"]: record for record in publishes}
     assert sorted(by_caption) == sorted(choice.caption for choice in CHOICES)
@@ -159,27 +156,27 @@ def test_ten_posts_for_three_creators_reviewed_on_phones_publish_once_as_chosen(
         assert record.sha256 == files[choice.caption]  # byte-exact
         carried = {key: record.post_info.get(key, False) for key in choice.post_info()}
         assert carried == choice.post_info(), choice
-    assert rig.sandbox.violations() == []
+    assert review_rig.sandbox.violations() == []
 
 
 def test_a_creator_sees_their_posts_published_after_reviewing(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """After Post the creator is told processing may take a few minutes; reloading shows each
     reviewed post published with its TikTok post id, the declined one declined."""
-    first, _ = rig.clip("a.mp4")
-    second, _ = rig.clip("b.mp4")
+    first, _ = review_rig.clip("a.mp4")
+    second, _ = review_rig.clip("b.mp4")
     ids = []
     for clip, caption in ((first, "keep"), (second, "drop")):
         body = {"user_id": PUBLIC, "video_path": str(clip), "description": caption}
-        answer = rig.post("/api/v1/posts", json={**body, "review": "creator"})
+        answer = review_rig.post("/api/v1/posts", json={**body, "review": "creator"})
         assert answer.status_code == 202, answer.text
         ids.append(answer.json()["id"])
     for post_id in ids:
-        assert rig.wait_for(post_id, lambda post: post["state"] != "queued")["state"] == (
+        assert review_rig.wait_for(post_id, lambda post: post["state"] != "queued")["state"] == (
             "awaiting_review"
         )
-    page, errors = open_review(rig, chromium, contexts, PUBLIC)
+    page, errors = open_review(review_rig, chromium, contexts, PUBLIC)
     assert page.locator("#caption").input_value() == "keep"
     page.select_option("#privacy_level", "PUBLIC_TO_EVERYONE")
     assert press(page, "#post-button").status == 302
@@ -189,7 +186,7 @@ def test_a_creator_sees_their_posts_published_after_reviewing(
     page.wait_for_url("**/review")
     assert "being processed; this may take a few minutes" in page.content()
 
-    published = rig.wait_for(ids[0], lambda post: post["state"] == "published")
+    published = review_rig.wait_for(ids[0], lambda post: post["state"] == "published")
     assert published["state"] == "published", published
     page.reload()
     rows = page.locator("tbody tr")
@@ -204,5 +201,5 @@ def test_a_creator_sees_their_posts_published_after_reviewing(
     assert states == {"keep": "published", "drop": "declined"}
     (post_id,) = [str(n) for n in published["post_ids"]]
     assert post_id in rows.first.inner_text()
-    assert len(rig.sandbox.publishes()) == 1
+    assert len(review_rig.sandbox.publishes()) == 1
     assert errors == []

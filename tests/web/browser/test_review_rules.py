@@ -28,25 +28,24 @@ from tests.web.browser.review_pages import (
     phone,
     press,
     review_link,
-    rig,
     untouched,
 )
 from tests.web.test_review import queue_for_review
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-__all__ = ["rig"]
-
 GREY = "rgb(156, 163, 175)"
 """The colour of a greyed-out control's label (style.css)."""
 DAYS = 24 * 3600.0
 
 
-def test_privacy_has_no_default_value(rig: ApiRig, chromium: Any, contexts: list[Any]) -> None:
+def test_privacy_has_no_default_value(
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
+) -> None:
     """The dropdown opens on "Choose…" with none of the creator's options selected, and Post
     is disabled until one is chosen — and again when the creator goes back to "Choose…"."""
-    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
-    page, errors = open_review(rig, chromium, contexts, PUBLIC)
+    post_id = queue_for_review(review_rig, PUBLIC, "a.mp4")
+    page, errors = open_review(review_rig, chromium, contexts, PUBLIC)
     privacy = page.locator("#privacy_level")
     post = page.locator("#post-button")
     assert privacy.input_value() == ""
@@ -67,16 +66,16 @@ def test_privacy_has_no_default_value(rig: ApiRig, chromium: Any, contexts: list
     privacy.select_option("")
     assert post.is_disabled()
     assert errors == []
-    untouched(rig, post_id)
+    untouched(review_rig, post_id)
 
 
 def test_post_stays_disabled_until_the_last_required_choice(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """Walking the choices one by one (caption, boxes, disclosure, a brand, privacy last),
     Post is disabled after each until the last required one; undoing a brand disables it."""
-    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
-    page, errors = open_review(rig, chromium, contexts, PUBLIC)
+    post_id = queue_for_review(review_rig, PUBLIC, "a.mp4")
+    page, errors = open_review(review_rig, chromium, contexts, PUBLIC)
     post = page.locator("#post-button")
     steps = (
         lambda: page.fill("#caption", "my caption"),
@@ -98,7 +97,7 @@ def test_post_stays_disabled_until_the_last_required_choice(
     page.uncheck("#disclose")  # disclosure off: nothing left to pick
     assert post.is_enabled()
     assert errors == []
-    untouched(rig, post_id)
+    untouched(review_rig, post_id)
 
 
 @pytest.mark.parametrize(
@@ -109,12 +108,12 @@ def test_post_stays_disabled_until_the_last_required_choice(
     ],
 )
 def test_an_interaction_the_creator_turned_off_is_greyed_and_refused_when_forced(
-    rig: ApiRig, chromium: Any, contexts: list[Any], box: str, problem: str
+    review_rig: ApiRig, chromium: Any, contexts: list[Any], box: str, problem: str
 ) -> None:
     """The box is disabled and its label grey; enabled through devtools, ticked and posted,
     the server refuses it: the page says why, nothing is journalled, no init at the sandbox."""
-    post_id = queue_for_review(rig, LOCKED, "a.mp4")
-    page, _ = open_review(rig, chromium, contexts, LOCKED)
+    post_id = queue_for_review(review_rig, LOCKED, "a.mp4")
+    page, _ = open_review(review_rig, chromium, contexts, LOCKED)
     label = page.locator(f"label:has({box})")
     assert page.locator(box).is_disabled()
     assert label.evaluate("el => getComputedStyle(el).color") == GREY
@@ -131,16 +130,16 @@ def test_an_interaction_the_creator_turned_off_is_greyed_and_refused_when_forced
     assert problem in page.locator("#problems").text_content()
     assert page.locator(box).is_disabled()  # shown again greyed, not ticked
     assert not page.locator(box).is_checked()
-    untouched(rig, post_id)
+    untouched(review_rig, post_id)
 
 
 def test_the_disclosure_toggle_is_off_and_offers_both_brands_with_their_labels(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """ "Disclose video content" starts off with its choices hidden; on, it shows "Your brand"
     (Promotional content) and "Branded content" (Paid partnership)."""
-    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
-    page, errors = open_review(rig, chromium, contexts, PUBLIC)
+    post_id = queue_for_review(review_rig, PUBLIC, "a.mp4")
+    page, errors = open_review(review_rig, chromium, contexts, PUBLIC)
     disclose = page.locator("#disclose")
     assert not disclose.is_checked()
     assert page.locator("label:has(#disclose)").text_content().strip() == "Disclose video content"
@@ -161,16 +160,16 @@ def test_the_disclosure_toggle_is_off_and_offers_both_brands_with_their_labels(
     disclose.uncheck()  # off again: the choices go away, unticked
     assert not page.locator("#brand_organic_toggle").is_visible()
     assert errors == []
-    untouched(rig, post_id)
+    untouched(review_rig, post_id)
 
 
 def test_branded_content_cannot_be_private_in_the_browser_or_by_a_forced_post(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """Branded content disables "Only me" (and clears it when chosen); forcing it back in
     devtools and posting is refused by the server, with nothing recorded or sent."""
-    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
-    page, _ = open_review(rig, chromium, contexts, PUBLIC)
+    post_id = queue_for_review(review_rig, PUBLIC, "a.mp4")
+    page, _ = open_review(review_rig, chromium, contexts, PUBLIC)
     privacy = page.locator("#privacy_level")
     only_me = page.locator('#privacy_level option[value="SELF_ONLY"]')
     privacy.select_option("SELF_ONLY")
@@ -193,16 +192,16 @@ def test_branded_content_cannot_be_private_in_the_browser_or_by_a_forced_post(
     assert "branded content cannot be private" in page.locator("#problems").text_content()
     assert only_me.is_disabled()
     assert privacy.input_value() == ""
-    untouched(rig, post_id)
+    untouched(review_rig, post_id)
 
 
 def test_the_declaration_switches_with_the_branded_choice(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """Above the Post button: §11.4's plain declaration, the Branded Content Policy one while
     branded content is picked (whatever else is), and the plain one again when it is not."""
-    queue_for_review(rig, PUBLIC, "a.mp4")
-    page, errors = open_review(rig, chromium, contexts, PUBLIC)
+    queue_for_review(review_rig, PUBLIC, "a.mp4")
+    page, errors = open_review(review_rig, chromium, contexts, PUBLIC)
     declaration = page.locator("#declaration")
     before_button = page.eval_on_selector(
         "#declaration",
@@ -229,20 +228,20 @@ def test_the_declaration_switches_with_the_branded_choice(
 
 
 def test_a_photo_post_offers_comments_only_and_shows_the_photos_as_a_strip(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """A photo post: the photos side by side in one row, Allow Comment the only interaction;
     a duet forced into the form is refused by the server."""
     urls = [f"https://media.example.com/spring/{n}.jpg" for n in (1, 2, 3)]
-    answer = rig.post(
+    answer = review_rig.post(
         "/api/v1/posts",
         json={"user_id": PUBLIC, "photo_urls": urls, "title": "spring", "review": "creator"},
     )
     assert answer.status_code == 202, answer.text
     post_id = answer.json()["id"]
-    waiting = rig.wait_for(post_id, lambda post: post["state"] != "queued")
+    waiting = review_rig.wait_for(post_id, lambda post: post["state"] != "queued")
     assert waiting["state"] == "awaiting_review", waiting
-    page, _ = open_review(rig, chromium, contexts, PUBLIC)
+    page, _ = open_review(review_rig, chromium, contexts, PUBLIC)
 
     photos = page.locator(".strip img")
     assert photos.count() == 3
@@ -271,18 +270,18 @@ def test_a_photo_post_offers_comments_only_and_shows_the_photos_as_a_strip(
     assert pressed.form["allow_duet"] == ["on"]
     assert pressed.status == 422
     assert "a photo post takes no duet or stitch" in page.locator("#problems").text_content()
-    untouched(rig, post_id)
+    untouched(review_rig, post_id)
 
 
 def test_a_video_over_the_creators_max_duration_cannot_be_posted(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """The creator's limit fell below the clip's 4 s after the post was prepared: the page
     says why, has no Post button and no form to send — only "Not this one"."""
-    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
-    (creator,) = [user for user in rig.sandbox.users if user.open_id == PUBLIC]
-    rig.sandbox.change_user(dataclasses.replace(creator, max_video_post_duration_sec=3))
-    page, errors = open_review(rig, chromium, contexts, PUBLIC)
+    post_id = queue_for_review(review_rig, PUBLIC, "a.mp4")
+    (creator,) = [user for user in review_rig.sandbox.users if user.open_id == PUBLIC]
+    review_rig.sandbox.change_user(dataclasses.replace(creator, max_video_post_duration_sec=3))
+    page, errors = open_review(review_rig, chromium, contexts, PUBLIC)
     too_long = page.locator("#too-long")
     assert too_long.is_visible()
     assert too_long.text_content() == (
@@ -293,40 +292,40 @@ def test_a_video_over_the_creators_max_duration_cannot_be_posted(
     assert page.locator("#post-button").count() == 0
     assert page.locator("button:has-text('Not this one')").is_visible()
     assert errors == []
-    untouched(rig, post_id)
+    untouched(review_rig, post_id)
 
 
 def test_a_creator_who_cannot_post_now_sees_the_cant_post_state(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """creator_info says the creator cannot post now (TikTok's daily cap, at HTTP 200): the
     page tells them to try later and offers no Post; when TikTok allows it again, it does."""
-    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
-    rig.sandbox.schedule(
+    post_id = queue_for_review(review_rig, PUBLIC, "a.mp4")
+    review_rig.sandbox.schedule(
         Fault("creator_info", call=None, status=200, error_code="spam_risk_too_many_posts")
     )
-    page, _ = open_review(rig, chromium, contexts, PUBLIC)
+    page, _ = open_review(review_rig, chromium, contexts, PUBLIC)
     cannot = page.locator("#cannot-post")
     assert cannot.is_visible()
     assert "cannot post right now" in cannot.text_content()
     assert "Try again later" in cannot.text_content()
     assert page.locator("#review-form").count() == 0
     assert page.locator("#post-button").count() == 0
-    untouched(rig, post_id)
+    untouched(review_rig, post_id)
 
-    rig.sandbox.clear_faults()
+    review_rig.sandbox.clear_faults()
     page.reload()
     assert page.locator("#cannot-post").count() == 0
     assert page.locator("#post-button").is_disabled()  # back, waiting for the choices
 
 
 def test_a_reused_link_shows_the_already_used_page(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """A link opens once: a second browser gets "already used" and the way out (ask for a new
     link), with no review on it; the first browser keeps its review."""
-    queue_for_review(rig, PUBLIC, "a.mp4")
-    url = review_link(rig, PUBLIC)
+    queue_for_review(review_rig, PUBLIC, "a.mp4")
+    url = review_link(review_rig, PUBLIC)
     first = phone(chromium, contexts).new_page()
     first.goto(url)
     assert first.locator("#review-form").is_visible()
@@ -342,33 +341,33 @@ def test_a_reused_link_shows_the_already_used_page(
 
 
 def test_an_expired_link_shows_the_expired_page(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """A link made 30 days ago (valid for a few) shows "expired" and how to get a new one,
     and opens no review."""
-    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
-    with TokenStore.open(rig.settings, clock=SystemClock()) as store:
+    post_id = queue_for_review(review_rig, PUBLIC, "a.mp4")
+    with TokenStore.open(review_rig.settings, clock=SystemClock()) as store:
         then = ManualClock(SystemClock().time() - 30 * DAYS)
         made = ReviewStore(store.database, clock=then).create_link(PUBLIC, [post_id])
     page = phone(chromium, contexts).new_page()
-    answer = page.goto(f"{rig.url}/review/{made.token}")
+    answer = page.goto(f"{review_rig.url}/review/{made.token}")
     assert answer is not None
     assert answer.status == 410
     assert page.locator("h1").text_content() == "This review link has expired"
     assert "Ask the person who sent it for a new review link." in page.content()
     assert page.locator("#review-form").count() == 0
-    page.goto(f"{rig.url}/review")
+    page.goto(f"{review_rig.url}/review")
     assert page.locator("#review-form").count() == 0
-    untouched(rig, post_id)
+    untouched(review_rig, post_id)
 
 
 def test_not_this_one_declines_and_the_post_shows_declined(
-    rig: ApiRig, chromium: Any, contexts: list[Any]
+    review_rig: ApiRig, chromium: Any, contexts: list[Any]
 ) -> None:
     """ "Not this one" with a note: the post is declined, never posted; the creator's page and
     the operator's posts page and `history --json` say declined."""
-    post_id = queue_for_review(rig, PUBLIC, "a.mp4")
-    page, errors = open_review(rig, chromium, contexts, PUBLIC)
+    post_id = queue_for_review(review_rig, PUBLIC, "a.mp4")
+    page, errors = open_review(review_rig, chromium, contexts, PUBLIC)
     page.fill("#note", "wrong song")
     pressed = press(page, "button:has-text('Not this one')")
     assert pressed.status == 302
@@ -378,20 +377,20 @@ def test_not_this_one_declines_and_the_post_shows_declined(
     assert page.locator("td.state").all_text_contents() == ["declined"]
     assert errors == []
 
-    post = rig.get(f"/api/v1/posts/{post_id}").json()
+    post = review_rig.get(f"/api/v1/posts/{post_id}").json()
     assert post["state"] == "declined"
     assert "wrong song" in post["error"]["message"]
     assert post["consent"] is None
-    operator = operator_page(chromium, contexts, rig, "/posts")
+    operator = operator_page(chromium, contexts, review_rig, "/posts")
     (row,) = operator.locator("tbody tr").all()
     assert row.locator("td.state").text_content() == "declined"
     assert "wrong song" in row.inner_text()
     history = CliRunner().invoke(
-        cli, ["history", "--json"], env={"ORCHESTRATOR_HOME": str(rig.settings.home)}
+        cli, ["history", "--json"], env={"ORCHESTRATOR_HOME": str(review_rig.settings.home)}
     )
     assert history.exit_code == 0, history.output
     (entry,) = json.loads(history.stdout)
     assert entry["state"] == "declined", entry
     assert entry["consent"] is None, entry
-    assert rig.sandbox.calls("video_init") == 0
-    assert rig.sandbox.publishes() == []
+    assert review_rig.sandbox.calls("video_init") == 0
+    assert review_rig.sandbox.publishes() == []
