@@ -482,15 +482,38 @@ class WebPostStore:
 # -- OAuth connect states ------------------------------------------------------------------------
 
 
+REVIEW_SIGN_IN_TAG = "review:"
+"""What a review sign-in keeps in ``connect_states.invite_id`` instead of an invite's id (an
+invite id is hex, so the two never meet): the tag, then the id of the review link the sign-in
+started from, or nothing when it started from the plain ``/review`` page."""
+
+
+def review_sign_in_tag(link_id: str | None) -> str:
+    """The ``invite_id`` value of a review sign-in (for the link ``link_id``, if known)."""
+    return REVIEW_SIGN_IN_TAG + (link_id or "")
+
+
 @dataclass(frozen=True)
 class ConnectState:
-    """One authorize request in flight: which invite, the sealed PKCE verifier, and the hash
-    of the browser cookie it is bound to."""
+    """One authorize request in flight: which invite (or review sign-in), the sealed PKCE
+    verifier, and the hash of the browser cookie it is bound to."""
 
     invite_id: str
     sealed_verifier: bytes
     browser_hash: str
     created_at: float
+
+    @property
+    def review_sign_in(self) -> bool:
+        """Whether this is a creator signing in to review, not connecting through an invite."""
+        return self.invite_id.startswith(REVIEW_SIGN_IN_TAG)
+
+    @property
+    def review_link_id(self) -> str | None:
+        """The review link a review sign-in started from (server-side, never the browser's)."""
+        if not self.review_sign_in:
+            return None
+        return self.invite_id.removeprefix(REVIEW_SIGN_IN_TAG) or None
 
 
 class ConnectStateStore:
