@@ -26,6 +26,8 @@ from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.errors import UsageError
+from orchestrator.secret import Secret
+from orchestrator.store.crypto import TokenCipher
 from orchestrator.store.db import StoreDatabase
 
 SECRET_BYTES = 32
@@ -563,3 +565,33 @@ class ConnectStateStore:
             browser_hash=row["browser_hash"],
             created_at=float(row["created_at"]),
         )
+
+
+# -- the session signing key ---------------------------------------------------------------------
+
+SESSION_KEY_NAME = "web_session_key"
+"""The ``store_meta`` row holding the key that signs ``serve``'s session cookies (sealed with
+the token cipher, so a copy of the database alone cannot forge a session). Rotating it is
+deleting the row with every instance stopped (README, "Creator review"): the first to start
+makes a new one, and every session ends."""
+
+
+def session_signing_key(database: StoreDatabase, cipher: TokenCipher) -> Secret:
+    """The key every ``serve`` instance on this store signs session cookies with: made once, at
+    random, by the first instance (two starting at once agree on the one written first)."""
+    row = database.fetch_one("SELECT value FROM store_meta WHERE name = ?", (SESSION_KEY_NAME,))
+    if row is None:
+        with database.transaction() as connection:
+            connection.execute(
+                "INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (SESSION_KEY_NAME, _sealed_session_key(cipher)),
+            )
+            row = connection.execute(
+                "SELECT value FROM store_meta WHERE name = ?", (SESSION_KEY_NAME,)
+            ).fetchone()
+    return cipher.open(bytes(row[0]), open_id="", purpose="web_session_key")
+
+
+def _sealed_session_key(cipher: TokenCipher) -> bytes:
+    key = Secret(secrets.token_urlsafe(SECRET_BYTES))
+    return cipher.seal(key, open_id="", purpose="web_session_key")

@@ -21,7 +21,6 @@ token, API key, invite token or upload URL.
 from __future__ import annotations
 
 import importlib
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -39,6 +38,7 @@ from orchestrator.store.web import (
     ConnectStateStore,
     InviteStore,
     WebPostStore,
+    session_signing_key,
 )
 from orchestrator.web.security import (
     CSRF_FIELD,
@@ -108,10 +108,11 @@ def create_app(
     app = Flask(__name__)
     database = token_store.database
     app.config.update(
-        # Per process: a restart signs the operator out, and nothing derived from the password
-        # is ever in a cookie's signature. Several instances behind one proxy need sticky
-        # sessions for the operator's pages (the API needs none).
-        SECRET_KEY=secrets.token_bytes(32),
+        # One random key per store, sealed in store_meta: sessions (the operator's, a creator's
+        # review) survive a restart and every instance on one PostgreSQL store accepts them.
+        # Nothing derived from the password is in a cookie's signature. Rotating it: see
+        # ``store.web.SESSION_KEY_NAME``.
+        SECRET_KEY=session_signing_key(database, token_store.cipher).reveal(),
         SESSION_COOKIE_NAME=SESSION_COOKIE,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
