@@ -268,13 +268,30 @@ def fresh_creator(open_id: str) -> _Creator:
         return _Creator(None, "TikTok could not be reached. Try again in a few minutes.")
 
 
-def _statuses(link: ReviewLink) -> list[tuple[ReviewItem, JournalRecord | None]]:
-    reviews, journal = _reviews(), _journal()
+@dataclass(frozen=True)
+class _Status:
+    """Where one reviewed post stands, for the done page."""
+
+    item: ReviewItem
+    record: JournalRecord | None
+    by_run: bool
+    """Prepared by a manifest run, not ``/api/v1/posts``: ``serve`` does not post it; the
+    operator's next ``run`` of that manifest does."""
+
+
+def _statuses(link: ReviewLink) -> list[_Status]:
+    reviews, journal, posts = _reviews(), _journal(), services().posts
     found = []
     for identity in link.identities:
         item = reviews.item(identity)
-        if item is not None:
-            found.append((item, journal.get(identity)))
+        if item is None:
+            continue
+        record = journal.get(identity)
+        # A post made over /api/v1/posts has its id as the journal's entry id.
+        by_run = record is not None and (
+            record.entry_id is None or posts.get(record.entry_id) is None
+        )
+        found.append(_Status(item, record, by_run))
     return found
 
 
@@ -288,7 +305,17 @@ def next_post() -> ResponseReturnValue:
         item for item in _reviews().waiting(link.open_id) if item.identity in link.identities
     ]
     if not waiting:
-        return _page("review_done.html", statuses=_statuses(link))
+        statuses = _statuses(link)
+        return _page(
+            "review_done.html",
+            statuses=statuses,
+            by_run=any(
+                status.by_run
+                and status.record is not None
+                and status.record.state is EntryState.AWAITING_REVIEW
+                for status in statuses
+            ),
+        )
     return _review_page(link, waiting[0], remaining=len(waiting))
 
 
