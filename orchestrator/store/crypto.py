@@ -38,7 +38,9 @@ _FORMAT_V1 = b"\x01"
 _KEY_CHECK_NAME = "key_check"
 _KEY_CHECK_PLAINTEXT = "tiktok-orchestrator token key check v1"
 
-Purpose = Literal["access", "refresh", "upload_url", "key_check", "connect_verifier"]
+Purpose = Literal[
+    "access", "refresh", "upload_url", "key_check", "connect_verifier", "web_session_key"
+]
 """Which column a sealed value belongs to; part of the associated data."""
 
 

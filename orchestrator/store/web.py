@@ -26,6 +26,8 @@ from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.errors import UsageError
+from orchestrator.secret import Secret
+from orchestrator.store.crypto import TokenCipher
 from orchestrator.store.db import StoreDatabase
 
 SECRET_BYTES = 32
@@ -482,15 +484,38 @@ class WebPostStore:
 # -- OAuth connect states ------------------------------------------------------------------------
 
 
+REVIEW_SIGN_IN_TAG = "review:"
+"""What a review sign-in keeps in ``connect_states.invite_id`` instead of an invite's id (an
+invite id is hex, so the two never meet): the tag, then the id of the review link the sign-in
+started from, or nothing when it started from the plain ``/review`` page."""
+
+
+def review_sign_in_tag(link_id: str | None) -> str:
+    """The ``invite_id`` value of a review sign-in (for the link ``link_id``, if known)."""
+    return REVIEW_SIGN_IN_TAG + (link_id or "")
+
+
 @dataclass(frozen=True)
 class ConnectState:
-    """One authorize request in flight: which invite, the sealed PKCE verifier, and the hash
-    of the browser cookie it is bound to."""
+    """One authorize request in flight: which invite (or review sign-in), the sealed PKCE
+    verifier, and the hash of the browser cookie it is bound to."""
 
     invite_id: str
     sealed_verifier: bytes
     browser_hash: str
     created_at: float
+
+    @property
+    def review_sign_in(self) -> bool:
+        """Whether this is a creator signing in to review, not connecting through an invite."""
+        return self.invite_id.startswith(REVIEW_SIGN_IN_TAG)
+
+    @property
+    def review_link_id(self) -> str | None:
+        """The review link a review sign-in started from (server-side, never the browser's)."""
+        if not self.review_sign_in:
+            return None
+        return self.invite_id.removeprefix(REVIEW_SIGN_IN_TAG) or None
 
 
 class ConnectStateStore:
@@ -540,3 +565,33 @@ class ConnectStateStore:
             browser_hash=row["browser_hash"],
             created_at=float(row["created_at"]),
         )
+
+
+# -- the session signing key ---------------------------------------------------------------------
+
+SESSION_KEY_NAME = "web_session_key"
+"""The ``store_meta`` row holding the key that signs ``serve``'s session cookies (sealed with
+the token cipher, so a copy of the database alone cannot forge a session). Rotating it is
+deleting the row with every instance stopped (README, "Creator review"): the first to start
+makes a new one, and every session ends."""
+
+
+def session_signing_key(database: StoreDatabase, cipher: TokenCipher) -> Secret:
+    """The key every ``serve`` instance on this store signs session cookies with: made once, at
+    random, by the first instance (two starting at once agree on the one written first)."""
+    row = database.fetch_one("SELECT value FROM store_meta WHERE name = ?", (SESSION_KEY_NAME,))
+    if row is None:
+        with database.transaction() as connection:
+            connection.execute(
+                "INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (SESSION_KEY_NAME, _sealed_session_key(cipher)),
+            )
+            row = connection.execute(
+                "SELECT value FROM store_meta WHERE name = ?", (SESSION_KEY_NAME,)
+            ).fetchone()
+    return cipher.open(bytes(row[0]), open_id="", purpose="web_session_key")
+
+
+def _sealed_session_key(cipher: TokenCipher) -> bytes:
+    key = Secret(secrets.token_urlsafe(SECRET_BYTES))
+    return cipher.seal(key, open_id="", purpose="web_session_key")

@@ -9,7 +9,9 @@ Blueprints, one job each:
 - ``operator.py`` — the operator's pages behind the admin password (accounts, invites, posts,
   reports, API keys);
 - ``api/`` — ``/api/v1`` (Bearer API keys; JSON errors);
-- ``connect.py`` (when present) — the creators' invite and OAuth callback pages.
+- ``connect.py`` (when present) — the creators' invite and OAuth callback pages;
+- ``review.py`` and ``review_signin.py`` (when present) — the creators' review pages, and
+  signing in with TikTok to review when a review link has expired or was used.
 
 Every response carries the security headers of ``security.py``; every state-changing form
 outside ``/api/`` must carry the session's CSRF token. This package must not log a password,
@@ -19,7 +21,6 @@ token, API key, invite token or upload URL.
 from __future__ import annotations
 
 import importlib
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -32,7 +33,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from orchestrator.clock import Clock
 from orchestrator.config import Settings, WebConfig
 from orchestrator.store.tokens import TokenStore
-from orchestrator.store.web import ApiKeyStore, ConnectStateStore, InviteStore, WebPostStore
+from orchestrator.store.web import (
+    ApiKeyStore,
+    ConnectStateStore,
+    InviteStore,
+    WebPostStore,
+    session_signing_key,
+)
 from orchestrator.web.security import (
     CSRF_FIELD,
     SECURITY_HEADERS,
@@ -99,11 +106,13 @@ def create_app(
 ) -> Flask:
     """The web application over an open token store (the caller opens and closes it)."""
     app = Flask(__name__)
+    database = token_store.database
     app.config.update(
-        # Per process: a restart signs the operator out, and nothing derived from the password
-        # is ever in a cookie's signature. Several instances behind one proxy need sticky
-        # sessions for the operator's pages (the API needs none).
-        SECRET_KEY=secrets.token_bytes(32),
+        # One random key per store, sealed in store_meta: sessions (the operator's, a creator's
+        # review) survive a restart and every instance on one PostgreSQL store accepts them.
+        # Nothing derived from the password is in a cookie's signature. Rotating it: see
+        # ``store.web.SESSION_KEY_NAME``.
+        SECRET_KEY=session_signing_key(database, token_store.cipher).reveal(),
         SESSION_COOKIE_NAME=SESSION_COOKIE,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -116,7 +125,6 @@ def create_app(
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n
         )
-    database = token_store.database
     app.extensions[_EXTENSION] = WebServices(
         config=config,
         settings=settings,
@@ -138,6 +146,7 @@ def create_app(
     app.register_blueprint(api.blueprint, url_prefix="/api/v1")
     _register_optional(app, "orchestrator.web.connect")
     _register_optional(app, "orchestrator.web.review")
+    _register_optional(app, "orchestrator.web.review_signin")
 
     app.before_request(_check_csrf)
     app.after_request(_add_security_headers)

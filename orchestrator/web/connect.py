@@ -18,6 +18,10 @@ Theory of operation:
    who granted fewer scopes than asked keeps a connected account, and the invite stays open so
    "Try again" (bound to this browser's session) can ask once more.
 
+A creator signing in to review (``review_signin.py``) goes through the same attempt and the
+same callback (one redirect URI to register): the state is then tagged as a review sign-in
+instead of naming an invite, and the callback hands it over after the state checks.
+
 Every failure is a page saying what happened and what to do, with its HTTP status; nothing
 here logs or shows a token, an invite token, a state or a code.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -89,7 +94,9 @@ class Problem:
     """Offer "Try again" (a new attempt for the same, still open, invite)."""
 
 
-def _problem_page(problem: Problem) -> ResponseReturnValue:
+def problem_page(problem: Problem, *, retry_action: str | None = None) -> ResponseReturnValue:
+    """The refusal page; "Try again" posts to ``retry_action`` (default: a new connect attempt
+    for this browser's invite)."""
     return (
         render_template(
             "connect_problem.html",
@@ -97,6 +104,7 @@ def _problem_page(problem: Problem) -> ResponseReturnValue:
             message=problem.message,
             hint=problem.hint,
             retry=problem.retry,
+            retry_action=retry_action,
         ),
         problem.status,
     )
@@ -106,7 +114,9 @@ def _scope_rows(scopes: frozenset[str] | tuple[str, ...]) -> list[tuple[str, str
     return [(scope, KNOWN_SCOPES.get(scope, "")) for scope in sorted(scopes)]
 
 
-def _authorize_origin() -> str:
+def authorize_origin() -> str:
+    """TikTok's authorize page's origin (a form answered with a redirect there needs it in the
+    page's ``form-action``)."""
     parts = urlsplit(services().settings.auth_url)
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -117,7 +127,7 @@ def _content_security_policy(response: Response) -> Response:
     # to TikTok (browsers apply form-action to it), and the creator's avatar is on TikTok's CDN.
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' https:; frame-ancestors 'none'; base-uri 'none'; "
-        f"form-action 'self' {_authorize_origin()}"
+        f"form-action 'self' {authorize_origin()}"
     )
     return response
 
@@ -144,7 +154,7 @@ def invite_page(token: str) -> ResponseReturnValue:
     """What connecting means, and the button that starts it."""
     invite = _open_invite(token)
     if isinstance(invite, Problem):
-        return _problem_page(invite)
+        return problem_page(invite)
     # The form posts back to this address (no action attribute: the invite token is in the
     # address bar already and needs no second copy in the page).
     return render_template("connect.html", invite=invite, scopes=_scope_rows(invite.scopes))
@@ -155,7 +165,7 @@ def start(token: str) -> ResponseReturnValue:
     """Continue with TikTok: a fresh attempt bound to the invite and this browser."""
     invite = _open_invite(token)
     if isinstance(invite, Problem):
-        return _problem_page(invite)
+        return problem_page(invite)
     return _start_attempt(invite)
 
 
@@ -166,7 +176,7 @@ def retry() -> ResponseReturnValue:
     invite_id = session.get(_RETRY_KEY)
     invite = found.invites.get(invite_id) if isinstance(invite_id, str) else None
     if invite is None:
-        return _problem_page(
+        return problem_page(
             Problem(
                 400,
                 "Nothing to try again",
@@ -177,11 +187,20 @@ def retry() -> ResponseReturnValue:
     state = invite.state(found.clock.time())
     if state is not InviteState.OPEN:
         title, why = _INVITE_GONE[state]
-        return _problem_page(Problem(410, title, why, _ASK_FOR_NEW))
+        return problem_page(Problem(410, title, why, _ASK_FOR_NEW))
     return _start_attempt(invite)
 
 
 def _start_attempt(invite: Invite) -> ResponseReturnValue:
+    return start_authorization(
+        invite.scopes, invite_id=invite.id, what=f"connect: invite {invite.id}"
+    )
+
+
+def start_authorization(scopes: Iterable[str], *, invite_id: str, what: str) -> ResponseReturnValue:
+    """Send this browser to TikTok's authorize page for ``scopes``: a fresh state bound to
+    ``invite_id`` (an invite, or a review sign-in's tag) and to this browser's cookie.
+    ``what`` names the attempt in the log."""
     found = services()
     settings = found.settings
     try:
@@ -190,15 +209,15 @@ def _start_attempt(invite: Invite) -> ResponseReturnValue:
             auth_url=settings.auth_url,
             client_key=client_key,
             redirect_uri=connect_redirect_uri(found.config.public_url),
-            scopes=sorted(invite.scopes),
+            scopes=sorted(scopes),
             pkce=found.config.pkce,
         )
     except ConfigError as exc:
         log.error("connect: cannot start an attempt: %s", exc)
-        return _problem_page(
+        return problem_page(
             Problem(
                 503,
-                "Connecting is not set up",
+                "Signing in with TikTok is not set up",
                 "This server has no TikTok app configured.",
                 "Tell whoever sent you the link; they will find the details in the server log.",
             )
@@ -210,8 +229,8 @@ def _start_attempt(invite: Invite) -> ResponseReturnValue:
         open_id=secret_digest(state),
         purpose="connect_verifier",
     )
-    found.connect_states.add(state, invite_id=invite.id, sealed_verifier=sealed, browser=browser)
-    log.info("connect: invite %s: sending a browser to TikTok's authorize page", invite.id)
+    found.connect_states.add(state, invite_id=invite_id, sealed_verifier=sealed, browser=browser)
+    log.info("%s: sending a browser to TikTok's authorize page", what)
     # A bare redirect: the body Flask would write repeats the URL, state included.
     response = Response(status=303, headers={"Location": authorization.url})
     response.set_cookie(
@@ -244,32 +263,36 @@ def callback() -> ResponseReturnValue:
     )
     if attempt is None:
         log.warning("connect: a callback with an unknown, used, expired or foreign state")
-        return _problem_page(
+        return problem_page(
             Problem(
                 400,
                 "This sign-in cannot be finished",
                 "The answer from TikTok does not match a sign-in started in this browser: it "
                 "was already used, it took too long, or it was started in another browser.",
-                "Open the invite link you were sent again, in this browser, and continue from "
-                "there.",
+                "Open the link you were sent (the invite, or your review link) again, in this "
+                "browser, and continue from there.",
             )
         )
+    if attempt.review_sign_in:
+        from orchestrator.web import review_signin
+
+        return review_signin.finish(attempt, state)
     invite = found.invites.get(attempt.invite_id)
     if invite is None:
-        return _problem_page(Problem(404, "This invite is gone", "", _ASK_FOR_NEW))
+        return problem_page(Problem(404, "This invite is gone", "", _ASK_FOR_NEW))
     invite_state = invite.state(found.clock.time())
     if invite_state is not InviteState.OPEN:
         title, why = _INVITE_GONE[invite_state]
-        return _problem_page(Problem(410, title, why, _ASK_FOR_NEW))
+        return problem_page(Problem(410, title, why, _ASK_FOR_NEW))
     # From here on this browser may try again for this invite.
     session[_RETRY_KEY] = invite.id
 
     error = params.get("error")
     if error:
-        return _problem_page(_refusal(error, params.get("error_type", "")))
+        return problem_page(refusal(error, params.get("error_type", "")))
     code = params.get("code", "")
     if not code:
-        return _problem_page(
+        return problem_page(
             Problem(
                 400,
                 "TikTok sent no authorization",
@@ -284,7 +307,7 @@ def callback() -> ResponseReturnValue:
     return _finish(invite, Secret(code), verifier, parse_scopes(params.get("scopes", "")))
 
 
-def _refusal(error: str, error_type: str) -> Problem:
+def refusal(error: str, error_type: str) -> Problem:
     """The page for an ``error=`` callback (the creator or TikTok said no)."""
     if error == "access_denied":
         return Problem(
@@ -315,7 +338,7 @@ def _refusal(error: str, error_type: str) -> Problem:
     )
 
 
-def _exchange_problem(exc: OrchestratorError) -> Problem:
+def exchange_problem(exc: OrchestratorError) -> Problem:
     if isinstance(exc, OAuthError) and exc.description == MSG_PKCE:
         return Problem(
             502,
@@ -369,10 +392,10 @@ def _finish(
             )
     except (OAuthError, TransportError) as exc:
         log.warning("connect: invite %s: the code exchange failed: %s", invite.id, exc)
-        return _problem_page(_exchange_problem(exc))
+        return problem_page(exchange_problem(exc))
     except OrchestratorError as exc:
         log.error("connect: invite %s: %s", invite.id, exc)
-        return _problem_page(
+        return problem_page(
             Problem(
                 500,
                 "The account could not be saved",

@@ -3,7 +3,8 @@
 1. The operator makes a link for a creator with posts ``awaiting_review`` (``/review-links``,
    or ``POST /api/v1/reviews``); its token is shown once and kept only hashed.
 2. ``GET /review/<token>`` opens the link, once: the browser's session then holds the review
-   (an expired or used link gets a page saying to ask the operator for a new one).
+   (an expired or used link gets a page offering "Sign in with TikTok", ``review_signin.py``,
+   or to ask the operator for a new link; so does ``/review`` without a review).
 3. ``GET /review`` shows the creator's next waiting post: creator_info fetched now (nickname,
    avatar, options; "can't post now" when TikTok says so), a preview (the video streamed from
    here with Range support, photos as a strip), the editable caption, privacy with no default,
@@ -60,12 +61,12 @@ from orchestrator.store.review import (
 from orchestrator.tiktok.client import CreatorInfo
 from orchestrator.web import services
 from orchestrator.web.operator import login_required
+from orchestrator.web.review_signin import SESSION_KEY, sign_in_page
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("review", __name__)
 
-SESSION_KEY = "review_link"
 PRIVACY_LABELS = {
     "PUBLIC_TO_EVERYONE": "Everyone",
     "MUTUAL_FOLLOW_FRIENDS": "Friends",
@@ -100,26 +101,23 @@ def _page(template: str, status: int = 200, **context: Any) -> ResponseReturnVal
     return response
 
 
-def _link_problem(state: LinkState | None) -> ResponseReturnValue:
+def _link_problem(state: LinkState | None, *, action: str | None = None) -> ResponseReturnValue:
+    """The page of a link that opens nothing; an expired or used one offers signing in with
+    TikTok (posting to ``action``, or to the link's own address)."""
     if state is None:
-        title, message, status = "This review link is not valid", "No review has this link.", 404
-    elif state is LinkState.USED:
+        return _page(
+            "error.html",
+            404,
+            title="This review link is not valid",
+            message="No review has this link.",
+            hint="Ask the person who sent it for a new review link.",
+        )
+    if state is LinkState.USED:
         title = "This review link was already used"
         message = "A review link opens once, in one browser."
-        status = 410
     else:
-        title, message, status = (
-            "This review link has expired",
-            "Review links are valid for a few days.",
-            410,
-        )
-    return _page(
-        "error.html",
-        status,
-        title=title,
-        message=message,
-        hint="Ask the person who sent it for a new review link.",
-    )
+        title, message = "This review link has expired", "Review links are valid for a few days."
+    return sign_in_page(410, title=title, message=message, action=action)
 
 
 # -- the operator's links ------------------------------------------------------------------------
@@ -224,16 +222,16 @@ def open_review(token: str) -> ResponseReturnValue:
 def _session_link() -> ReviewLink | ResponseReturnValue:
     link_id = session.get(SESSION_KEY)
     link = _reviews().get_link(str(link_id)) if link_id else None
+    again = url_for("review_signin.sign_in")
     if link is None:
-        return _page(
-            "error.html",
+        return sign_in_page(
             403,
-            title="Open your review link first",
-            message="This page needs the review link you were sent.",
-            hint="Open the link again, or ask for a new one.",
+            title="Review your posts",
+            message="Open the review link you were sent, or sign in with TikTok.",
+            action=again,
         )
     if services().clock.time() >= link.expires_at:
-        return _link_problem(LinkState.EXPIRED)
+        return _link_problem(LinkState.EXPIRED, action=again)
     return link
 
 
@@ -270,13 +268,30 @@ def fresh_creator(open_id: str) -> _Creator:
         return _Creator(None, "TikTok could not be reached. Try again in a few minutes.")
 
 
-def _statuses(link: ReviewLink) -> list[tuple[ReviewItem, JournalRecord | None]]:
-    reviews, journal = _reviews(), _journal()
+@dataclass(frozen=True)
+class _Status:
+    """Where one reviewed post stands, for the done page."""
+
+    item: ReviewItem
+    record: JournalRecord | None
+    by_run: bool
+    """Prepared by a manifest run, not ``/api/v1/posts``: ``serve`` does not post it; the
+    operator's next ``run`` of that manifest does."""
+
+
+def _statuses(link: ReviewLink) -> list[_Status]:
+    reviews, journal, posts = _reviews(), _journal(), services().posts
     found = []
     for identity in link.identities:
         item = reviews.item(identity)
-        if item is not None:
-            found.append((item, journal.get(identity)))
+        if item is None:
+            continue
+        record = journal.get(identity)
+        # A post made over /api/v1/posts has its id as the journal's entry id.
+        by_run = record is not None and (
+            record.entry_id is None or posts.get(record.entry_id) is None
+        )
+        found.append(_Status(item, record, by_run))
     return found
 
 
@@ -290,7 +305,17 @@ def next_post() -> ResponseReturnValue:
         item for item in _reviews().waiting(link.open_id) if item.identity in link.identities
     ]
     if not waiting:
-        return _page("review_done.html", statuses=_statuses(link))
+        statuses = _statuses(link)
+        return _page(
+            "review_done.html",
+            statuses=statuses,
+            by_run=any(
+                status.by_run
+                and status.record is not None
+                and status.record.state is EntryState.AWAITING_REVIEW
+                for status in statuses
+            ),
+        )
     return _review_page(link, waiting[0], remaining=len(waiting))
 
 

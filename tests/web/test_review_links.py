@@ -85,3 +85,37 @@ def test_a_session_past_the_links_lifetime_is_sent_away(
     assert browser.get(f"/review/{made.token}").status_code == 302
     clock.advance(DEFAULT_LINK_LIFETIME + 1)
     assert browser.get("/review/media/post-1").status_code == 410
+
+
+def test_the_done_page_says_when_a_confirmed_post_goes_out(
+    app: Flask, token_store: TokenStore, clock: ManualClock
+) -> None:
+    """After Post, a post from a manifest run is "confirmed: goes out with the next batch run"
+    (serve does not post it; the operator's next run does), one made over /api/v1/posts is
+    "processing" (serve's worker posts it)."""
+    from orchestrator.store.review import Consent, ReviewChoices
+    from orchestrator.store.web import WebPostStore
+
+    reviews = ReviewStore(token_store.database, clock=clock)
+    _waiting(token_store, clock, "from-manifest")
+    api_post, _ = WebPostStore(token_store.database, clock=clock).add(
+        "key-1", body_digest="d", entry="{}"
+    )
+    meta = EntryMeta("api-identity", api_post.id, USER, "direct", "file", "b.mp4", "d", "fp-2")
+    item = ReviewItem("api-identity", USER, "file", ("/nowhere/b.mp4",), "over http", 3.0, "fp-2")
+    reviews.await_review(meta, item)
+    choices = ReviewChoices("c", "SELF_ONLY", False, False, False, False, False)
+    for identity, digest in (("from-manifest", "fp-1"), ("api-identity", "fp-2")):
+        consent = Consent(USER, clock.time(), digest, choices, "By posting, ...")
+        assert reviews.record_consent(identity, consent)
+    made = reviews.create_link(USER, ["from-manifest", "api-identity"])
+    browser = app.test_client()
+    assert browser.get(f"/review/{made.token}").status_code == 302
+    page = browser.get("/review").text
+    assert "Nothing left to review" in page
+    rows = re.findall(r"<tr>\s*<td>([^<]*)</td>\s*<td class=\"state\">([^<]*)</td>", page)
+    assert dict(rows) == {
+        "caption": "confirmed: goes out with the next batch run",
+        "over http": "processing",
+    }
+    assert "when the person who prepared them next runs that batch" in page
