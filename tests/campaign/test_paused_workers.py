@@ -8,6 +8,12 @@ the database terminated meanwhile, sometimes killed while stopped — while work
 creators and entries over. The fencing (the claim counter checked in every journal write) must
 keep one post per entry and each worker's report right (see :mod:`tests.campaign.workers`).
 
+Beside the seeds, a control: :data:`CONTROL`, the issue's schedule written by hand and ordered
+rather than timed (A's init answer held by the sandbox until A is stopped, A resumed only once
+B polls its post), must post once with the fence and twice without it — so a campaign that
+stops catching a missing fence fails, and the fence is shown to be what prevents the double
+post.
+
 A handful of seeds by default (:data:`~tests.campaign.schedule.REDUCED_WORKER_SEEDS`); a tenth
 of ``--campaign-seeds`` in the full campaign. Without PostgreSQL (or the psycopg driver) they
 skip saying so, and fail under ``CI=true``.
