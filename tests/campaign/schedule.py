@@ -528,6 +528,12 @@ class WorkerPause:
     held: bool = False
     resume_after: Trigger | None = None
 
+    def __post_init__(self) -> None:
+        if self.held and not self.staggered:
+            # The harness stops A when no session on the database is inside a transaction:
+            # only A's may be there then.
+            raise ValueError("a held pause needs a staggered B (started once A is stopped)")
+
     def describe(self) -> str:
         end = "SIGKILL" if self.kill else "SIGCONT"
         after = self.resume_after

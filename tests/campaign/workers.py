@@ -210,7 +210,8 @@ class _WorkersPlayer:
 
     def _sessions_busy(self) -> bool:
         """Whether a session on the workers' database is running a statement or inside a
-        transaction (a stopped worker there would hold row locks the other one waits for)."""
+        transaction (a stopped worker there would hold row locks the other one waits for).
+        Before a staggered B starts, these are all A's."""
         with PostgresDatabase.open(Secret(self.url)) as database:
             rows = database.fetch_all(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
