@@ -14,10 +14,10 @@ creator_info, the three inits, chunk PUTs under every rule of §5 and §10, stat
 rate windows and caps), keeps what it received for inspection, and lists the protocol
 violations it saw: what a strict TikTok refuses and what TikTok's integration rules forbid.
 Time-based behaviour runs on the injected clock; only ``delay`` and ``drip`` faults take real
-time. Module map: ``config`` (values), ``rules`` (pure checks), ``state`` (memory), ``rates``,
-``oauth``, ``posting`` (``endpoint``, ``creator``, ``init_checks``, ``video_init``,
-``photo_init``, ``status``), ``upload`` (endpoints), ``faults``, ``pages`` (HTML), ``server``
-(HTTP).
+time (and ``hold``, until the test releases its gate). Module map: ``config`` (values),
+``rules`` (pure checks), ``state`` (memory), ``rates``, ``oauth``, ``posting`` (``endpoint``,
+``creator``, ``init_checks``, ``video_init``, ``photo_init``, ``status``), ``upload``
+(endpoints), ``faults``, ``pages`` (HTML), ``server`` (HTTP).
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ class Sandbox:
             return
         self._server = self._thread = None
         server.stopping.set()
+        self._faults.open_all()  # a held answer must not keep its thread past the stop
         server.shutdown()
         server.close_connections()
         server.server_close()
@@ -187,6 +188,15 @@ class Sandbox:
     def schedule(self, fault: Fault) -> None:
         """Add a fault to the schedule (see :mod:`orchestrator.sandbox.faults`)."""
         self._faults.add(fault)
+
+    def held(self, gate: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a request to be held at ``gate`` (a ``hold``
+        fault's); False if none was."""
+        return self._faults.wait_reached(gate, timeout)
+
+    def release(self, gate: str) -> None:
+        """Open ``gate``: the answers held at it go out, later ones are not held."""
+        self._faults.open(gate)
 
     def clear_faults(self) -> None:
         self._faults.clear()

@@ -22,6 +22,12 @@ Kinds:
     Process the request, then send the answer one byte every ``seconds`` (deadline tests).
 ``expire``
     Upload only: the upload URL expires now, then the request is processed (→ 403).
+``hold``
+    Process the request, then hold the answer until the test opens the fault's ``gate``
+    (:meth:`FaultSchedule.open`), so a test can order events instead of timing them: e.g. stop
+    the client while its init is held, then let the answer go. A gate opened before the request
+    arrives holds nothing. ``seconds`` bounds the hold: a gate never opened is a test's bug, so
+    the answer then goes out and the server records a sandbox error saying so.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ ENDPOINTS = (
     "upload",
     "status",
 )
-FAULT_KINDS = ("status", "reset", "reset_mid_body", "delay", "lost", "drip", "expire")
+FAULT_KINDS = ("status", "reset", "reset_mid_body", "delay", "lost", "drip", "expire", "hold")
 
 # A sensible TikTok error code for a bare HTTP status when the fault names none.
 _DEFAULT_CODES = {
@@ -62,7 +68,8 @@ class Fault:
     ``status`` and ``error_code`` (``kind="status"``; the code defaults from the status, e.g.
     ``internal_error`` for 5xx), ``message`` (the error message; a default is made up),
     ``after_bytes`` (``reset_mid_body``), ``seconds`` (``delay``: the wait; ``drip``: the gap
-    between two bytes of the answer).
+    between two bytes of the answer; ``hold``: the longest the answer waits for its gate),
+    ``gate`` (``hold`` only: the name :meth:`FaultSchedule.open` opens).
     """
 
     endpoint: str
@@ -73,6 +80,7 @@ class Fault:
     message: str | None = None
     after_bytes: int = 0
     seconds: float = 0.1
+    gate: str | None = None
 
     def __post_init__(self) -> None:
         if self.endpoint not in ENDPOINTS:
@@ -89,6 +97,8 @@ class Fault:
             raise ValueError("after_bytes must not be negative")
         if self.seconds < 0:
             raise ValueError("seconds must not be negative")
+        if (self.kind == "hold") != bool(self.gate):
+            raise ValueError("a 'hold' fault needs a gate, and only a 'hold' fault has one")
 
     def code(self) -> str:
         """The TikTok error code this fault answers with (``kind="status"``)."""
@@ -105,12 +115,22 @@ class Fault:
         return f"Scheduled fault: {self.code()} (sandbox)"
 
 
+@dataclass(frozen=True)
+class _Gate:
+    """A ``hold`` fault's gate: set once a request is held at it, and once it is opened."""
+
+    reached: threading.Event
+    opened: threading.Event
+
+
 class FaultSchedule:
-    """Faults waiting for their call. A fault for one call fires once; ``call=None`` every time."""
+    """Faults waiting for their call. A fault for one call fires once; ``call=None`` every time.
+    Also the gates of ``hold`` faults, by name."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._gates: dict[str, _Gate] = {}
 
     def add(self, fault: Fault) -> None:
         with self._lock:
@@ -137,3 +157,31 @@ class FaultSchedule:
                     del self._faults[index]
                     return fault
             return None
+
+    # -- gates of ``hold`` faults ---------------------------------------------------------------
+
+    def _gate(self, name: str) -> _Gate:
+        with self._lock:
+            return self._gates.setdefault(name, _Gate(threading.Event(), threading.Event()))
+
+    def hold(self, name: str, seconds: float) -> bool:
+        """Called by the server with a held answer: mark ``name`` reached, then wait up to
+        ``seconds`` for it to open (False: it never did)."""
+        gate = self._gate(name)
+        gate.reached.set()
+        return gate.opened.wait(seconds)
+
+    def wait_reached(self, name: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a request to be held at ``name`` (False: none was)."""
+        return self._gate(name).reached.wait(timeout)
+
+    def open(self, name: str) -> None:
+        """Let every answer held at ``name`` go, and every later one pass."""
+        self._gate(name).opened.set()
+
+    def open_all(self) -> None:
+        """Open every gate (the server is stopping: no thread may stay held)."""
+        with self._lock:
+            gates = list(self._gates.values())
+        for gate in gates:
+            gate.opened.set()

@@ -9,8 +9,9 @@ to a running SHA-256, and only then committed. Memory stays bounded whatever the
 
 Faults act on the socket: ``reset`` closes it with SO_LINGER 0 (the peer sees a connection
 reset), ``lost`` does the same after the request was processed, ``drip`` writes the answer one
-byte at a time. A refusal of a request whose body was not read drains the body first, so a
-keep-alive client sees the answer (a 416 with progress) instead of a broken pipe.
+byte at a time, ``hold`` keeps the answer until the test opens the fault's gate. A refusal of a
+request whose body was not read drains the body first, so a keep-alive client sees the answer
+(a 416 with progress) instead of a broken pipe.
 
 Must not: decide TikTok's rules (the endpoint modules do), or log a query string (upload URLs
 carry their token there).
@@ -282,6 +283,14 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             assert fault is not None
             self._drip(reply, fault.seconds)
             return
+        if kind == "hold":
+            assert fault is not None
+            assert fault.gate is not None
+            if not app.faults.hold(fault.gate, fault.seconds):
+                self._state.server_error(
+                    f"{endpoint} call {call}: held {fault.seconds:g} s and gate "
+                    f"{fault.gate!r} never opened (open it with Sandbox.release)"
+                )
         self._send(reply)
 
     # -- bodies ---------------------------------------------------------------------------

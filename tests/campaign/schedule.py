@@ -511,18 +511,37 @@ class WorkerPause:
     """Worker A stopped (SIGSTOP) at ``when`` for ``seconds`` (past its lease), perhaps its
     database sessions ended meanwhile (``terminate``: ``pg_terminate_backend``, as an idle
     timeout or a pooler does), then SIGCONT, or SIGKILL while stopped (``kill``). Worker B runs
-    the same manifest from the start, or (``staggered``) only once A is stopped."""
+    the same manifest from the start, or (``staggered``) only once A is stopped.
+
+    Ordered instead of timed (a schedule written by hand; the generated ones are timed):
+    ``held`` holds the answer to the ``when`` request (a sandbox ``hold`` fault) until A is
+    stopped outside any database transaction, so A is stopped inside that request whatever the
+    machine's load; ``resume_after`` keeps A stopped, past ``seconds``, until the sandbox has
+    seen that moment (B's requests only, A being stopped), e.g. B's first status poll: B has
+    taken over and posted before A resumes."""
 
     when: Trigger
     seconds: float
     terminate: bool
     kill: bool
     staggered: bool
+    held: bool = False
+    resume_after: Trigger | None = None
+
+    def __post_init__(self) -> None:
+        if self.held and not self.staggered:
+            # The harness stops A when no session on the database is inside a transaction:
+            # only A's may be there then.
+            raise ValueError("a held pause needs a staggered B (started once A is stopped)")
 
     def describe(self) -> str:
         end = "SIGKILL" if self.kill else "SIGCONT"
+        after = self.resume_after
         return (
-            f"A stopped at {self.when.endpoint}+{self.when.calls} for {self.seconds:.2f} s"
+            f"A stopped at {self.when.endpoint}+{self.when.calls}"
+            + (" (its answer held until then)" if self.held else "")
+            + f" for {self.seconds:.2f} s"
+            + (f" and until {after.endpoint}+{after.calls}" if after is not None else "")
             + (" (its sessions terminated)" if self.terminate else "")
             + f", then {end}; B starts "
             + ("once A is stopped" if self.staggered else "with A")

@@ -8,6 +8,12 @@ the database terminated meanwhile, sometimes killed while stopped — while work
 creators and entries over. The fencing (the claim counter checked in every journal write) must
 keep one post per entry and each worker's report right (see :mod:`tests.campaign.workers`).
 
+Beside the seeds, a control: :data:`CONTROL`, the issue's schedule written by hand and ordered
+rather than timed (A's init answer held by the sandbox until A is stopped, A resumed only once
+B polls its post), must post once with the fence and twice without it — so a campaign that
+stops catching a missing fence fails, and the fence is shown to be what prevents the double
+post.
+
 A handful of seeds by default (:data:`~tests.campaign.schedule.REDUCED_WORKER_SEEDS`); a tenth
 of ``--campaign-seeds`` in the full campaign. Without PostgreSQL (or the psycopg driver) they
 skip saying so, and fail under ``CI=true``.
@@ -22,7 +28,6 @@ import pytest
 from orchestrator.tiktok.chunks import MIN_CHUNK
 from tests.campaign.schedule import (
     EntrySpec,
-    FaultSpec,
     Trigger,
     WorkerPause,
     WorkersSchedule,
@@ -47,13 +52,41 @@ def test_paused_worker_schedule_posts_each_entry_once(
     assert not result.violations, result.summary()
 
 
-@pytest.mark.campaign
-@pytest.mark.xfail(
-    strict=False,
-    reason="timing-dependent control: on a quiet machine the resumed worker sometimes does not "
-    "reach a second upload even with its fence off (3 plays in a row seen so); it still runs "
-    "and reports XPASS when it catches the double post - to be made deterministic",
+CONTROL = WorkersSchedule(
+    seed=0,
+    entries=(EntrySpec(0, "sandbox-user-1", "direct", "file", 4 * MIN_CHUNK + 4321, "clip"),),
+    faults=(),
+    chunk_size=MIN_CHUNK,
+    # The issue's order, enforced by the sandbox rather than hoped for: A's init answer held
+    # until A is stopped inside it, B started then, A resumed only once B polls its finished
+    # upload (B has taken over and posted).
+    pause=WorkerPause(
+        Trigger("video_init", 1),
+        seconds=3.0,
+        terminate=False,
+        kill=False,
+        staggered=True,
+        held=True,
+        resume_after=Trigger("status", 1),
+    ),
 )
+"""The paused-worker schedule of the issue's double post (played fenced and unfenced)."""
+
+
+@pytest.mark.campaign
+def test_the_control_schedule_posts_once_with_the_fence(
+    pg_server: PgServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The control's schedule with the fence on: A, stopped inside its init while B takes
+    over and posts, finds itself taken over when it resumes and sends nothing more: one post."""
+    result = play_workers(CONTROL, tmp_path, pg_server.create_database())
+    assert result.stopped, result.summary()
+    assert not result.violations, result.summary()
+    assert result.fenced > 0, result.summary()
+
+
+@pytest.mark.campaign
 def test_the_campaign_catches_a_paused_worker_without_its_fence(
     pg_server: PgServer,  # noqa: F811
     tmp_path: Path,
@@ -61,25 +94,8 @@ def test_the_campaign_catches_a_paused_worker_without_its_fence(
     """The same schedule with the workers' fence switched off (journal writes unchecked,
     takeovers ignored) is the issue's double post — A stopped inside its init past the lease,
     B takes over and posts, A resumes and posts again — and the campaign reports it."""
-    schedule = WorkersSchedule(
-        seed=0,
-        entries=(EntrySpec(0, "sandbox-user-1", "direct", "file", 4 * MIN_CHUNK + 4321, "clip"),),
-        # Every chunk answer held half a second (under the read timeout): B is still uploading
-        # when A resumes, whatever the machine's load.
-        faults=(FaultSpec("upload", 0, "delay", seconds=0.5),),
-        chunk_size=MIN_CHUNK,
-        pause=WorkerPause(
-            Trigger("video_init", 1), seconds=3.0, terminate=False, kill=False, staggered=True
-        ),
-    )
-    # The double post needs A to resume while B is still uploading; on a loaded machine B can
-    # finish first. The check is proven if any of three plays catches it (each play is fresh).
-    summaries = []
-    for attempt in range(3):
-        folder = tmp_path / f"play-{attempt}"
-        folder.mkdir()
-        result = play_workers(schedule, folder, pg_server.create_database(), unfenced=True)
-        if any("entry 0 was posted 2 times" in v for v in result.violations):
-            return
-        summaries.append(result.summary())
-    raise AssertionError("no play caught the double post:\n" + "\n".join(summaries))
+    result = play_workers(CONTROL, tmp_path, pg_server.create_database(), unfenced=True)
+    assert result.stopped, result.summary()
+    assert any("entry 0 was posted 2 times" in v for v in result.violations), result.summary()
+    ordering = ("never sent", "never reached", "inside a database transaction")
+    assert not [v for v in result.violations if any(o in v for o in ordering)], result.summary()

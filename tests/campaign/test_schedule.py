@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tests.campaign.schedule import EDIT_MARGIN, generate
+import pytest
+
+from tests.campaign.schedule import EDIT_MARGIN, Trigger, WorkerPause, generate
 
 
 def test_older_versions_keep_their_schedules() -> None:
@@ -55,3 +57,12 @@ def test_version_6_pauses_the_process_and_leaves_the_rest_of_version_5() -> None
     assert any(not pause.kill for pause in pauses)
     assert any(pause.jump > 3600 for pause in pauses)  # past the URL's hour
     assert any(pause.jump > 7200 for pause in pauses)  # past the access token's lifetime
+
+
+def test_a_held_pause_needs_a_staggered_second_worker() -> None:
+    """A held pause whose B starts with A is refused: the harness could not tell A's open
+    transactions from B's when it stops A."""
+    with pytest.raises(ValueError, match="staggered"):
+        WorkerPause(
+            Trigger("video_init", 1), 3.0, terminate=False, kill=False, staggered=False, held=True
+        )

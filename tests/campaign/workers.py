@@ -11,6 +11,13 @@ may take A's creators and entries over; then A resumes (SIGCONT) or is killed wh
 When both have ended, a third worker joins the same shared run until it reports everything
 settled (bounded): after a SIGKILL it takes over what A left.
 
+A schedule written by hand can order the pause instead of timing it
+(:attr:`~tests.campaign.schedule.WorkerPause.held`, ``resume_after``): the sandbox holds the
+answer to A's paused request (a ``hold`` fault on a gate) until A is stopped — and stopped
+outside any database transaction, so B's takeover never waits on A's row locks — and A stays
+stopped until the sandbox has seen B reach a given request. Every wait is bounded
+(``RUN_TIMEOUT``) and a bound reached is a violation naming the step that never came.
+
 Invariants (each breach one line of :attr:`WorkersResult.violations`):
 
 - **safety, at the sandbox**: per entry at most one completed upload that is not FAILED, each
@@ -38,6 +45,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +75,12 @@ _OVERLAP = "overlapped (chunks go one at a time)"
 MAX_JOINERS = 3
 """Workers that join the shared run after A and B before it is called unsettled."""
 _WATCH = 0.005
+_PAUSE_GATE = "worker-a-paused"
+"""The sandbox gate a held pause's request waits at (:attr:`WorkerPause.held`)."""
+_STOP_ATTEMPTS = 50
+"""Stops tried before A is called stuck inside a database transaction."""
+_SETTLE = 0.02
+"""Seconds after a SIGSTOP before A's sessions are looked at."""
 
 
 @dataclass
@@ -133,6 +147,17 @@ class _WorkersPlayer:
                     seconds=fault.seconds,
                 )
             )
+        pause = self.schedule.pause
+        if pause.held:
+            self.sandbox.schedule(
+                Fault(
+                    pause.when.endpoint,
+                    call=pause.when.calls,
+                    kind="hold",
+                    gate=_PAUSE_GATE,
+                    seconds=RUN_TIMEOUT,
+                )
+            )
 
     def _spawn(self, name: str) -> Child:
         args = [
@@ -173,32 +198,86 @@ class _WorkersPlayer:
             )
         return len(rows)
 
+    def _wait_until(self, reached: Callable[[], bool], child: Child) -> bool:
+        """Watch until ``reached()`` (True) or ``child`` ends or RUN_TIMEOUT passes (False)."""
+        wait = threading.Event()
+        started = time.monotonic()
+        while not reached():
+            if child.process.poll() is not None or time.monotonic() - started > RUN_TIMEOUT:
+                return reached()
+            wait.wait(_WATCH)
+        return True
+
+    def _sessions_busy(self) -> bool:
+        """Whether a session on the workers' database is running a statement or inside a
+        transaction (a stopped worker there would hold row locks the other one waits for).
+        Before a staggered B starts, these are all A's."""
+        with PostgresDatabase.open(Secret(self.url)) as database:
+            rows = database.fetch_all(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND state <> 'idle'"
+            )
+        return bool(rows)
+
+    def _stop_outside_transactions(self, a: Child) -> None:
+        """SIGSTOP ``a`` at a moment none of its sessions is inside a transaction (its held
+        request keeps its main thread where the pause wants it meanwhile; only its heartbeat
+        moves), so B's takeover cannot wait on A's row locks until A resumes."""
+        wait = threading.Event()
+        for _ in range(_STOP_ATTEMPTS):
+            a.process.send_signal(signal.SIGSTOP)
+            wait.wait(_SETTLE)  # a statement A sent just before the stop finishes meanwhile
+            if not self._sessions_busy():
+                return
+            a.process.send_signal(signal.SIGCONT)
+            wait.wait(_WATCH)
+        self.violations.append(
+            f"worker a was inside a database transaction at each of {_STOP_ATTEMPTS} stops"
+        )
+
     def play(self) -> None:
         pause = self.schedule.pause
         wait = threading.Event()
         a = self._spawn("a")
         b = None if pause.staggered else self._spawn("b")
-        started = time.monotonic()
-        while a.process.poll() is None and not _reached(pause.when, self.sandbox.call_counts(), {}):
-            if time.monotonic() - started > RUN_TIMEOUT:
-                break
-            wait.wait(_WATCH)
+        if pause.held:
+            if not self._wait_until(lambda: self.sandbox.held(_PAUSE_GATE, 0), a):
+                self.violations.append(
+                    f"worker a never sent {pause.when.endpoint} call {pause.when.calls} "
+                    "(its answer was to be held)"
+                )
+        else:
+            counts = self.sandbox.call_counts
+            self._wait_until(lambda: _reached(pause.when, counts(), {}), a)
         wait.wait(pause.when.after)
         if a.process.poll() is None:
-            a.process.send_signal(signal.SIGSTOP)
+            if pause.held:
+                self._stop_outside_transactions(a)
+            else:
+                a.process.send_signal(signal.SIGSTOP)
             self.result.stopped = True
             stopped_at = time.monotonic()
+            # Stopped: A's held answer may go to its socket now (it reads it once resumed).
+            self.sandbox.release(_PAUSE_GATE)
             if pause.terminate:
                 # Staggered, these are all A's sessions; otherwise B's too (it must reconnect).
                 self.result.terminated_sessions = self._terminate_sessions()
             if b is None:
                 b = self._spawn("b")
             wait.wait(max(0.0, pause.seconds - (time.monotonic() - stopped_at)))
+            after = pause.resume_after
+            if after is not None and not self._wait_until(
+                lambda: _reached(after, self.sandbox.call_counts(), {}), b
+            ):
+                self.violations.append(
+                    f"worker b never reached {after.endpoint}+{after.calls} while A was stopped"
+                )
             if pause.kill:
                 a.kill()
                 self.result.killed = True
             else:
                 a.process.send_signal(signal.SIGCONT)
+        self.sandbox.release(_PAUSE_GATE)
         if b is None:
             b = self._spawn("b")
         self._finish("b", b)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -237,6 +238,8 @@ def test_idle_keep_alive_connection_does_not_block_stop(clock: ManualClock) -> N
         {"endpoint": "status", "call": 0},
         {"endpoint": "status", "status": 42},
         {"endpoint": "upload", "kind": "reset_mid_body", "after_bytes": -1},
+        {"endpoint": "status", "kind": "hold"},
+        {"endpoint": "status", "kind": "delay", "gate": "g"},
     ],
 )
 def test_bad_faults_are_refused(kwargs: dict[str, object]) -> None:
@@ -254,3 +257,61 @@ def test_faults_count_per_endpoint(api: Api, sandbox: Sandbox) -> None:
     assert sandbox.calls("creator_info") == 3
     assert sandbox.calls() == 3
     assert sandbox.call_counts() == {"creator_info": 3}
+
+
+def test_hold_keeps_the_answer_until_the_gate_opens(api: Api, sandbox: Sandbox) -> None:
+    """'hold' processes an init at once but answers only when the test opens its gate."""
+    sandbox.schedule(Fault(endpoint="video_init", call=1, kind="hold", gate="init", seconds=30))
+    token = api.token()
+    api.creator_info(token)
+    answers: list[requests.Response] = []
+    client = threading.Thread(target=lambda: answers.append(api.init_video(token, SIZE, CHUNK, 2)))
+    client.start()
+    assert sandbox.held("init", timeout=10)
+    assert len(sandbox.publishes()) == 1  # processed while its answer waits
+    client.join(0.2)
+    assert answers == []
+    sandbox.release("init")
+    client.join(10)
+    assert [a.status_code for a in answers] == [200]
+    assert answers[0].json()["data"]["publish_id"] == sandbox.publishes()[0].publish_id
+    assert sandbox.server_errors() == []
+
+
+def test_a_hold_never_released_answers_at_its_bound_and_says_so(clock: ManualClock) -> None:
+    """A gate never opened is a test's bug: the answer goes out at the bound, and the sandbox
+    records an error naming the endpoint, the call and the gate."""
+    with Sandbox(clock=clock) as sandbox, requests.Session() as session:
+        api = Api(sandbox, session)
+        sandbox.schedule(Fault(endpoint="status", call=1, kind="hold", gate="poll", seconds=0.05))
+        token, publish_id, _ = _init(api)
+        assert api.status(token, publish_id).status_code == 200
+        assert sandbox.held("poll", timeout=0)
+        [error] = sandbox.server_errors()
+    assert "status call 1" in error
+    assert "'poll' never opened" in error
+
+
+def test_a_gate_opened_first_holds_nothing(api: Api, sandbox: Sandbox) -> None:
+    """Releasing a gate before its request arrives lets the request through unheld."""
+    sandbox.schedule(Fault(endpoint="status", call=None, kind="hold", gate="poll", seconds=30))
+    sandbox.release("poll")
+    token, publish_id, _ = _init(api)
+    assert api.status(token, publish_id).status_code == 200
+    assert sandbox.server_errors() == []
+
+
+def test_stop_releases_a_held_answer(clock: ManualClock) -> None:
+    """Stopping the sandbox opens every gate, so a held request does not hold up stop()."""
+    sandbox = Sandbox(clock=clock)
+    sandbox.start()
+    try:
+        sandbox.schedule(Fault(endpoint="status", call=None, kind="hold", gate="g", seconds=30))
+        token = sandbox.grant_tokens("sandbox-user-1")["access_token"]
+        sock = _raw_status_request(sandbox, token, "v_pub_file~v2-1.1")
+        assert sandbox.held("g", timeout=10)
+    finally:
+        started = time.monotonic()
+        sandbox.stop()
+    sock.close()
+    assert time.monotonic() - started < 2
