@@ -42,7 +42,7 @@ from orchestrator.auth import store_authorization
 from orchestrator.config import ENV_WEB_PKCE
 from orchestrator.errors import ConfigError, OAuthError, OrchestratorError, TransportError
 from orchestrator.secret import Secret
-from orchestrator.store.web import Invite, InviteState, secret_digest
+from orchestrator.store.web import ConnectState, Invite, InviteState, secret_digest
 from orchestrator.tiktok.oauth import AuthorizationCode, OAuthClient, parse_scopes
 from orchestrator.tiktok.web_oauth import (
     CONNECT_CALLBACK_PATH,
@@ -287,24 +287,42 @@ def callback() -> ResponseReturnValue:
     # From here on this browser may try again for this invite.
     session[_RETRY_KEY] = invite.id
 
+    answer = read_callback(attempt, state)
+    if isinstance(answer, Problem):
+        return problem_page(answer)
+    return _finish(invite, answer)
+
+
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """What TikTok's redirect carries for a state that checked out."""
+
+    code: Secret
+    verifier: Secret
+    """The attempt's PKCE verifier, opened from the store."""
+    granted: frozenset[str]
+    """The scopes the callback lists (used when the token answer names none)."""
+
+
+def read_callback(attempt: ConnectState, state: str) -> CallbackAnswer | Problem:
+    """The code of a checked callback with its verifier, or the refusal it stands for."""
+    params = request.args
     error = params.get("error")
     if error:
-        return problem_page(refusal(error, params.get("error_type", "")))
+        return refusal(error, params.get("error_type", ""))
     code = params.get("code", "")
     if not code:
-        return problem_page(
-            Problem(
-                400,
-                "TikTok sent no authorization",
-                "The answer from TikTok carries neither a code nor an error.",
-                "Try again.",
-                retry=True,
-            )
+        return Problem(
+            400,
+            "TikTok sent no authorization",
+            "The answer from TikTok carries neither a code nor an error.",
+            "Try again.",
+            retry=True,
         )
-    verifier = found.tokens.cipher.open(
+    verifier = services().tokens.cipher.open(
         attempt.sealed_verifier, open_id=secret_digest(state), purpose="connect_verifier"
     )
-    return _finish(invite, Secret(code), verifier, parse_scopes(params.get("scopes", "")))
+    return CallbackAnswer(Secret(code), verifier, parse_scopes(params.get("scopes", "")))
 
 
 def refusal(error: str, error_type: str) -> Problem:
@@ -374,9 +392,7 @@ def exchange_problem(exc: OrchestratorError) -> Problem:
     )
 
 
-def _finish(
-    invite: Invite, code: Secret, verifier: Secret, granted: frozenset[str]
-) -> ResponseReturnValue:
+def _finish(invite: Invite, answer: CallbackAnswer) -> ResponseReturnValue:
     found = services()
     requested = tuple(sorted(invite.scopes))
     try:
@@ -385,8 +401,8 @@ def _finish(
             stored = store_authorization(
                 oauth,
                 found.tokens,
-                AuthorizationCode(code, granted),
-                code_verifier=verifier,
+                AuthorizationCode(answer.code, answer.granted),
+                code_verifier=answer.verifier,
                 redirect_uri=connect_redirect_uri(found.config.public_url),
                 requested_scopes=requested,
             )

@@ -34,14 +34,13 @@ import contextlib
 import dataclasses
 import logging
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
 
 from orchestrator.errors import OAuthError, OrchestratorError, TransportError
-from orchestrator.secret import Secret
 from orchestrator.store.review import DEFAULT_LINK_LIFETIME, ReviewLink, ReviewStore
-from orchestrator.store.web import ConnectState, review_sign_in_tag, secret_digest
-from orchestrator.tiktok.oauth import OAuthClient, parse_scopes
+from orchestrator.store.web import ConnectState, review_sign_in_tag
+from orchestrator.tiktok.oauth import OAuthClient
 from orchestrator.tiktok.oauth_values import TokenGrant
 from orchestrator.tiktok.web_oauth import connect_redirect_uri
 from orchestrator.transport import HttpTransport
@@ -51,7 +50,7 @@ from orchestrator.web.connect import (
     authorize_origin,
     exchange_problem,
     problem_page,
-    refusal,
+    read_callback,
     start_authorization,
 )
 
@@ -147,30 +146,15 @@ def _problem(problem: Problem) -> ResponseReturnValue:
 def finish(attempt: ConnectState, state: str) -> ResponseReturnValue:
     """The callback of a review sign-in whose state checked out (``connect.callback``)."""
     found = services()
-    params = request.args
-    error = params.get("error")
-    if error:
-        return _problem(refusal(error, params.get("error_type", "")))
-    code = params.get("code", "")
-    if not code:
-        return _problem(
-            Problem(
-                400,
-                "TikTok sent no authorization",
-                "The answer from TikTok carries neither a code nor an error.",
-                "Try again.",
-                retry=True,
-            )
-        )
-    verifier = found.tokens.cipher.open(
-        attempt.sealed_verifier, open_id=secret_digest(state), purpose="connect_verifier"
-    )
+    answer = read_callback(attempt, state)
+    if isinstance(answer, Problem):
+        return _problem(answer)
     try:
         with contextlib.closing(HttpTransport()) as transport:
             oauth = OAuthClient.from_settings(found.settings, transport, found.clock)
             grant = oauth.exchange_code(
-                Secret(code),
-                code_verifier=verifier,
+                answer.code,
+                code_verifier=answer.verifier,
                 redirect_uri=connect_redirect_uri(found.config.public_url),
             )
     except (OAuthError, TransportError) as exc:
@@ -188,7 +172,7 @@ def finish(attempt: ConnectState, state: str) -> ResponseReturnValue:
             )
         )
     if not grant.scopes:  # as `auth login`: the callback's list when the answer has none
-        grant = dataclasses.replace(grant, scopes=parse_scopes(params.get("scopes", "")))
+        grant = dataclasses.replace(grant, scopes=answer.granted)
     session.pop(_RETRY_KEY, None)
     _keep_if_not_a_downgrade(grant)
     return _open_review(grant.open_id, attempt.review_link_id)
