@@ -7,13 +7,16 @@ test_tls_proxy.py); nothing but 127.0.0.1 is reached.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli import cli
+from orchestrator.report import report_schema
 from tests.security.test_tls_proxy import (
     Pki,
     Project,
@@ -76,3 +79,46 @@ def test_validate_online_stops_with_exit_2_on_a_certificate_that_does_not_verify
         assert project.sandbox.calls() == 0
     _assert_stopped_for_the_certificate(result)
     assert "could not be checked" not in result.stderr
+
+
+def test_a_run_stopped_by_a_certificate_writes_its_report_saying_why(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """A run stopped (exit 2) by a certificate that does not verify still writes the report
+    asked for and the home's default one: each entry not attempted, with the reason."""
+    with https_project(tmp_path, pki, None) as project:
+        asked = tmp_path / "out" / "report.json"
+        junit = tmp_path / "out" / "junit.xml"
+        result = _invoke(
+            project,
+            "run",
+            str(project.manifest),
+            "--no-progress",
+            "--report",
+            str(asked),
+            "--junit",
+            str(junit),
+        )
+    _assert_stopped_for_the_certificate(result)
+    report = json.loads(asked.read_text(encoding="utf-8"))
+    jsonschema.validate(report, report_schema())
+    (entry,) = report["entries"]
+    assert entry["user_id"] == USER
+    assert entry["status"] == "deferred"
+    assert entry["error"]["code"] == "unsafe_connection"
+    assert "does not verify" in entry["error"]["message"]
+    assert "REQUESTS_CA_BUNDLE" in entry["error"]["hint"]
+    assert report["summary"]["total"] == 1
+    assert "unsafe_connection" in junit.read_text(encoding="utf-8")
+    assert f"report: {asked}" in result.output
+
+
+def test_a_run_stopped_by_a_certificate_writes_the_default_report(tmp_path: Path, pki: Pki) -> None:
+    """Without --report the stopped run's report goes to the home's reports/ folder, as for
+    any run, so a cron job's reader finds why."""
+    with https_project(tmp_path, pki, None) as project:
+        result = _invoke(project, "run", str(project.manifest), "--no-progress")
+        (written,) = (project.sandbox_home() / "reports").glob("run-*.json")
+    _assert_stopped_for_the_certificate(result)
+    (entry,) = json.loads(written.read_text(encoding="utf-8"))["entries"]
+    assert entry["error"]["code"] == "unsafe_connection"
