@@ -204,10 +204,10 @@ def auth_refresh(
 
     Exits 1 if any user could not be refreshed; the others are refreshed regardless. A TLS
     certificate that does not verify (or plain http:// off this machine) stops it with exit 2,
-    as it stops a run. With
-    --notify (or ORCHESTRATOR_NOTIFY) a user who must sign in again, or whose refresh token
-    dies within 14 days, is announced, so the login happens before a nightly run fails; a
-    notification that cannot be delivered is a warning and does not change the exit code.
+    as it stops a run. With --notify (or ORCHESTRATOR_NOTIFY) a user who must sign in again,
+    or whose refresh token dies within 14 days, is announced, so the login happens before a
+    nightly run fails; a notification that cannot be delivered is a warning and does not
+    change the exit code.
     """
     from orchestrator import api
     from orchestrator.notify import check_targets
