@@ -257,7 +257,8 @@ def refresh_users(
     its own: one failing does not stop the others; its outcome carries the error.
 
     Raises ``UsageError`` for an unknown user or for neither/both of ``open_ids`` and
-    ``all_users``, ``ConfigError`` without app credentials. With ``all_users`` a home nobody
+    ``all_users``, ``ConfigError`` without app credentials, ``UnsafeConnectionError`` for plain
+    HTTP off the machine or a certificate that does not verify. With ``all_users`` a home nobody
     signed in on gives an empty list.
     """
     from orchestrator import auth

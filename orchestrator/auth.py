@@ -26,6 +26,7 @@ from orchestrator.errors import (
     OrchestratorError,
     TokenFileError,
     TransportError,
+    UnsafeConnectionError,
     UsageError,
 )
 from orchestrator.secret import Secret
@@ -526,13 +527,17 @@ def refresh_users(
     all_users: bool = False,
 ) -> list[RefreshOutcome]:
     """Refresh the given users (or all of them) now, each on its own: one failing does not
-    stop the others."""
+    stop the others. An UnsafeConnectionError (plain HTTP off the machine, a certificate that
+    does not verify) is raised, as it stops a run: every user would meet it, and only the
+    configuration can fix it."""
     check_refresh_selection(open_ids, all_users=all_users)
     ids = [user.open_id for user in store.list_users()] if all_users else _known(store, open_ids)
     outcomes = []
     for open_id in ids:
         try:
             outcomes.append(RefreshOutcome(open_id, provider.refresh(open_id), None))
+        except UnsafeConnectionError:
+            raise
         except OrchestratorError as exc:
             outcomes.append(RefreshOutcome(open_id, store.get_user(open_id), exc))
     return outcomes

@@ -43,6 +43,11 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a type only: this module stays a leaf
+    from orchestrator.report import RunReport
+
 
 class OrchestratorError(Exception):
     """Base of every error the orchestrator raises deliberately."""
@@ -260,7 +265,12 @@ class ReportsNotWritten(FileWriteError):
 class UnsafeConnectionError(OrchestratorError):
     """Raised by the transport, before any byte of the request is sent, when the connection
     would not be safe. Never retried: the whole run stops (exit 2), because the fix is the
-    user's (a URL, a CA bundle) and every later request would meet the same problem."""
+    user's (a URL, a CA bundle) and every later request would meet the same problem.
+
+    ``report`` is the stopped run's report (each entry's result, the ones not attempted with
+    this reason), set by the run that stopped, so the CLI writes it as for any run."""
+
+    report: RunReport | None = None
 
 
 class PlainHttpError(UnsafeConnectionError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
-from orchestrator.errors import ApiError, AuthError, OrchestratorError
+from orchestrator.errors import ApiError, AuthError, OrchestratorError, UnsafeConnectionError
 from orchestrator.manifest import Entry, Manifest, Mode
 from orchestrator.outcomes import ErrorInfo
 from orchestrator.store.tokens import TokenProvider, TokenStore
@@ -85,7 +85,9 @@ def check_online(
     """Check each user's token, scopes and creator_info against the manifest's entries.
 
     A stale token is refreshed, as a run would (that keeps it alive; the rotated refresh token is
-    stored). One creator_info query per user. Sends no init and posts nothing.
+    stored). One creator_info query per user. Sends no init and posts nothing. An
+    UnsafeConnectionError (plain HTTP off the machine, a certificate that does not verify) is
+    raised, as it stops a run, rather than noted for each user.
     """
     problems: list[str] = []
     notes: list[str] = []
@@ -138,6 +140,8 @@ def check_online(
                         + (f"; fix: {exc.hint}" if exc.hint else "")
                     )
                 continue
+            except UnsafeConnectionError:
+                raise
             except OrchestratorError as exc:
                 problems.append(f"user {user_id}: could not be checked: {exc}")
                 continue

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -100,7 +101,12 @@ def run_manifest(
         settings.require_client()
     if settings.expect_state and not shared:
         require_state(settings.home)
-    ensure_private_home(settings.home)
+    # A dry run reads only (SPEC: reading commands create nothing): on a home with no state
+    # database yet nobody signed in and nothing was posted, so an empty throw-away store in a
+    # temporary folder stands in for it, and the home is not created.
+    unsigned_home = options.dry_run and not has_state(settings)
+    if not unsigned_home:
+        ensure_private_home(settings.home)
     with contextlib.ExitStack() as stack:
         if not shared and not options.dry_run:
             # The lock first: a second run leaves before validating or opening anything.
@@ -112,7 +118,11 @@ def run_manifest(
             # an invalid one is refused before a store is created for it.
             manifest = load_manifest(manifest_path)
             _check_only_users(manifest, options.only_users)
-        store = stack.enter_context(TokenStore.open(settings, clock=clock))
+        store_settings = settings
+        if unsigned_home:
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestrator-"))
+            store_settings = settings.with_overrides(home=Path(scratch), token_key=None)
+        store = stack.enter_context(TokenStore.open(store_settings, clock=clock))
         if shared and not options.dry_run:
             # Workers given the same manifest join the same shared run.
             run_id = run_id or shared_run_id(manifest_path)
@@ -131,7 +141,10 @@ def run_manifest(
         retrier = Retrier(tunables.retry_policy, clock=run_clock, budget=budget)
         tokens: TokenProvider | ReadOnlyTokens
         if options.dry_run:
-            tokens = ReadOnlyTokens(store, clock=clock)
+            nobody = f"no state database in {settings.home} yet, so nobody signed in on this home"
+            tokens = ReadOnlyTokens(
+                store, clock=clock, missing=nobody if unsigned_home else "not in the token store"
+            )
         else:
             refresher = OAuthClient.from_settings(
                 settings, transport, clock, timeouts=tunables.api_timeouts or OAUTH_TIMEOUTS
@@ -280,9 +293,13 @@ class ReadOnlyTokens:
     that has expired (or a 401 that would need a refresh) is an :class:`AuthError` instead.
     """
 
-    def __init__(self, store: TokenStore, *, clock: Clock) -> None:
+    def __init__(
+        self, store: TokenStore, *, clock: Clock, missing: str = "not in the token store"
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._missing = missing
+        """Why a user the store does not hold cannot post (the home may have no store)."""
 
     def state(self, open_id: str) -> TokenState:
         user = self._store.get_user(open_id)
@@ -293,7 +310,7 @@ class ReadOnlyTokens:
     def access_token(self, open_id: str) -> Secret:
         credentials = self._store.credentials(open_id)
         if credentials is None:
-            raise NeedsLoginError(open_id, "not in the token store")
+            raise NeedsLoginError(open_id, self._missing)
         now = self._clock.time()
         reason = credentials.user.login_reason(now)
         if reason is not None:

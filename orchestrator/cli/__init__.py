@@ -17,11 +17,12 @@ Precedence when several apply: 2, then 130, then 1, then 69, then 0.
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -143,7 +144,77 @@ def options_of(ctx: click.Context) -> GlobalOptions:
     return obj
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _asks_for_json_log(args: Sequence[str]) -> bool:
+    """Whether the command line asks for ``--log-format json`` (read before click parses it:
+    a usage error happens while parsing)."""
+    for position, arg in enumerate(args):
+        if arg == "--":
+            return False
+        if arg == "--log-format=json" or (
+            arg == "--log-format" and args[position + 1 : position + 2] == ["json"]
+        ):
+            return True
+    return False
+
+
+class _JsonUsageError(click.UsageError):
+    """A usage error shown as the JSON error event ``--log-format json`` promises."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        from orchestrator.logs import configure_logging
+
+        command = self.ctx.command_path if self.ctx is not None else "tiktok-orchestrator"
+        configure_logging(fmt="json")  # stderr, where click shows a usage error
+        logging.getLogger("orchestrator.cli").error(
+            "%s: %s",
+            command,
+            self.format_message(),
+            extra={
+                "fields": {
+                    "event": "error",
+                    "error": "UsageError",
+                    "exit_code": self.exit_code,
+                    "problems": [],
+                    "hint": f"see `{command} --help` for the options and arguments",
+                }
+            },
+        )
+
+
+class _Group(click.Group):
+    """The command group: with ``--log-format json`` on the command line a usage error
+    (unknown option, missing argument, bad choice) is a JSON line too, still exit 2."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        json_log = _asks_for_json_log(args)
+        try:
+            context = super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _JsonUsageError(exc) if json_log else exc from None
+        context.meta["orchestrator.json_usage_errors"] = json_log
+        return context
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _JsonUsageError:
+            raise
+        except click.UsageError as exc:
+            if ctx.meta.get("orchestrator.json_usage_errors"):
+                raise _JsonUsageError(exc) from None
+            raise
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tiktok-orchestrator")
 @click.option(
     "--home", metavar="DIR", help="State folder (tokens, journal). Env: ORCHESTRATOR_HOME."

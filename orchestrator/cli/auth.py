@@ -202,10 +202,12 @@ def auth_refresh(
 ) -> None:
     """Refresh tokens now (for a timer that keeps them alive between runs).
 
-    Exits 1 if any user could not be refreshed; the others are refreshed regardless. With
-    --notify (or ORCHESTRATOR_NOTIFY) a user who must sign in again, or whose refresh token
-    dies within 14 days, is announced, so the login happens before a nightly run fails; a
-    notification that cannot be delivered is a warning and does not change the exit code.
+    Exits 1 if any user could not be refreshed; the others are refreshed regardless. A TLS
+    certificate that does not verify (or plain http:// off this machine) stops it with exit 2,
+    as it stops a run. With --notify (or ORCHESTRATOR_NOTIFY) a user who must sign in again,
+    or whose refresh token dies within 14 days, is announced, so the login happens before a
+    nightly run fails; a notification that cannot be delivered is a warning and does not
+    change the exit code.
     """
     from orchestrator import api
     from orchestrator.notify import check_targets

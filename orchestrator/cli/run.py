@@ -26,7 +26,7 @@ from orchestrator.cli import (
 )
 from orchestrator.clock import SystemClock
 from orchestrator.config import Settings
-from orchestrator.errors import ManifestError, OrchestratorError
+from orchestrator.errors import ManifestError, OrchestratorError, UnsafeConnectionError
 from orchestrator.notify import DEFAULT_NOTIFY_TIMEOUT, NotifyOn, check_targets
 from orchestrator.secret import Secret
 
@@ -387,6 +387,12 @@ def _run_and_report(
         observer = render.progress_observer(show_bars)
         with observer if isinstance(observer, BarObserver) else contextlib.nullcontext():
             report = start(settings, observer)
+    except UnsafeConnectionError as exc:
+        # Stopped before sending to that server (exit 2): cron and CI readers of the report
+        # must still find why, and which entries were left.
+        if exc.report is not None:
+            _write_stopped_report(settings, exc.report, outputs, shown, sandbox=sandbox)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     if shown.table:
@@ -459,6 +465,37 @@ def _run_and_report(
             event="unavailable",
         )
     return code
+
+
+def _write_stopped_report(
+    settings: Settings, report: RunReport, outputs: _ReportPaths, shown: _Shown, *, sandbox: bool
+) -> None:
+    """The reports of a run an unsafe connection stopped, where a finished run's go; one that
+    cannot be written is said (the stop's own error follows and sets the exit code)."""
+    from orchestrator.errors import ReportsNotWritten
+    from orchestrator.report import write_reports
+
+    try:
+        written = write_reports(
+            report,
+            json_path=outputs.json or _default_report_path(settings, report, sandbox),
+            junit_path=outputs.junit,
+            markdown_path=outputs.markdown,
+            step_summary=settings.step_summary,
+        )
+    except ReportsNotWritten as exc:
+        written = [path for path in exc.written if isinstance(path, Path)]
+        for failure in exc.failures:
+            shown.say(
+                f"error: report not written: {failure}",
+                level=logging.ERROR,
+                event="report_not_written",
+            )
+    for path in written:
+        if shown.json_log:
+            shown.say(f"report: {path}", event="report_written", path=str(path))
+        else:
+            click.echo(f"report: {path}")
 
 
 def _send_notices(

@@ -121,7 +121,8 @@ class Run:
         Ctrl-C (KeyboardInterrupt in the calling thread) at any point ends the run with a
         report marked ``interrupted``; it is never raised from here. An
         UnsafeConnectionError (plain HTTP off the machine, a certificate that does not verify)
-        stops the run like a broken store, then is raised once every worker has stopped.
+        stops the run like a broken store, then is raised once every worker has stopped,
+        carrying the run's report (its ``report``).
         """
         started = datetime.fromtimestamp(self.clock.time(), UTC)
         selected = select_entries(self.manifest, self.options)
@@ -149,13 +150,13 @@ class Run:
             # Interrupted while planning (fingerprints, journal reads): nothing was sent.
             interrupted = True
             self.stop.set()
+        unsafe = self._halt.unsafe
+        not_reached = INTERRUPTED if unsafe is None else self._halt.refuse(unsafe)
         for entry in selected:
             if entry.index not in results:
-                results[entry.index] = unstarted_result(entry, INTERRUPTED)
-        if self._halt.unsafe is not None:
-            raise self._halt.unsafe
+                results[entry.index] = unstarted_result(entry, not_reached)
         finished = datetime.fromtimestamp(self.clock.time(), UTC)
-        return RunReport(
+        report = RunReport(
             run_id=self.run_id,
             started_at=started,
             finished_at=finished,
@@ -166,6 +167,10 @@ class Run:
                 report_source(results[entry.index], entry, self.manifest.path) for entry in selected
             ),
         )
+        if unsafe is not None:
+            unsafe.report = report  # written by the CLI as for any run, then exit 2
+            raise unsafe
+        return report
 
     def plan(self, entries: Sequence[Entry] | None = None) -> list[PlannedEntry]:
         """Identity and journal decision for each selected entry (no network, no writes)."""

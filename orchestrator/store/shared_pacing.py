@@ -9,10 +9,11 @@ Theory of operation: a reservation reads the user's last ``limit.requests`` stam
 within the window, picks the earliest slot that keeps the window within its limit, writes it,
 and sleeps until then. The read-then-write runs under a transaction-scoped advisory lock per
 (user, kind), so concurrent reservations (threads, or workers of different runs sharing a
-creator) queue instead of booking the same slot. Stamps are Unix seconds from each worker's
-clock (NTP keeps machines well within the one-minute window); old stamps are deleted as new
-ones are written. A full window is waited out with a :data:`MARGIN`. A 429 (someone else
-shares the token) fills the window for a whole minute.
+creator) queue instead of booking the same slot. Stamps are Unix seconds from the database's
+clock (``clock_timestamp()``, read under that lock), as the queue's leases are: workers whose
+own clocks disagree still count one window. Only the wait (a duration) is slept on the worker's
+clock. Old stamps are deleted as new ones are written. A full window is waited out with a
+:data:`MARGIN`. A 429 (someone else shares the token) fills the window for a whole minute.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from collections.abc import Mapping
 
 from orchestrator.clock import Clock
 from orchestrator.retry import TIKTOK_LIMITS, PaceLimit, SlidingWindowPacer
-from orchestrator.store.postgres import PostgresDatabase, advisory_key
+from orchestrator.store.postgres import Connection, PostgresDatabase, advisory_key
 
 MARGIN = 1.0
 """Seconds added to a full window before the next request: TikTok counts arrivals, not our
-reservations, and an earlier request that took longer to arrive (or a worker's clock a little
+reservations, and an earlier request that took longer to arrive (or the database's clock a little
 off) must not make the next one land inside its window."""
 
 
@@ -50,9 +51,9 @@ class SharedPacer(SlidingWindowPacer):
         limit = self._shared_limits.get(kind)
         if limit is None:
             return 0.0
-        now = self._shared_clock.time()
         with self._database.transaction(durable=False) as connection:
             connection.execute("SELECT pg_advisory_xact_lock(?)", (_key(user, kind),))
+            now = _database_now(connection)
             rows = connection.execute(
                 "SELECT at FROM rate_stamps WHERE user_id = ? AND kind = ? AND at > ?"
                 " ORDER BY at DESC LIMIT ?",
@@ -82,14 +83,21 @@ class SharedPacer(SlidingWindowPacer):
         limit = self._shared_limits.get(kind)
         if limit is None:
             return
-        now = self._shared_clock.time()
         with self._database.transaction(durable=False) as connection:
             connection.execute("SELECT pg_advisory_xact_lock(?)", (_key(user, kind),))
+            now = _database_now(connection)
             for _ in range(limit.requests):
                 connection.execute(
                     "INSERT INTO rate_stamps (user_id, kind, at) VALUES (?, ?, ?)",
                     (user, kind, now),
                 )
+
+
+def _database_now(connection: Connection) -> float:
+    """The database's clock in Unix seconds, now (not the transaction's start: the advisory
+    lock may have been waited for)."""
+    (now,) = connection.execute("SELECT extract(epoch FROM clock_timestamp())").fetchall()[0]
+    return float(now)
 
 
 def _key(user: str, kind: str) -> int:

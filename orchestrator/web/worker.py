@@ -14,6 +14,12 @@ of the worker:
    order, pacing, caps, retries and polling;
 3. then runs each queued manifest of ``POST /runs`` the same way and writes its report.
 
+A post that stopped being valid while it waited (its video removed or changed) would make every
+pass's manifest invalid, so nothing would run: the pass checks each of its posts alone, sets
+the invalid ones aside (``<home>/web-runs/rejected/<post id>.json``: their problems, which
+``GET /posts/{id}`` shows as ``failed``; nothing was sent for them) and the next pass runs the
+rest. ``healthz``'s queue depth is counted from the store, so it is right before the first pass.
+
 A ``RunLockedError`` (a ``run`` on the command line holds the home) just waits for the next
 pass. The thread wakes when the API queues work (:meth:`PostWorker.wake`) or after
 ``poll_interval`` seconds, and stops at the end of the current step when asked (the run's stop
@@ -49,7 +55,8 @@ from typing import Any, Final
 
 from orchestrator.clock import Clock
 from orchestrator.config import Settings
-from orchestrator.errors import OrchestratorError, RunLockedError
+from orchestrator.errors import ManifestError, OrchestratorError, RunLockedError
+from orchestrator.manifest import check_manifest
 from orchestrator.report import render_json
 from orchestrator.runner import run_manifest, worker_name
 from orchestrator.scheduler import RunOptions
@@ -68,6 +75,9 @@ RUNS_FOLDER = "web-runs"
 UPLOADS_FOLDER = "web-uploads"
 """Under the home: videos received as multipart uploads, named by their SHA-256."""
 REPORT_NAME = "report.json"
+REJECTED_FOLDER = "rejected"
+"""Under the runs folder: ``<post id>.json`` for each post that stopped being valid while it
+waited (its video removed or changed): its problems, so ``GET /posts`` shows it failed."""
 FINAL_STATES: Final = frozenset(
     {
         EntryState.PUBLISHED,
@@ -106,6 +116,19 @@ def needs_work(record: JournalRecord | None, now: float) -> bool:
 def is_pending(record: JournalRecord | None) -> bool:
     """Whether a (not cancelled) post still counts as queued work (for ``healthz``)."""
     return record is None or record.state not in FINAL_STATES
+
+
+def rejection_path(settings: Settings, post_id: str) -> Path:
+    return settings.home / RUNS_FOLDER / REJECTED_FOLDER / f"{post_id}.json"
+
+
+def rejection(settings: Settings, post_id: str) -> list[str] | None:
+    """The problems that made the worker set a post aside before sending it, if it did."""
+    path = rejection_path(settings, post_id)
+    if not path.is_file():
+        return None
+    problems: list[str] = json.loads(path.read_text(encoding="utf-8"))
+    return problems
 
 
 def run_folder(settings: Settings, run_id: str) -> Path:
@@ -155,8 +178,6 @@ class ApiDrain:
         """This instance in the posts' claims."""
         self._tag = secrets.token_hex(4)
         self.lease = tunables.lease if tunables is not None else DEFAULT_CLAIM_LEASE
-        self.on_depth: Callable[[int], None] | None = None
-        """Told how much is queued before a pass runs it (``healthz`` shows it meanwhile)."""
 
     def _journal(self) -> Journal:
         return Journal(self._store.database, self._store.cipher, clock=self._clock, run_id="web")
@@ -169,6 +190,8 @@ class ApiDrain:
         due: list[WebPost] = []
         queued = 0
         for post in self._posts.open_posts():
+            if rejection_path(self._settings, post.id).exists():
+                continue
             record = post_record(journal, post.id)
             if is_pending(record):
                 queued += 1
@@ -197,8 +220,6 @@ class ApiDrain:
     def __call__(self, stop: threading.Event) -> PassOutcome:
         due, queued = self.pending()
         runs = self.queued_runs()
-        if self.on_depth is not None:
-            self.on_depth(queued + len(runs))
         ran = False
         if due and not stop.is_set():
             self._run_posts(due, stop)
@@ -211,6 +232,10 @@ class ApiDrain:
         if ran:
             _, queued = self.pending()
         return PassOutcome(queued=queued + len(self.queued_runs()), ran=ran)
+
+    def queued_count(self) -> int:
+        """Posts and runs still queued (``healthz``'s queue depth), read from the store."""
+        return self.pending()[1] + len(self.queued_runs())
 
     def claim(self, posts: list[WebPost]) -> list[WebPost]:
         """Claim ``posts`` (oldest first) for this worker: each creator's in order, stopping at
@@ -231,18 +256,8 @@ class ApiDrain:
         claimed = self.claim(posts)
         if not claimed:
             return
-        folder = self._settings.home / RUNS_FOLDER
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        entries: list[dict[str, Any]] = []
-        for post in claimed:
-            entry = dict(json.loads(post.entry))
-            entry["id"] = post.id
-            entries.append(entry)
         # One file per instance: several instances may share a home.
-        path = folder / f".posts-{self._tag}.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"version": 1, "entries": entries}), encoding="utf-8")
-        temporary.replace(path)
+        path = self._write_entries(claimed, f".posts-{self._tag}.json")
         run_id = f"web-{self._tag}-{self._clock.time():.0f}"
         done = threading.Event()
         renewer = threading.Thread(
@@ -260,6 +275,15 @@ class ApiDrain:
                 run_id=run_id,
                 transport_factory=self._transport_factory,
             )
+        except ManifestError:
+            # One post that stopped being valid while it waited must not hold up the others:
+            # set it aside with its problems (nothing was sent for it); the next pass runs
+            # the rest.
+            for post in claimed:
+                problems = self._problems_of(post)
+                if problems:
+                    self._reject(post, problems)
+            raise
         finally:
             done.set()
             renewer.join()
@@ -267,6 +291,36 @@ class ApiDrain:
             for post in claimed:
                 started = post_record(journal, post.id) is not None
                 self._posts.release(post.id, self.worker, started=started)
+
+    def _write_entries(self, posts: list[WebPost], name: str) -> Path:
+        """``posts`` as a manifest under the runs folder, each entry's ``id`` its post's."""
+        folder = self._settings.home / RUNS_FOLDER
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        entries: list[dict[str, Any]] = []
+        for post in posts:
+            entry = dict(json.loads(post.entry))
+            entry["id"] = post.id
+            entries.append(entry)
+        path = folder / name
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"version": 1, "entries": entries}), encoding="utf-8")
+        temporary.replace(path)
+        return path
+
+    def _problems_of(self, post: WebPost) -> list[str]:
+        path = self._write_entries([post], f".post-check-{self._tag}.json")
+        try:
+            return [str(problem) for problem in check_manifest(path).problems]
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _reject(self, post: WebPost, problems: list[str]) -> None:
+        path = rejection_path(self._settings, post.id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(problems), encoding="utf-8")
+        temporary.replace(path)
+        log.warning("post %s set aside, nothing sent: %s", post.id, "; ".join(problems))
 
     def _renew(self, post_ids: list[str], done: threading.Event) -> None:
         """Keep this pass's claims alive until it ends (a third of the lease between)."""
@@ -313,11 +367,6 @@ class PostWorker:
         self._thread: threading.Thread | None = None
         self._depth = 0
         self._failed = False
-        if drain is not None:
-            drain.on_depth = self._set_depth
-
-    def _set_depth(self, depth: int) -> None:
-        self._depth = depth
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="orchestrator-worker", daemon=True)
@@ -337,6 +386,12 @@ class PostWorker:
         return self._thread is not None and self._thread.is_alive() and not self._failed
 
     def queue_depth(self) -> int:
+        """Posts and runs queued, from the store (the last pass's count if it cannot be read)."""
+        if self._drain is not None:
+            try:
+                return self._drain.queued_count()
+            except OrchestratorError:
+                return self._depth
         return self._depth
 
     def _loop(self) -> None:

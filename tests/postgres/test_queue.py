@@ -23,6 +23,8 @@ from orchestrator.upload import ChunkConfirmed, Initialised
 
 ITEMS = [("e1", "alice"), ("e2", "alice"), ("e3", "bob")]
 LEASE = 30.0
+SLACK = 5.0
+"""Real seconds the test may take between two reservations on the database's clock (a bound)."""
 
 
 @pytest.fixture
@@ -307,15 +309,15 @@ def test_rate_windows_are_shared_between_workers(
     database: PostgresDatabase, clock: ManualClock
 ) -> None:
     """Two workers' pacers count one window: the third request waits out the first's minute,
-    whichever worker sends it."""
+    whichever worker sends it. (The window is on the database's clock: the test's own moments
+    between requests count, bounded by SLACK.)"""
     limits = {"video_init": PaceLimit(2)}
     first = SharedPacer(database, limits, clock=clock)
     second = SharedPacer(database, limits, clock=clock)
     assert first.acquire("alice", "video_init") == 0
-    clock.advance(10)
-    assert second.acquire("alice", "video_init") == 0
+    assert second.acquire("alice", "video_init") == pytest.approx(0, abs=SLACK)
     waited = second.acquire("alice", "video_init")
-    assert waited == pytest.approx(50 + MARGIN)
+    assert 60 + MARGIN - SLACK <= waited <= 60 + MARGIN
     assert first.acquire("bob", "video_init") == 0  # another user's window
     assert first.acquire("alice", "creator_info") == 0  # a kind without a limit
 
@@ -326,4 +328,4 @@ def test_a_429_fills_the_shared_window(database: PostgresDatabase, clock: Manual
     first = SharedPacer(database, limits, clock=clock)
     second = SharedPacer(database, limits, clock=clock)
     first.rejected("alice", "video_init")
-    assert second.acquire("alice", "video_init") == pytest.approx(60 + MARGIN)
+    assert 60 + MARGIN - SLACK <= second.acquire("alice", "video_init") <= 60 + MARGIN

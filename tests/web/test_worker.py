@@ -23,6 +23,7 @@ from tests.functional.run_support import (
     serve,
     wait_until,
 )
+from tests.web.api_rig import ApiRig, open_api_rig
 
 USER = "sandbox-user-1"
 HOLD = 30.0  # seconds the delayed chunk answer would take: far longer than the test waits
@@ -101,3 +102,69 @@ def test_sigkill_of_serve_mid_upload_then_restart_publishes_exactly_once(
         second.process.terminate()
         second.wait()
     assert_published_once(served.sandbox, [digest])
+
+
+@pytest.fixture
+def idle_rig(tmp_path: Path) -> Iterator[ApiRig]:
+    """The API with its worker not started yet: posts wait in the store."""
+    with open_api_rig(tmp_path, worker_running=False) as opened:
+        yield opened
+
+
+def _finished(body: dict[str, object]) -> bool:
+    return body["state"] in ("published", "sent_to_inbox", "failed", "uncertain")
+
+
+def _file_post(rig: ApiRig, path: Path) -> str:
+    entry = {"user_id": USER, "video_path": str(path), "privacy_level": "SELF_ONLY"}
+    response = rig.post("/api/v1/posts", json=entry)
+    assert response.status_code == 202, response.text
+    post_id: str = response.json()["id"]
+    return post_id
+
+
+def test_queued_work_waits_in_the_store_and_healthz_counts_it(idle_rig: ApiRig) -> None:
+    """Posts queued while no worker runs are counted by healthz and run once it starts."""
+    first, digest_first = idle_rig.clip("1.mp4")
+    second, digest_second = idle_rig.clip("2.mp4")
+    ids = [_file_post(idle_rig, first), _file_post(idle_rig, second)]
+    assert idle_rig.get("/api/v1/healthz").json()["queue_depth"] == 2
+    idle_rig.worker.start()
+    states = [idle_rig.wait_for(post_id, _finished)["state"] for post_id in ids]
+    assert states == ["published", "published"]
+    assert idle_rig.get("/api/v1/healthz").json()["queue_depth"] == 0
+    assert_published_once(idle_rig.sandbox, [digest_first, digest_second])
+
+
+def test_a_post_whose_video_went_away_fails_alone_and_the_others_go_on(idle_rig: ApiRig) -> None:
+    """A queued post whose file is removed is set aside (failed, nothing sent), not a block
+    on every other post."""
+    gone, _ = idle_rig.clip("gone.mp4")
+    kept, digest_kept = idle_rig.clip("kept.mp4")
+    gone_id = _file_post(idle_rig, gone)
+    kept_id = _file_post(idle_rig, kept)
+    gone.unlink()
+    idle_rig.worker.start()
+    assert idle_rig.wait_for(kept_id, _finished)["state"] == "published"
+    failed = idle_rig.wait_for(gone_id, _finished)
+    assert failed["state"] == "failed"
+    assert failed["error"]["code"] == "invalid_entry"
+    assert "gone.mp4" in failed["error"]["message"]
+    assert_published_once(idle_rig.sandbox, [digest_kept])
+
+
+def test_delete_after_the_worker_took_the_post_is_409_and_it_posts_once(
+    idle_rig: ApiRig,
+) -> None:
+    """Cancel racing the worker: once a pass has taken the post (its first request is in
+    flight, the journal has no row yet), DELETE is a 409 and the post is published once."""
+    path, digest = idle_rig.clip("race.mp4")
+    idle_rig.sandbox.schedule(Fault("creator_info", call=1, kind="delay", seconds=2.0))
+    post_id = _file_post(idle_rig, path)
+    idle_rig.worker.start()
+    wait_until("the worker's first request", lambda: idle_rig.sandbox.calls("creator_info") >= 1)
+    refused = idle_rig.delete(f"/api/v1/posts/{post_id}")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "already_started"
+    assert idle_rig.wait_for(post_id, _finished)["state"] == "published"
+    assert_published_once(idle_rig.sandbox, [digest])

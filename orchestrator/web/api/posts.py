@@ -26,7 +26,7 @@ from orchestrator.web.api.submission import (
     multipart_submission,
     validate_entry,
 )
-from orchestrator.web.worker import UPLOADS_FOLDER, post_record
+from orchestrator.web.worker import UPLOADS_FOLDER, post_record, rejection
 
 
 @blueprint.post("/posts")
@@ -78,7 +78,9 @@ def create_post() -> tuple[Response, int, dict[str, str]]:
     return jsonify(_post_json(post, None)), 202, {"Location": location}
 
 
-def _post_json(post: WebPost, record: JournalRecord | None) -> dict[str, Any]:
+def _post_json(
+    post: WebPost, record: JournalRecord | None, rejected: list[str] | None = None
+) -> dict[str, Any]:
     entry = json.loads(post.entry)
     body: dict[str, Any] = {
         "id": post.id,
@@ -90,6 +92,17 @@ def _post_json(post: WebPost, record: JournalRecord | None) -> dict[str, Any]:
     if post.cancelled_at is not None:
         body["state"] = "cancelled"
         body["cancelled_at"] = post.cancelled_at
+        return body
+    if record is None and rejected is not None:
+        body["state"] = "failed"
+        body["error"] = {
+            "code": "invalid_entry",
+            "message": "; ".join(rejected),
+            "log_id": None,
+            "retryable": False,
+            "hint": "the post became invalid while it waited (its video was removed or "
+            "changed); nothing was sent: fix it and post again with a new Idempotency-Key",
+        }
         return body
     if record is None:
         return body
@@ -133,7 +146,8 @@ def _post(post_id: str) -> WebPost:
 def get_post(post_id: str) -> Response:
     """Where a post stands, from the journal."""
     post = _post(post_id)
-    return jsonify(_post_json(post, post_record(api_journal(), post.id)))
+    rejected = rejection(app_services().settings, post.id)
+    return jsonify(_post_json(post, post_record(api_journal(), post.id), rejected))
 
 
 @blueprint.delete("/posts/<post_id>")
