@@ -241,6 +241,15 @@ _JOURNAL_V4 = (
     "CREATE INDEX journal_entry_id ON journal (entry_id, updated_at)",
 )
 
+_WEB_V3 = (
+    # A post the worker set aside (store/web_posts.py): it stopped being valid while it waited
+    # (its video removed or changed), so nothing was sent. `state` becomes 'rejected' (no worker
+    # of any instance claims it again), `rejection` keeps the problems (a JSON list of strings)
+    # that GET /posts/{id} and the posts page show.
+    "ALTER TABLE web_posts ADD COLUMN rejected_at REAL",
+    "ALTER TABLE web_posts ADD COLUMN rejection TEXT",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
@@ -252,5 +261,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("web: post claims for several serve instances", _WEB_V2),
     Migration("creator review: items and links", REVIEW_V1),
     Migration("journal index by entry id", _JOURNAL_V4),
+    Migration("web: posts set aside by the worker", _WEB_V3),
     # Append new migrations here; never edit or reorder one that has shipped.
 )

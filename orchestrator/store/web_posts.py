@@ -35,12 +35,14 @@ class PostState(enum.StrEnum):
     ``queued`` -> ``started`` when a worker first claims it, ``queued`` -> ``cancelled`` on a
     DELETE; both are conditional UPDATEs on ``state = 'queued'``, so when a DELETE races a
     claim (in another ``serve`` instance) exactly one of them wins. A started post is never
-    queued again once the journal has it, so it can no longer be cancelled.
+    queued again once the journal has it, so it can no longer be cancelled. ``started`` ->
+    ``rejected`` when its claimant finds it no longer valid; a rejected post can be cancelled.
     """
 
     QUEUED = "queued"
     STARTED = "started"
     CANCELLED = "cancelled"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,10 @@ class WebPost:
     claimed_by: str | None = None
     """The worker running it now (while ``lease_until`` is in the future)."""
     lease_until: float | None = None
+    rejected_at: float | None = None
+    """When a worker set it aside, nothing sent (state ``rejected``)."""
+    rejection: tuple[str, ...] = ()
+    """Why: the problems the worker found in it then."""
 
     def user_id(self) -> str:
         """The creator the post is for (its entry's ``user_id``)."""
@@ -72,7 +78,7 @@ class IdempotencyConflict(UsageError):
 
 _SELECT_POSTS = (
     "SELECT id, idempotency_key, body_digest, entry, created_at, cancelled_at, upload_path, "
-    "state, claimed_by, lease_until FROM web_posts"
+    "state, claimed_by, lease_until, rejected_at, rejection FROM web_posts"
 )
 
 
@@ -88,6 +94,8 @@ def _post_from_row(row: Any) -> WebPost:
         state=PostState(row["state"]),
         claimed_by=row["claimed_by"],
         lease_until=None if row["lease_until"] is None else float(row["lease_until"]),
+        rejected_at=None if row["rejected_at"] is None else float(row["rejected_at"]),
+        rejection=tuple(json.loads(row["rejection"])) if row["rejection"] else (),
     )
 
 
@@ -140,21 +148,30 @@ class WebPostStore:
         return [_post_from_row(row) for row in rows]
 
     def open_posts(self) -> list[WebPost]:
-        """Every post not cancelled, oldest first (the worker's queue; the journal says which
-        of them are done)."""
+        """Every post neither cancelled nor set aside, oldest first (the worker's queue; the
+        journal says which of them are done)."""
         rows = self.database.fetch_all(
-            _SELECT_POSTS + " WHERE state <> 'cancelled' ORDER BY created_at, id"
+            _SELECT_POSTS + " WHERE state IN ('queued', 'started') ORDER BY created_at, id"
+        )
+        return [_post_from_row(row) for row in rows]
+
+    def rejected(self, limit: int = 100) -> list[WebPost]:
+        """The posts workers set aside (and nobody cancelled since), newest first."""
+        rows = self.database.fetch_all(
+            _SELECT_POSTS + " WHERE state = 'rejected' ORDER BY rejected_at DESC, id LIMIT ?",
+            (limit,),
         )
         return [_post_from_row(row) for row in rows]
 
     def cancel(self, post_id: str) -> bool:
-        """Cancel a post no worker has started; whether it is cancelled now (by this call or an
-        earlier one). False once a worker claimed it: the claim and the cancel are one
-        conditional UPDATE each on ``state = 'queued'``, so only one of them wins."""
+        """Cancel a post no worker has started, or one a worker set aside; whether it is
+        cancelled now (by this call or an earlier one). False once a worker claimed it: the
+        claim and the cancel are one conditional UPDATE each on ``state = 'queued'``, so only
+        one of them wins."""
         with self.database.transaction() as connection:
             connection.execute(
                 "UPDATE web_posts SET state = 'cancelled', cancelled_at = ? "
-                "WHERE id = ? AND state = 'queued'",
+                "WHERE id = ? AND state IN ('queued', 'rejected')",
                 (self._clock.time(), post_id),
             )
             row = connection.execute(
@@ -202,3 +219,16 @@ class WebPostStore:
                 "WHERE id = ? AND claimed_by = ? AND state = 'started'",
                 (str(state), post_id, worker),
             )
+
+    def reject(self, post_id: str, worker: str, problems: Iterable[str]) -> bool:
+        """Set aside a post ``worker`` holds and found no longer valid (nothing was sent for
+        it), keeping ``problems``: no worker of any instance claims it again. Whether it was
+        set aside (False if ``worker`` no longer held it: the next claimant decides)."""
+        with self.database.transaction() as connection:
+            cursor = connection.execute(
+                "UPDATE web_posts SET state = 'rejected', rejected_at = ?, rejection = ?, "
+                "claimed_by = NULL, lease_until = NULL "
+                "WHERE id = ? AND claimed_by = ? AND state = 'started'",
+                (self._clock.time(), json.dumps(list(problems)), post_id, worker),
+            )
+            return bool(cursor.rowcount)

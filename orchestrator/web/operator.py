@@ -206,6 +206,7 @@ def posts() -> ResponseReturnValue:
         "posts.html",
         records=records[:POSTS_SHOWN],
         more=max(0, len(records) - POSTS_SHOWN),
+        rejected=found.posts.rejected(POSTS_SHOWN),
     )
 
 

@@ -5,9 +5,10 @@ as JSON), a run is a folder under ``<home>/web-runs/<run id>/`` holding its mani
 run, its ``report.json``. Nothing is held only in memory, so a restart loses nothing. Each pass
 of the worker:
 
-1. reads the posts that still need work — not cancelled, and the journal holds no final state
-   for them (published, sent to the inbox, failed, uncertain) and no deferral still in the
-   future — and writes them as one hidden manifest whose entries carry ``id`` = the post id;
+1. reads the posts that still need work — neither cancelled nor set aside, and the journal
+   holds no final state for them (published, sent to the inbox, failed, uncertain) and no
+   deferral still in the future — and writes them as one hidden manifest whose entries carry
+   ``id`` = the post id;
 2. hands that manifest to ``runner.run_manifest``, exactly as ``run`` does: the home's run
    lock, the journal's exactly-once rules (a post killed mid-upload is resumed from the
    journal, a URL init whose answer was lost is ``uncertain``, never sent twice), per-user
@@ -16,9 +17,10 @@ of the worker:
 
 A post that stopped being valid while it waited (its video removed or changed) would make every
 pass's manifest invalid, so nothing would run: the pass checks each of its posts alone, sets
-the invalid ones aside (``<home>/web-runs/rejected/<post id>.json``: their problems, which
-``GET /posts/{id}`` shows as ``failed``; nothing was sent for them) and the next pass runs the
-rest. ``healthz``'s queue depth is counted from the store, so it is right before the first pass.
+the invalid ones aside in the store (:meth:`WebPostStore.reject`: state ``rejected``, with
+their problems, which ``GET /posts/{id}`` and the posts page show as ``failed``; nothing was
+sent for them, and no instance claims them again) and the next pass runs the rest.
+``healthz``'s queue depth is counted from the store, so it is right before the first pass.
 
 A ``RunLockedError`` (a ``run`` on the command line holds the home) just waits for the next
 pass. The thread wakes when the API queues work (:meth:`PostWorker.wake`) or after
@@ -75,9 +77,6 @@ RUNS_FOLDER = "web-runs"
 UPLOADS_FOLDER = "web-uploads"
 """Under the home: videos received as multipart uploads, named by their SHA-256."""
 REPORT_NAME = "report.json"
-REJECTED_FOLDER = "rejected"
-"""Under the runs folder: ``<post id>.json`` for each post that stopped being valid while it
-waited (its video removed or changed): its problems, so ``GET /posts`` shows it failed."""
 FINAL_STATES: Final = frozenset(
     {
         EntryState.PUBLISHED,
@@ -116,19 +115,6 @@ def needs_work(record: JournalRecord | None, now: float) -> bool:
 def is_pending(record: JournalRecord | None) -> bool:
     """Whether a (not cancelled) post still counts as queued work (for ``healthz``)."""
     return record is None or record.state not in FINAL_STATES
-
-
-def rejection_path(settings: Settings, post_id: str) -> Path:
-    return settings.home / RUNS_FOLDER / REJECTED_FOLDER / f"{post_id}.json"
-
-
-def rejection(settings: Settings, post_id: str) -> list[str] | None:
-    """The problems that made the worker set a post aside before sending it, if it did."""
-    path = rejection_path(settings, post_id)
-    if not path.is_file():
-        return None
-    problems: list[str] = json.loads(path.read_text(encoding="utf-8"))
-    return problems
 
 
 def run_folder(settings: Settings, run_id: str) -> Path:
@@ -190,8 +176,6 @@ class ApiDrain:
         due: list[WebPost] = []
         queued = 0
         for post in self._posts.open_posts():
-            if rejection_path(self._settings, post.id).exists():
-                continue
             record = post_record(journal, post.id)
             if is_pending(record):
                 queued += 1
@@ -315,12 +299,8 @@ class ApiDrain:
             path.unlink(missing_ok=True)
 
     def _reject(self, post: WebPost, problems: list[str]) -> None:
-        path = rejection_path(self._settings, post.id)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(problems), encoding="utf-8")
-        temporary.replace(path)
-        log.warning("post %s set aside, nothing sent: %s", post.id, "; ".join(problems))
+        if self._posts.reject(post.id, self.worker, problems):
+            log.warning("post %s set aside, nothing sent: %s", post.id, "; ".join(problems))
 
     def _renew(self, post_ids: list[str], done: threading.Event) -> None:
         """Keep this pass's claims alive until it ends (a third of the lease between)."""

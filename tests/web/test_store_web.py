@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from orchestrator.clock import ManualClock
 from orchestrator.errors import UsageError
+from orchestrator.store.db import MIGRATIONS, Database
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import (
     API_KEY_PREFIX,
@@ -17,6 +19,7 @@ from orchestrator.store.web import (
     IdempotencyConflict,
     InviteState,
     InviteStore,
+    PostState,
     WebPostStore,
 )
 
@@ -114,6 +117,60 @@ def test_a_claim_and_a_cancel_exclude_each_other(posts: WebPostStore, clock: Man
     assert posts.renew([taken.id], "w1", lease=60) == 0
     posts.release(taken.id, "w2", started=False)
     assert posts.cancel(taken.id)
+
+
+def test_only_the_claimant_sets_a_post_aside_and_no_worker_takes_it_again(
+    posts: WebPostStore, clock: ManualClock
+) -> None:
+    """``reject`` works for the worker holding the post only; the set-aside post keeps its
+    problems, leaves the queue, is never claimed again, and a DELETE can still cancel it."""
+    post, _ = posts.add("key-1", body_digest="d", entry='{"user_id": "a"}')
+    assert not posts.reject(post.id, "w1", ["not claimed yet"])
+    assert posts.claim(post.id, "w1", lease=60)
+    assert not posts.reject(post.id, "w2", ["another worker's claim"])
+    clock.advance(5)
+    assert posts.reject(post.id, "w1", ["video.mp4: no such file"])
+    rejected = posts.get(post.id)
+    assert rejected is not None
+    assert rejected.state is PostState.REJECTED
+    assert rejected.rejection == ("video.mp4: no such file",)
+    assert rejected.rejected_at == clock.time()
+    assert rejected.claimed_by is None
+    assert posts.open_posts() == []
+    assert [found.id for found in posts.rejected()] == [post.id]
+    posts.release(post.id, "w1", started=False)  # the pass's own release changes nothing
+    clock.advance(3600)  # long past any lease
+    assert not posts.claim(post.id, "w2", lease=60)
+    assert posts.get(post.id).state is PostState.REJECTED  # type: ignore[union-attr]
+    assert posts.cancel(post.id)
+    assert posts.get(post.id).state is PostState.CANCELLED  # type: ignore[union-attr]
+    assert posts.rejected() == []
+
+
+def test_a_store_from_before_set_aside_posts_keeps_its_queue(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Upgrading a store made before the set-aside migration keeps its queued posts queued
+    (nothing set aside), and the upgraded store can set one aside."""
+    home = tmp_path / "home"
+    with Database.open(home, migrations=MIGRATIONS[:-1]) as old, old.transaction() as connection:
+        connection.execute(
+            "INSERT INTO web_posts (id, idempotency_key, body_digest, entry, created_at) "
+            "VALUES ('p1', 'key-1', 'd', '{\"user_id\": \"a\"}', 1.0)"
+        )
+    with Database.open(home) as database:
+        assert database.schema_version() == len(MIGRATIONS)
+        posts = WebPostStore(database, clock=clock)
+        [post] = posts.open_posts()
+        assert (post.id, post.state, post.rejected_at, post.rejection) == (
+            "p1",
+            PostState.QUEUED,
+            None,
+            (),
+        )
+        assert posts.claim("p1", "w1", lease=60)
+        assert posts.reject("p1", "w1", ["gone"])
+        assert posts.open_posts() == []
 
 
 def test_concurrent_posts_with_one_key_make_one_post(posts: WebPostStore) -> None:

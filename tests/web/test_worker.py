@@ -13,7 +13,7 @@ import requests
 from orchestrator.clock import SystemClock
 from orchestrator.sandbox import Fault
 from orchestrator.store.tokens import TokenStore
-from orchestrator.store.web import ApiKeyStore
+from orchestrator.store.web import ApiKeyStore, PostState, WebPostStore
 from tests.functional.run_support import (
     TWO_CHUNKS,
     Child,
@@ -23,7 +23,8 @@ from tests.functional.run_support import (
     serve,
     wait_until,
 )
-from tests.web.api_rig import ApiRig, open_api_rig
+from tests.web.api_rig import ADMIN_PASSWORD, ApiRig, open_api_rig
+from tests.web.conftest import csrf_of
 
 USER = "sandbox-user-1"
 HOLD = 30.0  # seconds the delayed chunk answer would take: far longer than the test waits
@@ -150,7 +151,45 @@ def test_a_post_whose_video_went_away_fails_alone_and_the_others_go_on(idle_rig:
     assert failed["state"] == "failed"
     assert failed["error"]["code"] == "invalid_entry"
     assert "gone.mp4" in failed["error"]["message"]
+    assert "new Idempotency-Key" in failed["error"]["hint"]
     assert_published_once(idle_rig.sandbox, [digest_kept])
+    # Set aside in the store, where every instance sees it: no worker's queue has it.
+    with TokenStore.open(idle_rig.settings, clock=SystemClock()) as store:
+        posts = WebPostStore(store.database, clock=SystemClock())
+        assert posts.get(gone_id).state is PostState.REJECTED  # type: ignore[union-attr]
+        assert gone_id not in [post.id for post in posts.open_posts()]
+    assert not (idle_rig.settings.home / "web-runs" / "rejected").exists()
+    assert idle_rig.get("/api/v1/healthz").json()["queue_depth"] == 0
+
+
+def test_a_post_set_aside_can_be_cancelled_and_the_page_shows_why(idle_rig: ApiRig) -> None:
+    """A set-aside post is listed on the operator's posts page as failed with its problem, and
+    a DELETE cancels it (it then leaves the page)."""
+    gone, _ = idle_rig.clip("gone.mp4")
+    gone_id = _file_post(idle_rig, gone)
+    gone.unlink()
+    idle_rig.worker.start()
+    assert idle_rig.wait_for(gone_id, _finished)["state"] == "failed"
+    page = _posts_page(idle_rig)
+    assert gone_id in page
+    assert re.search(r"failed — [^<]*gone\.mp4", page), page
+    cancelled = idle_rig.delete(f"/api/v1/posts/{gone_id}")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["state"] == "cancelled"
+    assert idle_rig.get(f"/api/v1/posts/{gone_id}").json()["state"] == "cancelled"
+    assert gone_id not in _posts_page(idle_rig)
+
+
+def _posts_page(rig: ApiRig) -> str:
+    session = requests.Session()
+    token = csrf_of(session.get(rig.url + "/login", timeout=30).text)
+    signed_in = session.post(
+        rig.url + "/login", data={"password": ADMIN_PASSWORD, "csrf_token": token}, timeout=30
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    page = session.get(rig.url + "/posts", timeout=30)
+    assert page.status_code == 200
+    return page.text
 
 
 def test_delete_after_the_worker_took_the_post_is_409_and_it_posts_once(

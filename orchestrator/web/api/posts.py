@@ -1,5 +1,5 @@
 """``/posts``: queue one post (JSON or multipart, see ``submission``), read where it
-stands from the journal, cancel it before it starts.
+stands from the store and the journal, cancel it before it starts (or once set aside).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from flask import Response, jsonify, request
 
 from orchestrator.store.journal import JournalRecord
-from orchestrator.store.web import IdempotencyConflict, WebPost
+from orchestrator.store.web import IdempotencyConflict, PostState, WebPost
 from orchestrator.web.api.base import (
     ID_PATTERN,
     ApiProblem,
@@ -26,7 +26,7 @@ from orchestrator.web.api.submission import (
     multipart_submission,
     validate_entry,
 )
-from orchestrator.web.worker import UPLOADS_FOLDER, post_record, rejection
+from orchestrator.web.worker import UPLOADS_FOLDER, post_record
 
 
 @blueprint.post("/posts")
@@ -78,9 +78,14 @@ def create_post() -> tuple[Response, int, dict[str, str]]:
     return jsonify(_post_json(post, None)), 202, {"Location": location}
 
 
-def _post_json(
-    post: WebPost, record: JournalRecord | None, rejected: list[str] | None = None
-) -> dict[str, Any]:
+REJECTED_HINT = (
+    "the post became invalid while it waited (its video was removed or changed) and the worker "
+    "set it aside: nothing more is sent for it. Fix it and POST it again with a new "
+    "Idempotency-Key, or DELETE it to cancel it"
+)
+
+
+def _post_json(post: WebPost, record: JournalRecord | None) -> dict[str, Any]:
     entry = json.loads(post.entry)
     body: dict[str, Any] = {
         "id": post.id,
@@ -93,15 +98,15 @@ def _post_json(
         body["state"] = "cancelled"
         body["cancelled_at"] = post.cancelled_at
         return body
-    if record is None and rejected is not None:
+    if post.state is PostState.REJECTED:
         body["state"] = "failed"
+        body["rejected_at"] = post.rejected_at
         body["error"] = {
             "code": "invalid_entry",
-            "message": "; ".join(rejected),
+            "message": "; ".join(post.rejection),
             "log_id": None,
             "retryable": False,
-            "hint": "the post became invalid while it waited (its video was removed or "
-            "changed); nothing was sent: fix it and post again with a new Idempotency-Key",
+            "hint": REJECTED_HINT,
         }
         return body
     if record is None:
@@ -144,19 +149,19 @@ def _post(post_id: str) -> WebPost:
 @blueprint.get("/posts/<post_id>")
 @require_api_key
 def get_post(post_id: str) -> Response:
-    """Where a post stands, from the journal."""
+    """Where a post stands, from the store (cancelled, set aside) and the journal."""
     post = _post(post_id)
-    rejected = rejection(app_services().settings, post.id)
-    return jsonify(_post_json(post, post_record(api_journal(), post.id), rejected))
+    return jsonify(_post_json(post, post_record(api_journal(), post.id)))
 
 
 @blueprint.delete("/posts/<post_id>")
 @require_api_key
 def cancel_post(post_id: str) -> Response:
-    """Cancel a post that has not started (409 once the journal has it)."""
+    """Cancel a post that has not started, or one the worker set aside (409 once the journal
+    has it)."""
     post = _post(post_id)
     record = post_record(api_journal(), post.id)
-    if record is not None:
+    if record is not None and post.state is not PostState.REJECTED:
         raise ApiProblem(
             409,
             "already_started",
