@@ -88,6 +88,22 @@ def test_api_posts_are_shown_per_creator_and_day(
     assert "over cap (" not in page
 
 
+def test_a_post_the_worker_set_aside_is_not_on_the_calendar(
+    operator: FlaskClient, token_store: TokenStore, clock: ManualClock
+) -> None:
+    """A post set aside (its video went away) leaves the calendar; the one kept stays."""
+    kept_id = queue_post(token_store, clock, direct("creator-a", "2027-01-16T10:00:00Z", "/k"))
+    gone_id = queue_post(token_store, clock, direct("creator-a", "2027-01-16T12:00:00Z", "/g"))
+    posts = WebPostStore(token_store.database, clock=clock)
+    assert posts.claim(gone_id, "serve", lease=60)
+    assert posts.reject(gone_id, "serve", ["/g: no such file"])
+
+    page = operator.get("/calendar?days=3").text
+
+    assert f"post {kept_id}" in row_of(page, "2027-01-16")
+    assert gone_id not in page
+
+
 def test_a_day_over_the_daily_cap_marks_the_posts_the_run_would_defer(
     operator: FlaskClient, token_store: TokenStore, clock: ManualClock
 ) -> None:
