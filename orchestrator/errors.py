@@ -43,11 +43,6 @@ boundary with ``raise OurError(...) from exc``; nothing above the boundary sees 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # a type only: this module stays a leaf
-    from orchestrator.report import RunReport
-
 
 class OrchestratorError(Exception):
     """Base of every error the orchestrator raises deliberately."""
@@ -267,10 +262,11 @@ class UnsafeConnectionError(OrchestratorError):
     would not be safe. Never retried: the whole run stops (exit 2), because the fix is the
     user's (a URL, a CA bundle) and every later request would meet the same problem.
 
-    ``report`` is the stopped run's report (each entry's result, the ones not attempted with
-    this reason), set by the run that stopped, so the CLI writes it as for any run."""
+    ``report`` is the stopped run's ``RunReport`` (each entry's result, the ones not attempted
+    with this reason), set by the run that stopped, so the CLI writes it as for any run. Typed
+    ``object`` because this module is a leaf: it may import nothing of the orchestrator's."""
 
-    report: RunReport | None = None
+    report: object = None
 
 
 class PlainHttpError(UnsafeConnectionError):

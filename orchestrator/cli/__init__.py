@@ -269,6 +269,7 @@ from orchestrator.cli import (  # noqa: E402
     run,
     sandbox,
     store,
+    validate,
     web,
 )
 
@@ -294,6 +295,7 @@ __all__ = [
     "run",
     "sandbox",
     "store",
+    "validate",
     "web",
 ]
 

@@ -1,4 +1,4 @@
-"""`run` and `validate`: parse the options, call the use case, render, pick the exit code."""
+"""`run`: parse the options, call the use case, render, pick the exit code."""
 
 from __future__ import annotations
 
@@ -390,7 +390,9 @@ def _run_and_report(
     except UnsafeConnectionError as exc:
         # Stopped before sending to that server (exit 2): cron and CI readers of the report
         # must still find why, and which entries were left.
-        if exc.report is not None:
+        from orchestrator.report import RunReport
+
+        if isinstance(exc.report, RunReport):
             _write_stopped_report(settings, exc.report, outputs, shown, sandbox=sandbox)
         raise
     finally:
@@ -572,50 +574,3 @@ def _default_report_path(settings: Settings, report: RunReport, sandbox: bool) -
     if sandbox:
         return Path("reports") / f"sandbox-run-{report.run_id}.json"
     return settings.home / "reports" / f"run-{report.run_id}.json"
-
-
-@cli.command()
-@click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option(
-    "--online",
-    is_flag=True,
-    help="Also check each user's token, scopes and creator_info (privacy levels, disabled "
-    "interactions, max duration). Sends no post.",
-)
-@click.pass_context
-@handles_errors
-def validate(ctx: click.Context, manifest: str, online: bool) -> None:
-    """Check MANIFEST offline (schema, semantics, media) and list every problem at once."""
-    # Imported here: jsonschema and yaml take a noticeable moment to import, which `--help` and
-    # the other commands need not pay; the run's engine only where a journal can matter.
-    from orchestrator.manifest import load_manifest
-    from orchestrator.store.backend import has_state
-
-    if has_state(options_of(ctx).settings()):
-        from orchestrator.runner import check_with_journal
-
-        checked, journal_notes = check_with_journal(options_of(ctx).settings(), Path(manifest))
-    else:
-        checked, journal_notes = load_manifest(Path(manifest)), []
-    for note in (*checked.notes, *journal_notes):
-        click.echo(f"note: {note}", err=True)
-    if not online:
-        click.echo(checked.summary())
-        return
-    from orchestrator.preflight import check_online
-    from orchestrator.progress import plural
-
-    settings = options_of(ctx).settings()
-    settings.require_client()
-    found = check_online(settings, checked, clock=SystemClock())
-    for note in found.notes:
-        click.echo(f"note: {note}", err=True)
-    if found.problems:
-        raise ManifestError(
-            f"{plural(len(found.problems), 'problem', 'problems')} found online for "
-            f"{plural(found.users_checked, 'user', 'users')}; nothing was posted",
-            list(found.problems),
-        )
-    click.echo(
-        f"{checked.summary()}; online: {plural(found.users_checked, 'user', 'users')} checked"
-    )

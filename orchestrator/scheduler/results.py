@@ -7,9 +7,11 @@ journal honest about an attempt unwound before its init was sent. No network, no
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
+from orchestrator.errors import StoreError
 from orchestrator.manifest import Entry
 from orchestrator.media import FileMedia, VideoUrlMedia
 from orchestrator.outcomes import EntryStatus, ErrorInfo
@@ -26,7 +28,10 @@ from orchestrator.tiktok.chunks import plan_chunks
 from orchestrator.upload import Deferred, UploadState
 
 if TYPE_CHECKING:
-    from orchestrator.store.queue import Claim
+    from orchestrator.scheduler.plan import PlannedEntry
+    from orchestrator.store.queue import Claim, WorkQueue
+
+log = logging.getLogger(__name__)
 
 LOST_INIT = (
     "an init was sent before an earlier run stopped and its answer was lost; it may have posted"
@@ -225,3 +230,41 @@ def dry_run_result(
         chunks=chunks,
         error=ErrorInfo("dry_run", "; ".join(notes), retryable=True),
     )
+
+
+_STORED_ERROR_STATUSES: Final = frozenset(
+    {EntryStatus.FAILED, EntryStatus.UNCERTAIN, EntryStatus.DEFERRED}
+)
+"""Statuses of another worker's entry whose error is read back from the journal."""
+
+
+def others_results(
+    queue: WorkQueue,
+    journal: Journal,
+    by_identity: dict[str, PlannedEntry],
+    results: dict[int, EntryResult],
+) -> None:
+    """Add the entries other workers of a shared run finished to ``results``, as the journal
+    has them (so every worker's report is the whole run's)."""
+    try:
+        items = queue.items()
+    except StoreError as exc:
+        log.error("cannot read the other workers' results: %s", exc)
+        return
+    for queued in items:
+        planned = by_identity.get(queued.identity)
+        if planned is None or planned.entry.index in results or queued.result is None:
+            continue
+        try:
+            record = journal.get(queued.identity)
+        except StoreError:
+            record = None
+        status = EntryStatus(queued.result)
+        error = (
+            stored_error(record)
+            if record is not None and status in _STORED_ERROR_STATUSES
+            else None
+        )
+        results[planned.entry.index] = entry_result(
+            planned.entry, planned.meta, status, record=record, error=error
+        )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from orchestrator.clock import Clock, RunInterrupted
 from orchestrator.errors import ClaimLostError, StoreConnectionLost, StoreError
@@ -42,7 +42,7 @@ from orchestrator.scheduler.results import (
     INTERRUPTED,
     claim_lost_result,
     entry_result,
-    stored_error,
+    others_results,
     unstarted_result,
 )
 from orchestrator.store.journal import Journal
@@ -65,10 +65,6 @@ it treats the store as unusable."""
 QUEUE_IDLE_LIMIT = 600.0
 """Seconds a worker of a shared run waits with nothing to claim (other workers hold the rest)
 before it leaves; a dead worker's claims become claimable within one lease, long before."""
-_STORED_ERROR_STATUSES: Final = frozenset(
-    {EntryStatus.FAILED, EntryStatus.UNCERTAIN, EntryStatus.DEFERRED}
-)
-"""Statuses of another worker's entry whose error is read back from the journal."""
 
 
 @dataclass
@@ -282,7 +278,7 @@ class Run:
             interrupted = self._wait_for_workers(futures)
         finally:
             pool.shutdown(wait=True)
-        self._report_others(queue, by_identity, results)
+        others_results(queue, self.journal, by_identity, results)
         for index, lost in self._lost.items():
             results.setdefault(index, lost)  # not finished by the other worker yet
         return interrupted
@@ -356,37 +352,6 @@ class Run:
             with lock:
                 results[planned.entry.index] = result
             self.observer.entry_finished(planned.entry, result)
-
-    def _report_others(
-        self,
-        queue: WorkQueue,
-        by_identity: dict[str, PlannedEntry],
-        results: dict[int, EntryResult],
-    ) -> None:
-        """The entries other workers finished, as the journal has them (so every worker's
-        report is the whole run's)."""
-        try:
-            items = queue.items()
-        except StoreError as exc:
-            log.error("cannot read the other workers' results: %s", exc)
-            return
-        for queued in items:
-            planned = by_identity.get(queued.identity)
-            if planned is None or planned.entry.index in results or queued.result is None:
-                continue
-            try:
-                record = self.journal.get(queued.identity)
-            except StoreError:
-                record = None
-            status = EntryStatus(queued.result)
-            error = (
-                stored_error(record)
-                if record is not None and status in _STORED_ERROR_STATUSES
-                else None
-            )
-            results[planned.entry.index] = entry_result(
-                planned.entry, planned.meta, status, record=record, error=error
-            )
 
 
 def _wait_all(futures: Sequence[Future[None]]) -> None:
