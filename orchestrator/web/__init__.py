@@ -32,6 +32,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from orchestrator.clock import Clock
 from orchestrator.config import Settings, WebConfig
+from orchestrator.store.db import ensure_private_home
 from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import (
     ApiKeyStore,
@@ -105,6 +106,9 @@ def create_app(
     worker: WorkerStatus | None = None,
 ) -> Flask:
     """The web application over an open token store (the caller opens and closes it)."""
+    # Uploads and the worker's manifests go under the home, and a run refuses a home others can
+    # read: create it private now. (A SQLite store already did; a PostgreSQL one does not.)
+    ensure_private_home(settings.home)
     app = Flask(__name__)
     database = token_store.database
     app.config.update(

@@ -161,9 +161,9 @@ def test_password_and_secrets_are_compared_in_constant_time(
     assert check.verify(ADMIN_PASSWORD)
     assert not check.verify("nope")
     assert len(calls) == 2
-    from orchestrator.store import web as store_web
+    from orchestrator.store import web_secrets
 
-    monkeypatch.setattr(store_web.hmac, "compare_digest", spy)
+    monkeypatch.setattr(web_secrets.hmac, "compare_digest", spy)
     _invite, key = _make_invite_and_key(operator)
     before = len(calls)
     assert operator.application.extensions["orchestrator"].api_keys.authenticate(key)
