@@ -54,13 +54,21 @@ CHILD = textwrap.dedent(
             if n % 2:
                 journal.record(identity, "u1", Failed("boom", "it failed", retryable=True))
             with printing:
-                print(identity, "failed" if n % 2 else "initialising", flush=True)
+                sys.stdout.write(f"{identity} {'failed' if n % 2 else 'initialising'}\\n")
+                sys.stdout.flush()
 
     for thread in range(threads):
         threading.Thread(target=write, args=(thread,), daemon=True).start()
     threading.Event().wait()
     """
 )
+
+
+def note(reported: dict[str, str], line: str) -> None:
+    """Keep a reported write; a line the kill cut short reports nothing."""
+    if line.endswith("\n"):
+        identity, state = line.split()
+        reported[identity] = state
 
 
 def kill_after(home: Path, tag: str, lines: int) -> dict[str, str]:
@@ -75,16 +83,14 @@ def kill_after(home: Path, tag: str, lines: int) -> dict[str, str]:
     try:
         assert child.stdout is not None
         for line in child.stdout:
-            identity, state = line.split()
-            reported[identity] = state
+            note(reported, line)
             if len(reported) >= lines:
                 break
     finally:
         child.send_signal(signal.SIGKILL)
         rest, _ = child.communicate(timeout=BOUND)
-    for line in rest.splitlines():
-        identity, state = line.split()
-        reported[identity] = state
+    for line in rest.splitlines(keepends=True):
+        note(reported, line)
     assert child.returncode == -signal.SIGKILL
     assert len(reported) >= lines, "the child stopped writing before it was killed"
     return reported
