@@ -13,6 +13,11 @@ lock is held, commits (and commits per entry), CPU seconds of this process.
 
     python benchmarks/writer_lock.py                       # 1,000 entries, --jobs 1 4 16
     python benchmarks/writer_lock.py --entries 500 --jobs 4
+    python benchmarks/writer_lock.py --store-only       # the journal's writes alone, no run
+
+``--store-only`` leaves out the run and the sandbox: ``--jobs`` threads write journal entries
+as fast as they can, two synced transactions each (``Journal.begin`` for a URL entry, then a
+``Failed``), so the figure is the store's own capacity for durable writes.
 
 To compare with another checkout, run this file with ``PYTHONPATH`` pointing at it (the
 script measures whichever ``orchestrator`` package it imports).
@@ -39,9 +44,13 @@ from linear_cost import build
 
 import orchestrator
 from orchestrator.clock import ManualClock
+from orchestrator.config import Settings
 from orchestrator.runner import run_manifest
 from orchestrator.scheduler import RunOptions
 from orchestrator.settings import RunSettings
+from orchestrator.store.journal import EntryMeta, Journal
+from orchestrator.store.tokens import TokenStore
+from orchestrator.upload.events import Failed
 
 
 class WriteLock:
@@ -127,19 +136,56 @@ def run_once(entries: int, users: int, jobs: int) -> Figures:
     return Figures(wall, cpu, LOCK.held - held, LOCK.commits - commits)
 
 
+def store_only(entries: int, jobs: int) -> Figures:
+    """``jobs`` threads writing ``entries`` journal entries in all, two synced writes each."""
+    clock = ManualClock(start=time.time())
+    with (
+        tempfile.TemporaryDirectory(prefix="orch-writer-") as scratch,
+        timed_connections(),
+        TokenStore.open(Settings(home=Path(scratch) / "home"), clock=clock) as store,
+    ):
+        journal = Journal(store.database, store.cipher, clock=clock, run_id="bench")
+        failed = Failed("bench", "a benchmark failure", retryable=True)
+
+        def write(thread: int) -> None:
+            for index in range(thread, entries, jobs):
+                identity = f"entry-{index:06d}"
+                meta = EntryMeta(identity, None, "u1", "direct", "video_url", "s", "d", identity)
+                journal.begin(meta)
+                journal.record(identity, "u1", failed)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(jobs)]
+        held, commits = LOCK.held, LOCK.commits
+        cpu_started = time.process_time()
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+    return Figures(wall, cpu, LOCK.held - held, LOCK.commits - commits)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1000)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--store-only", action="store_true", help="journal writes alone")
     args = parser.parse_args()
     print(machine_line())
+    what = " (--store-only: journal writes, no run)" if args.store_only else ""
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"orchestrator from {Path(orchestrator.__file__).parent}; {args.entries} entries, "
-        f"{args.users} users; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+        f"{args.users} users{what}; load average {load}"
     )
     for jobs in args.jobs:
-        figures = run_once(args.entries, args.users, jobs)
+        if args.store_only:
+            figures = store_only(args.entries, jobs)
+        else:
+            figures = run_once(args.entries, args.users, jobs)
         print(
             f"--jobs {jobs:>2}: wall {figures.wall:6.2f} s, "
             f"{args.entries / figures.wall:6.1f} entries/s, write lock held "

@@ -10,7 +10,8 @@ Theory of operation (leader/follower, no thread of its own):
 - One connection writes for the whole process, and one thread at a time holds the *turn* to use
   it. Threads waiting for the turn queue on a condition (it is handed over the moment the
   holder is done; SQLite's busy handler would have them poll with sleeps).
-- The first holder of a batch runs ``BEGIN IMMEDIATE``. Each holder runs its work inside a
+- The first holder of a batch runs ``BEGIN IMMEDIATE`` (if its work raises, it rolls the
+  transaction back: nobody else is in it yet). Each later holder runs its work inside a
   ``SAVEPOINT`` of its own: if its work raises, it is rolled back to that savepoint alone, and
   it gets its exception back at once; the others' work stays in the batch.
 - When its work is done, the holder looks at the queue. If threads are waiting and the batch is
@@ -114,14 +115,19 @@ class GroupCommit:
         except BaseException:
             self._release_turn()
             raise
+        # The batch's first writer needs no savepoint: if its work fails, the whole
+        # transaction (its work alone) is rolled back. One writer alone pays nothing extra.
+        savepoint = batch.members > 1
         try:
-            with self._translate():
-                connection.execute("SAVEPOINT member")
+            if savepoint:
+                with self._translate():
+                    connection.execute("SAVEPOINT member")
             yield connection
-            with self._translate():
-                connection.execute("RELEASE member")
+            if savepoint:
+                with self._translate():
+                    connection.execute("RELEASE member")
         except BaseException:
-            self._undo(connection, batch)
+            self._undo(connection, batch, savepoint=savepoint)
             self._leave(connection, batch)
             raise
         self._leave(connection, batch)
@@ -178,9 +184,14 @@ class GroupCommit:
         self._batch = batch
         return batch
 
-    def _undo(self, connection: sqlite3.Connection, batch: _Batch) -> None:
-        """Roll the failed member's savepoint back; if SQLite lost the whole transaction
-        instead, end the batch with an error for the members already done."""
+    def _undo(self, connection: sqlite3.Connection, batch: _Batch, *, savepoint: bool) -> None:
+        """Roll the failed member's savepoint back (the first member's: the transaction); if
+        SQLite lost the whole transaction instead, end the batch with an error for the members
+        already done."""
+        if not savepoint:
+            _rollback_quietly(connection)
+            self._end(batch, None)  # nobody else joined it
+            return
         try:
             connection.execute("ROLLBACK TO member")
             connection.execute("RELEASE member")

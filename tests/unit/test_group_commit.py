@@ -105,10 +105,10 @@ def write_together(
     def run(index: int) -> None:
         try:
             with database.transaction(durable=durable[index]) as connection:
-                works[index](connection)
                 if index == 0:
                     holding.set()
                     wait_until(lambda: writer.waiting == len(works) - 1)
+                works[index](connection)
         except BaseException as exc:
             outcomes[index] = exc
 
@@ -158,6 +158,23 @@ def test_a_failing_writer_is_rolled_back_alone(traced: tuple[Database, Trace]) -
     assert isinstance(outcomes[2], ClaimLostError)
     assert writers(database) == {"a", "b"}
     assert trace.count("COMMIT") == 1
+
+
+def test_the_first_writer_of_a_batch_failing_leaves_the_others_their_commit(
+    traced: tuple[Database, Trace],
+) -> None:
+    """The writer that opened the batch fails (it has no savepoint: it rolls the transaction
+    back); the writers queued behind it still write, in a new transaction, and commit."""
+    database, _trace = traced
+
+    def lost_claim(connection: StoreConnection) -> None:
+        note("first")(connection)
+        raise ClaimLostError("entry e1 is no longer ours")
+
+    outcomes = write_together(database, [lost_claim, note("a"), note("b")])
+    assert isinstance(outcomes[0], ClaimLostError)
+    assert outcomes[1:] == [None, None]
+    assert writers(database) == {"a", "b"}
 
 
 def test_a_failed_commit_reaches_every_writer_of_its_batch(
