@@ -24,6 +24,9 @@ Theory of operation (leader/follower, no thread of its own):
   may join a durable batch; it is then synced too, which is more than it asked for.
 - If SQLite rolls the whole transaction back under a member (an I/O error, a full disk), the
   members already done with their work are told so, and the next holder opens a new batch.
+- A holder that keeps the turn long (a token refresh asks TikTok inside its transaction)
+  delays the commit of the members before it in the batch, where they used to return at once;
+  their next write would have waited for it anyway.
 - A member's wait for the commit is bounded like the wait for the turn; a member woken by its
   timeout is told the outcome is unknown (it may have been committed after all).
 """
@@ -123,6 +126,11 @@ class GroupCommit:
                 with self._translate():
                     connection.execute("SAVEPOINT member")
             yield connection
+            if not connection.in_transaction:  # SQLite rolled it back under an error caught
+                raise StoreError(
+                    f"{self._location}: the transaction of this write was rolled back by SQLite",
+                    hint="see the error logged before this one (often a full disk); try again",
+                )
             if savepoint:
                 with self._translate():
                     connection.execute("RELEASE member")

@@ -242,3 +242,24 @@ def test_a_batch_holds_at_most_max_members(tmp_path: Path) -> None:
         assert [len(inserts) for _level, inserts in trace.batches()] == [3, 3, 2]
     finally:
         database.close()
+
+
+def test_a_transaction_lost_under_a_writer_fails_every_writer_in_it(
+    traced: tuple[Database, Trace],
+) -> None:
+    """If the shared transaction ends under a writer (here its work ends it itself, as SQLite
+    does after some I/O errors), that writer and those before it in the batch get an error,
+    none is reported written, and the next write opens a new transaction."""
+    database, _trace = traced
+
+    def rogue(connection: StoreConnection) -> None:
+        connection.execute("ROLLBACK")
+
+    outcomes = write_together(database, [note("a"), rogue])
+    for outcome in outcomes:
+        assert isinstance(outcome, StoreError), outcome
+        assert "rolled back" in str(outcome)
+    assert writers(database) == set()
+    with database.transaction() as connection:
+        note("after")(connection)
+    assert writers(database) == {"after"}
