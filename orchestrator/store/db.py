@@ -32,12 +32,14 @@ Theory of operation:
   one is appending a :class:`Migration` to :data:`MIGRATIONS`.
 - What makes a file damaged (its header, ``quick_check``, no schema, a schema that differs from
   the migrations') is told apart in ``integrity.py``.
-- ``sqlite3`` connections must not be shared between threads, so :class:`Database` hands each
-  thread its own connection and closes them all in :meth:`Database.close`.
+- ``sqlite3`` connections must not be used by two threads at once, so :class:`Database` hands
+  each thread its own connection for reads and closes them all in :meth:`Database.close`.
 - :meth:`Database.transaction` starts with ``BEGIN IMMEDIATE``: it takes the write lock up front,
   so a read-then-write inside it (the token refresh) is serialised across processes. Threads of
-  one process first queue on a lock of their own, handed over as soon as a transaction ends
-  (SQLite's busy handler would have them poll with sleeps).
+  one process write on one connection, taking turns (``group_commit.py``): the writers queued
+  for the turn share one transaction and one commit, each in a savepoint of its own, and each
+  returns only once that commit is done (SQLite's busy handler would have them poll with sleeps,
+  and one fsync per write capped a run's writes, benchmarks/README.md §6).
 - Durability: every commit waits for the disk (``synchronous = FULL``: the WAL is fsynced), so a
   committed step survives a power cut. A caller may ask for ``transaction(durable=False)`` for
   a step whose loss a rerun recovers from: it is committed (a killed process keeps it: it is in
@@ -66,6 +68,7 @@ from orchestrator.errors import (
     StorePermissionError,
 )
 from orchestrator.store import generation
+from orchestrator.store.group_commit import GroupCommit
 from orchestrator.store.integrity import (
     check_header,
     check_initialised,
@@ -95,7 +98,6 @@ DEFAULT_BUSY_TIMEOUT = 90.0
 (three attempts with bounded timeouts, see ``tokens.py``), so a waiting process gets its turn."""
 
 _SYNC_DURABLE = "PRAGMA synchronous = FULL"
-_SYNC_DEFERRED = "PRAGMA synchronous = NORMAL"
 
 _PRIVATE_BITS = stat.S_IRWXG | stat.S_IRWXO
 # Extended result codes carry the primary code in their low byte.
@@ -208,7 +210,12 @@ class Database:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
-        self._writers = threading.Lock()
+        self._writer = GroupCommit(
+            self._connect,
+            self.translate_errors,
+            location=str(path),
+            timeout=busy_timeout,
+        )
 
     @classmethod
     def open(
@@ -269,16 +276,22 @@ class Database:
     # -- connections ------------------------------------------------------------------------
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection (made on first use)."""
+        """This thread's connection (made on first use), for reads; writes go through
+        :meth:`transaction`, on the one connection the process writes with."""
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is not None:
-            return connection
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def _connect(self) -> sqlite3.Connection:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"the state database {self.path} is closed")
             with self.translate_errors():
-                # check_same_thread=False only so close() can close every thread's connection;
-                # each connection is used by the thread that made it and no other.
+                # check_same_thread=False so close() can close every thread's connection, and
+                # the writing connection can pass from thread to thread with the writer's turn
+                # (group_commit.py); a connection is never used by two threads at once.
                 connection = sqlite3.connect(
                     self.path,
                     timeout=self.busy_timeout,
@@ -302,7 +315,6 @@ class Database:
                     connection.close()
                     raise
             self._connections.append(connection)
-        self._local.connection = connection
         return connection
 
     def close(self) -> None:
@@ -323,67 +335,34 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """A write transaction (``BEGIN IMMEDIATE``): commit on success, roll back on error.
+        """A write transaction: returns once committed (on disk, if ``durable``); rolled back
+        on error.
 
-        The write lock is taken at the start, so everything read inside is current and no other
-        process can write until it ends. Transactions do not nest.
+        The write lock is taken at the start (``BEGIN IMMEDIATE``), so everything read inside
+        is current and no other process can write until it ends. Transactions do not nest.
+        Writers of this process that queue for it share one transaction and one commit, each
+        inside a savepoint of its own (``group_commit.py``): a write whose body raises is
+        rolled back alone; a failed commit is reported to every write it held.
 
         ``durable=False`` commits without waiting for the disk: the change survives the process
         dying but may be lost, with whatever followed it, to a power cut or an OS crash before
         the next durable commit (see the module docstring). Only for steps a rerun recovers from.
         """
-        connection = self.connection()
-        if connection.in_transaction:
+        if getattr(self._local, "writing", False):
             raise RuntimeError("a transaction is already open on this thread; they do not nest")
-        # This process's writers queue on a lock, handed over the moment a transaction ends;
-        # SQLite's own busy handler would have them poll with sleeps of up to 100 ms, which at
-        # a few dozen threads (a run with many --jobs) costs more than the writes themselves.
-        # Other processes still meet SQLite's busy timeout.
-        if not self._writers.acquire(timeout=self.busy_timeout):
-            raise StoreError(
-                f"{self.path} stayed locked by another writer in this process for more than "
-                f"{self.busy_timeout:g} s",
-                hint="a token refresh or a journal write is stuck; try again",
-            )
+        self._local.writing = True
         try:
-            with self._write_transaction(connection, durable=durable):
-                yield connection
-        finally:
-            self._writers.release()
-
-    @contextlib.contextmanager
-    def _write_transaction(
-        self, connection: sqlite3.Connection, *, durable: bool
-    ) -> Iterator[None]:
-        with self.translate_errors():
-            if not durable:
-                # SQLite refuses to change the safety level inside a transaction.
-                connection.execute(_SYNC_DEFERRED)
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                if not durable:
-                    connection.execute(_SYNC_DURABLE)
-                raise
-        try:
-            try:
-                yield
-            except BaseException as exc:
-                _rollback_quietly(connection)
-                if isinstance(exc, sqlite3.DatabaseError) and _translatable(exc):
-                    raise self._translate(exc) from exc
-                if isinstance(exc, UnicodeDecodeError):
+            with self._writer.write(durable=durable) as connection:
+                try:
+                    yield connection
+                except sqlite3.DatabaseError as exc:
+                    if _translatable(exc):
+                        raise self._translate(exc) from exc
+                    raise
+                except UnicodeDecodeError:
                     raise self._corrupt("its schema text is not valid UTF-8") from None
-                raise
-            try:
-                with self.translate_errors():
-                    connection.execute("COMMIT")
-            finally:
-                _rollback_quietly(connection)
         finally:
-            if not durable:
-                with self.translate_errors():
-                    connection.execute(_SYNC_DURABLE)
+            self._local.writing = False
 
     def fetch_all(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a read query on this thread's connection (outside any explicit transaction)."""
@@ -482,13 +461,6 @@ def _create_database(path: Path, migrations: Sequence[Migration]) -> None:
         for leftover in (temporary, Path(f"{temporary}-journal")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
-
-
-def _rollback_quietly(connection: sqlite3.Connection) -> None:
-    """End a transaction left open by an error (SQLite may already have rolled it back)."""
-    if connection.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            connection.execute("ROLLBACK")
 
 
 def _translatable(exc: BaseException) -> bool:
