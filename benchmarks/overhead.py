@@ -141,12 +141,12 @@ def instrumented(watch: Stopwatch, *, journal_sync: str) -> Iterator[None]:
     original_record = Journal.record
 
     @contextlib.contextmanager
-    def transaction(self: Database, *, durable: bool = True) -> Iterator[Any]:
+    def transaction(self: Database, *, durable: bool = True, alone: bool = False) -> Iterator[Any]:
         chosen = getattr(_CHOSEN, "durable", None)
         durable = durable if chosen is None else chosen
         started = time.perf_counter()
         try:
-            with original_transaction(self, durable=durable) as connection:
+            with original_transaction(self, durable=durable, alone=alone) as connection:
                 yield connection
         finally:
             label = "store commit, synced" if durable else "store commit, not synced"

@@ -136,8 +136,12 @@ class StoreDatabase(Protocol):
         ...
 
     def transaction(
-        self, *, durable: bool = True
-    ) -> contextlib.AbstractContextManager[StoreConnection]: ...
+        self, *, durable: bool = True, alone: bool = False
+    ) -> contextlib.AbstractContextManager[StoreConnection]:
+        """``alone``: the body waits on something slow (a token refresh asks TikTok inside its
+        transaction), so it must not share a commit with other writes (SQLite's group commit:
+        those would wait for it)."""
+        ...
 
     def fetch_all(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]: ...
 
@@ -334,7 +338,9 @@ class Database:
     # -- transactions and queries -----------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def transaction(
+        self, *, durable: bool = True, alone: bool = False
+    ) -> Iterator[sqlite3.Connection]:
         """A write transaction: returns once committed (on disk, if ``durable``); rolled back
         on error.
 
@@ -347,12 +353,15 @@ class Database:
         ``durable=False`` commits without waiting for the disk: the change survives the process
         dying but may be lost, with whatever followed it, to a power cut or an OS crash before
         the next durable commit (see the module docstring). Only for steps a rerun recovers from.
+
+        ``alone=True`` for a body that waits on something slow (a call to TikTok): the writes
+        already in a shared transaction are committed first, and none joins this one.
         """
         if getattr(self._local, "writing", False):
             raise RuntimeError("a transaction is already open on this thread; they do not nest")
         self._local.writing = True
         try:
-            with self._writer.write(durable=durable) as connection:
+            with self._writer.write(durable=durable, alone=alone) as connection:
                 try:
                     yield connection
                 except sqlite3.DatabaseError as exc:

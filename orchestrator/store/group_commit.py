@@ -24,9 +24,9 @@ Theory of operation (leader/follower, no thread of its own):
   may join a durable batch; it is then synced too, which is more than it asked for.
 - If SQLite rolls the whole transaction back under a member (an I/O error, a full disk), the
   members already done with their work are told so, and the next holder opens a new batch.
-- A holder that keeps the turn long (a token refresh asks TikTok inside its transaction)
-  delays the commit of the members before it in the batch, where they used to return at once;
-  their next write would have waited for it anyway.
+- A writer that waits on something slow inside its transaction (a token refresh asks TikTok)
+  says so (``alone``): the open batch is committed before its work starts, and it commits its
+  own transaction without taking members, so nobody's commit waits for TikTok.
 - A member's wait for the commit is bounded like the wait for the turn; a member woken by its
   timeout is told the outcome is unknown (it may have been committed after all).
 """
@@ -62,6 +62,8 @@ class _Batch:
 
     durable: bool
     started: float
+    alone: bool = False
+    """Opened by a slow writer: it takes no other members."""
     members: int = 0
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
@@ -109,12 +111,13 @@ class GroupCommit:
             return self._waiting
 
     @contextlib.contextmanager
-    def write(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
-        """This thread's turn inside a shared transaction; returns once it is committed."""
+    def write(self, *, durable: bool, alone: bool = False) -> Iterator[sqlite3.Connection]:
+        """This thread's turn inside a shared transaction (its own if ``alone``); returns once
+        it is committed."""
         self._take_turn()
         try:
             connection = self._writer()
-            batch = self._join(connection, durable=durable)
+            batch = self._join(connection, durable=durable, alone=alone)
         except BaseException:
             self._release_turn()
             raise
@@ -171,24 +174,24 @@ class GroupCommit:
 
     # -- the batch (the caller holds the turn) -----------------------------------------------
 
-    def _join(self, connection: sqlite3.Connection, *, durable: bool) -> _Batch:
+    def _join(self, connection: sqlite3.Connection, *, durable: bool, alone: bool) -> _Batch:
         batch = self._batch
-        if batch is not None and durable and not batch.durable:
+        if batch is not None and (alone or (durable and not batch.durable)):
             self._commit(connection, batch)
             batch = None
         if batch is None:
-            batch = self._begin(connection, durable=durable)
+            batch = self._begin(connection, durable=durable, alone=alone)
         batch.members += 1
         return batch
 
-    def _begin(self, connection: sqlite3.Connection, *, durable: bool) -> _Batch:
+    def _begin(self, connection: sqlite3.Connection, *, durable: bool, alone: bool) -> _Batch:
         with self._translate():
             if self._durable_level is not durable:
                 # SQLite refuses to change the safety level inside a transaction.
                 connection.execute(_SYNC_DURABLE if durable else _SYNC_DEFERRED)
                 self._durable_level = durable
             connection.execute("BEGIN IMMEDIATE")
-        batch = _Batch(durable=durable, started=self._clock())
+        batch = _Batch(durable=durable, started=self._clock(), alone=alone)
         self._batch = batch
         return batch
 
@@ -226,6 +229,7 @@ class GroupCommit:
                 return
             if (
                 self._waiting > 0
+                and not batch.alone
                 and batch.members < self._max_members
                 and self._clock() - batch.started < self._max_seconds
             ):

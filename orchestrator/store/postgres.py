@@ -331,8 +331,10 @@ class PostgresDatabase:
     # -- transactions and queries -----------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
+    def transaction(self, *, durable: bool = True, alone: bool = False) -> Iterator[Connection]:
         """A transaction: commit on success, roll back on error. Transactions do not nest.
+        (``alone`` changes nothing here: each transaction has a connection and a commit of its
+        own.)
 
         ``durable=False`` commits without waiting for the server's disk (see the module
         docstring). Rows are locked as they are written, or read with :attr:`lock_suffix`.

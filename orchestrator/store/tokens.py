@@ -516,7 +516,9 @@ class TokenProvider:
         self, open_id: str, still_needed: Callable[[StoredCredentials], bool]
     ) -> _RefreshResult:
         store = self._store
-        with store.database.transaction() as connection:
+        # Alone: TikTok is asked inside this transaction, and no other write's commit may
+        # wait for that answer.
+        with store.database.transaction(alone=True) as connection:
             row = _select(connection, open_id, lock_suffix=store.database.lock_suffix)
             if row is None:
                 raise NeedsLoginError(open_id, "not in the token store")

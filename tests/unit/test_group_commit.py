@@ -263,3 +263,48 @@ def test_a_transaction_lost_under_a_writer_fails_every_writer_in_it(
     with database.transaction() as connection:
         note("after")(connection)
     assert writers(database) == {"after"}
+
+
+def test_a_slow_writer_alone_lets_the_writes_before_it_commit_and_takes_no_others(
+    traced: tuple[Database, Trace],
+) -> None:
+    """A token refresh asks TikTok inside its transaction (``alone=True``): the write that
+    handed it the turn is committed before the refresh's work starts, and a write queued
+    meanwhile gets a commit of its own, not the refresh's."""
+    database, trace = traced
+    writer = database._writer
+    first_holding, slow_working, slow_may_finish = (threading.Event() for _ in range(3))
+    first_done = threading.Event()
+
+    def first() -> None:
+        with database.transaction() as connection:
+            first_holding.set()
+            wait_until(lambda: writer.waiting == 1)  # the slow writer queued behind it
+            note("first")(connection)
+        first_done.set()
+
+    def slow() -> None:
+        with database.transaction(alone=True) as connection:
+            slow_working.set()
+            note("slow")(connection)
+            assert slow_may_finish.wait(BOUND)  # waiting for TikTok's answer
+
+    def later() -> None:
+        with database.transaction() as connection:
+            note("later")(connection)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert first_holding.wait(BOUND)
+    threads.append(threading.Thread(target=slow))
+    threads[1].start()
+    assert slow_working.wait(BOUND)
+    assert first_done.wait(BOUND), "the first write waited for the slow one's commit"
+    threads.append(threading.Thread(target=later))
+    threads[2].start()
+    wait_until(lambda: writer.waiting == 1)
+    slow_may_finish.set()
+    for thread in threads:
+        thread.join(BOUND)
+    inserts = [[text.split("'")[1] for text in batch] for _, batch in trace.batches()]
+    assert inserts == [["first"], ["slow"], ["later"]]
