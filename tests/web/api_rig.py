@@ -24,6 +24,7 @@ from orchestrator.web.server import MAX_REQUEST_BODY
 from orchestrator.web.worker import ApiDrain, PostWorker
 from tests.functional.run_support import make_clip, sandbox_settings, sign_in
 from tests.support.waitress_thread import LOOP_TIMEOUT, serving
+from tests.web.conftest import ADMIN_PASSWORD_HASH
 
 ADMIN_PASSWORD = "correct horse battery staple"
 WAIT_LIMIT = 60.0
@@ -85,7 +86,7 @@ def open_api_rig(
         sign_in(settings, sandbox, clock, [user.open_id for user in sandbox.users])
         web_config = load_web_config(
             environ={
-                "ORCHESTRATOR_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "ORCHESTRATOR_ADMIN_PASSWORD_HASH": ADMIN_PASSWORD_HASH,
                 "ORCHESTRATOR_UPLOAD_ROOTS": str(media),
             }
         )
