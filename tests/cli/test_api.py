@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator import api
 from orchestrator.config import load_settings
+from orchestrator.sandbox import SandboxConfig
 from orchestrator.sandbox.demo import sandbox_session
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,9 @@ def test_runnable_readme_python_block_succeeds_against_the_sandbox(
     pointing at a running sandbox whose users are signed in (as a deployment's would be)."""
     shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
     base = load_settings(environ={}, home=tmp_path / "unused-home")
-    with sandbox_session(base) as settings:
+    # No PROCESSING answer before the final one: polling is proven elsewhere
+    # (tests/functional/test_upload_sandbox.py with a manual clock); here each would cost 2 s.
+    with sandbox_session(base, config=SandboxConfig(processing_polls=0)) as settings:
         secret = settings.client_secret
         assert secret is not None
         assert settings.client_key is not None

@@ -16,6 +16,7 @@ from orchestrator.manifest import check_manifest
 from orchestrator.manifest.convert import entries_of, read_manifest_data
 from orchestrator.manifest.csvdoc import entry_field_types
 from tests.support import media_factory as mf
+from tests.support.run_support import Served
 from tests.unit.test_csv_manifest import SPREADSHEET_EXPORT
 
 EVERY_FIELD = """
@@ -207,12 +208,13 @@ def test_new_refuses_a_bad_sidecar_and_a_per_day_over_the_cap(clips: Path) -> No
     assert "over the direct cap of 15" in result.output
 
 
-def test_spreadsheet_export_runs_on_the_sandbox(tmp_path: Path, monkeypatch: Any) -> None:
+def test_spreadsheet_export_runs_on_the_sandbox(served: Served) -> None:
     """The hand-written export (BOM, semicolons, quoted commas, CRLF) posts both entries."""
-    (tmp_path / "a.mp4").write_bytes(mf.mp4())
-    (tmp_path / "b.mp4").write_bytes(mf.mp4(mdat_bytes=4096))
-    (tmp_path / "posts.csv").write_bytes(SPREADSHEET_EXPORT)
-    monkeypatch.chdir(tmp_path)
-    result = invoke("run", "--sandbox", "posts.csv", "--no-progress")
+    # A served sandbox (users signed in, the first status answer final) rather than `run
+    # --sandbox`, whose simulator answers PROCESSING first: a 2 s poll wait this test is not about.
+    (served.folder / "a.mp4").write_bytes(mf.mp4())
+    (served.folder / "b.mp4").write_bytes(mf.mp4(mdat_bytes=4096))
+    (served.folder / "posts.csv").write_bytes(SPREADSHEET_EXPORT)
+    result = served.invoke("run", "posts.csv", "--no-progress")
     assert result.exit_code == 0, result.output
     assert "2 entries: 2 published" in result.output

@@ -221,7 +221,9 @@ def test_wording_of_validation_problems(served: Served) -> None:
 def test_a_rerun_that_only_polls_says_polling(tmp_path: Path) -> None:
     """An upload whose bytes all went before (processing) is polled by the rerun: the log says
     polling, not uploading with a size."""
-    with serve(tmp_path, SandboxConfig(processing_polls=3)) as served:
+    # One PROCESSING answer: the first run's only fetch gets it; the rerun's first is final, so
+    # the rerun sleeps no poll interval.
+    with serve(tmp_path, SandboxConfig(processing_polls=1)) as served:
         _rerun_polls(served)
 
 

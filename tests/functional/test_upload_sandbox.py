@@ -7,7 +7,6 @@ Each test checks what the *server* received: exactly one completed upload, byte-
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from orchestrator.upload import (
     UploadState,
     UrlSource,
 )
+from tests.support.run_support import unique_bytes
 
 USER = "sandbox-user-1"
 TWO_CHUNKS = 2 * MIN_CHUNK + 12_345  # just over two minimum chunks: chunk 0 + a longer last one
@@ -146,7 +146,7 @@ _SEEDS = iter(range(1_000_000))
 
 def make_video(folder: Path, size: int = TWO_CHUNKS) -> tuple[Path, str]:
     """A file of random bytes (unique per call) and its SHA-256."""
-    data = random.Random(next(_SEEDS)).randbytes(size)
+    data = unique_bytes(next(_SEEDS), size)
     path = folder / f"video-{size}-{hashlib.sha256(data).hexdigest()[:8]}.mp4"
     path.write_bytes(data)
     return path, hashlib.sha256(data).hexdigest()

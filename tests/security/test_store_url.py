@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.secret import Secret
 from orchestrator.store.postgres import PostgresDatabase, parse_store_url
+from tests.support.tiers import fuzz_examples
 
 _NO_PSYCOPG = importlib.util.find_spec("psycopg") is None
 needs_psycopg = pytest.mark.skipif(
@@ -116,7 +117,7 @@ _PASSWORD = st.text(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=fuzz_examples(400), deadline=None)
 @given(password=_PASSWORD, user=st.sampled_from(["tiktok", "", "a%40b"]))
 def test_no_piece_of_a_random_password_is_ever_shown(password: str, user: str) -> None:
     """Fuzz: any password (with %, @, /, :, unicode) is either accepted — and the location
@@ -129,7 +130,7 @@ def test_no_piece_of_a_random_password_is_ever_shown(password: str, user: str) -
     assert _leaks(password, url, shown) == []
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz_examples(300), deadline=None)
 @given(tail=st.text(min_size=0, max_size=40))
 def test_any_text_after_the_scheme_is_a_config_error_or_a_location(tail: str) -> None:
     """Fuzz: a URL of any shape is accepted or refused by ConfigError, never a library error."""

@@ -35,6 +35,7 @@ from orchestrator.media import (
     sniff_container,
 )
 from tests.support import media_factory as mf
+from tests.support.tiers import fuzz_examples
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "manifests" / "samples"
@@ -630,7 +631,9 @@ def _boxes_strategy() -> st.SearchStrategy[bytes]:
     )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=fuzz_examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.one_of(st.binary(max_size=600), _boxes_strategy()))
 def test_box_reader_never_crashes_or_reads_unboundedly(data: bytes) -> None:
     """On any bytes the MP4 reader returns or raises MediaError, within its read budget."""
@@ -640,7 +643,7 @@ def test_box_reader_never_crashes_or_reads_unboundedly(data: bytes) -> None:
     assert file.bytes_read <= _BUDGET
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz_examples(300), deadline=None)
 @given(st.binary(max_size=600))
 def test_webm_reader_and_sniffer_never_crash(data: bytes) -> None:
     """On any bytes the WebM reader and the sniffer return or raise MediaError, boundedly."""

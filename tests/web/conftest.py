@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,19 @@ from orchestrator.store.tokens import TokenStore
 from orchestrator.web import create_app
 
 ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def _cheap_scrypt_hash(password: str) -> str:
+    """``password`` as an ``ORCHESTRATOR_ADMIN_PASSWORD_HASH`` with the smallest cost the app
+    accepts (n=2**10): each sign-in then costs ~1 ms of scrypt instead of ~50 ms. The product's
+    own cost and the plain-password form are tested in test_security.py."""
+    salt = b"tests-fixed-salt"
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**10, r=8, p=1, dklen=32)
+    encode = base64.urlsafe_b64encode
+    return f"$scrypt$n={2**10},r=8,p=1${encode(salt).decode()}${encode(digest).decode()}"
+
+
+ADMIN_PASSWORD_HASH = _cheap_scrypt_hash(ADMIN_PASSWORD)
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -51,7 +66,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def web_config() -> WebConfig:
-    return load_web_config(environ={"ORCHESTRATOR_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    return load_web_config(environ={"ORCHESTRATOR_ADMIN_PASSWORD_HASH": ADMIN_PASSWORD_HASH})
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import InviteStore
 from orchestrator.web import create_app
 from tests.support.waitress_thread import LOOP_TIMEOUT
+from tests.web.conftest import ADMIN_PASSWORD_HASH
 
 SCOPES = ("user.info.basic", "video.publish", "video.upload")
 
@@ -203,7 +204,9 @@ def rig(
             client_key=sandbox.client_key,
             client_secret=Secret(sandbox.client_secret),
         )
-        config = WebConfig(public_url=base, admin_password=Secret("operator-pw"), pkce=pkce)
+        config = WebConfig(
+            public_url=base, admin_password_hash=Secret(ADMIN_PASSWORD_HASH), pkce=pkce
+        )
         with TokenStore.open(settings, clock=clock) as store:
             holder["app"] = create_app(config, settings=settings, clock=clock, token_store=store)
             stop = threading.Event()

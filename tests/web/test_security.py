@@ -26,7 +26,7 @@ from orchestrator.web.security import (
     hash_password,
     safe_next,
 )
-from tests.web.conftest import ADMIN_PASSWORD, post_form, sign_in
+from tests.web.conftest import ADMIN_PASSWORD, ADMIN_PASSWORD_HASH, post_form, sign_in
 
 
 def _make_invite_and_key(operator: FlaskClient) -> tuple[str, str]:
@@ -202,7 +202,7 @@ def test_session_cookie_is_httponly_lax_and_secure_when_public(
     """The session cookie: HttpOnly and SameSite=Lax always, Secure with an https public URL."""
     for public_url, secure in (("http://127.0.0.1:8700", False), ("https://posts.example", True)):
         config = load_web_config(
-            environ={"ORCHESTRATOR_ADMIN_PASSWORD": ADMIN_PASSWORD},
+            environ={"ORCHESTRATOR_ADMIN_PASSWORD_HASH": ADMIN_PASSWORD_HASH},
             public_url=public_url,
         )
         client = create_app(
@@ -246,7 +246,8 @@ def test_trusted_proxy_headers_only_when_configured(
     a client cannot dodge the login throttle by making up addresses."""
     for proxies, dodges in ((0, False), (1, True)):
         config = load_web_config(
-            environ={"ORCHESTRATOR_ADMIN_PASSWORD": ADMIN_PASSWORD}, trusted_proxies=proxies
+            environ={"ORCHESTRATOR_ADMIN_PASSWORD_HASH": ADMIN_PASSWORD_HASH},
+            trusted_proxies=proxies,
         )
         client = create_app(
             config, settings=settings, clock=clock, token_store=token_store
