@@ -250,6 +250,14 @@ _WEB_V3 = (
     "ALTER TABLE web_posts ADD COLUMN rejection TEXT",
 )
 
+_WEB_V4 = (
+    # What an OAuth attempt is for: 'connect' (an invite: `invite_id`) or 'review' (a creator
+    # signing in to review; `review_link_id` is the link it started from, if any, and
+    # `invite_id` is empty).
+    "ALTER TABLE connect_states ADD COLUMN purpose TEXT NOT NULL DEFAULT 'connect'",
+    "ALTER TABLE connect_states ADD COLUMN review_link_id TEXT",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("token store", _TOKEN_STORE_V1),
     Migration("journal", _JOURNAL_V1),
@@ -262,5 +270,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("creator review: items and links", REVIEW_V1),
     Migration("journal index by entry id", _JOURNAL_V4),
     Migration("web: posts set aside by the worker", _WEB_V3),
+    Migration("web: review sign-ins", _WEB_V4),
     # Append new migrations here; never edit or reorder one that has shipped.
 )

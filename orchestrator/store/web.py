@@ -31,6 +31,7 @@ __all__ = [
     "SESSION_KEY_NAME",
     "ApiKey",
     "ApiKeyStore",
+    "AttemptFor",
     "ConnectState",
     "ConnectStateStore",
     "IdempotencyConflict",
@@ -44,7 +45,6 @@ __all__ = [
     "WebPostStore",
     "digests_match",
     "new_secret",
-    "review_sign_in_tag",
     "secret_digest",
     "session_signing_key",
 ]
@@ -307,38 +307,33 @@ class ApiKeyStore:
 # -- OAuth connect states ------------------------------------------------------------------------
 
 
-REVIEW_SIGN_IN_TAG = "review:"
-"""What a review sign-in keeps in ``connect_states.invite_id`` instead of an invite's id (an
-invite id is hex, so the two never meet): the tag, then the id of the review link the sign-in
-started from, or nothing when it started from the plain ``/review`` page."""
+@dataclass(frozen=True)
+class AttemptFor:
+    """What an authorize request is for: connecting an account through an invite, or a creator
+    signing in to review (from a review link, when known: never taken from the browser)."""
 
+    invite_id: str | None = None
+    review_link_id: str | None = None
+    review: bool = False
 
-def review_sign_in_tag(link_id: str | None) -> str:
-    """The ``invite_id`` value of a review sign-in (for the link ``link_id``, if known)."""
-    return REVIEW_SIGN_IN_TAG + (link_id or "")
+    @classmethod
+    def invite(cls, invite_id: str) -> AttemptFor:
+        return cls(invite_id=invite_id)
+
+    @classmethod
+    def review_sign_in(cls, link_id: str | None) -> AttemptFor:
+        return cls(review_link_id=link_id, review=True)
 
 
 @dataclass(frozen=True)
 class ConnectState:
-    """One authorize request in flight: which invite (or review sign-in), the sealed PKCE
-    verifier, and the hash of the browser cookie it is bound to."""
+    """One authorize request in flight: what it is for, the sealed PKCE verifier, and the hash
+    of the browser cookie it is bound to."""
 
-    invite_id: str
+    purpose: AttemptFor
     sealed_verifier: bytes
     browser_hash: str
     created_at: float
-
-    @property
-    def review_sign_in(self) -> bool:
-        """Whether this is a creator signing in to review, not connecting through an invite."""
-        return self.invite_id.startswith(REVIEW_SIGN_IN_TAG)
-
-    @property
-    def review_link_id(self) -> str | None:
-        """The review link a review sign-in started from (server-side, never the browser's)."""
-        if not self.review_sign_in:
-            return None
-        return self.invite_id.removeprefix(REVIEW_SIGN_IN_TAG) or None
 
 
 class ConnectStateStore:
@@ -348,14 +343,17 @@ class ConnectStateStore:
         self.database = database
         self._clock = clock
 
-    def add(self, state: str, *, invite_id: str, sealed_verifier: bytes, browser: str) -> None:
+    def add(self, state: str, *, purpose: AttemptFor, sealed_verifier: bytes, browser: str) -> None:
         with self.database.transaction() as connection:
             connection.execute(
-                "INSERT INTO connect_states (state_hash, invite_id, sealed_verifier, "
-                "browser_hash, created_at, used_at) VALUES (?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO connect_states (state_hash, invite_id, purpose, review_link_id, "
+                "sealed_verifier, browser_hash, created_at, used_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
                 (
                     secret_digest(state),
-                    invite_id,
+                    purpose.invite_id or "",
+                    "review" if purpose.review else "connect",
+                    purpose.review_link_id,
                     sealed_verifier,
                     secret_digest(browser),
                     self._clock.time(),
@@ -369,8 +367,8 @@ class ConnectStateStore:
         digest = secret_digest(state)
         with self.database.transaction() as connection:
             row = connection.execute(
-                "SELECT state_hash, invite_id, sealed_verifier, browser_hash, created_at, used_at "
-                "FROM connect_states WHERE state_hash = ?",
+                "SELECT state_hash, invite_id, purpose, review_link_id, sealed_verifier, "
+                "browser_hash, created_at, used_at FROM connect_states WHERE state_hash = ?",
                 (digest,),
             ).fetchone()
             if row is None or row["used_at"] is not None:
@@ -382,8 +380,13 @@ class ConnectStateStore:
             return None
         if now - float(row["created_at"]) > max_age:
             return None
+        purpose = (
+            AttemptFor.review_sign_in(row["review_link_id"])
+            if row["purpose"] == "review"
+            else AttemptFor.invite(row["invite_id"])
+        )
         return ConnectState(
-            invite_id=row["invite_id"],
+            purpose=purpose,
             sealed_verifier=bytes(row["sealed_verifier"]),
             browser_hash=row["browser_hash"],
             created_at=float(row["created_at"]),

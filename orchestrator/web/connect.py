@@ -42,7 +42,13 @@ from orchestrator.auth import store_authorization
 from orchestrator.config import ENV_WEB_PKCE
 from orchestrator.errors import ConfigError, OAuthError, OrchestratorError, TransportError
 from orchestrator.secret import Secret
-from orchestrator.store.web import ConnectState, Invite, InviteState, secret_digest
+from orchestrator.store.web import (
+    AttemptFor,
+    ConnectState,
+    Invite,
+    InviteState,
+    secret_digest,
+)
 from orchestrator.tiktok.oauth import AuthorizationCode, OAuthClient, parse_scopes
 from orchestrator.tiktok.web_oauth import (
     CONNECT_CALLBACK_PATH,
@@ -193,13 +199,15 @@ def retry() -> ResponseReturnValue:
 
 def _start_attempt(invite: Invite) -> ResponseReturnValue:
     return start_authorization(
-        invite.scopes, invite_id=invite.id, what=f"connect: invite {invite.id}"
+        invite.scopes, AttemptFor.invite(invite.id), what=f"connect: invite {invite.id}"
     )
 
 
-def start_authorization(scopes: Iterable[str], *, invite_id: str, what: str) -> ResponseReturnValue:
+def start_authorization(
+    scopes: Iterable[str], purpose: AttemptFor, *, what: str
+) -> ResponseReturnValue:
     """Send this browser to TikTok's authorize page for ``scopes``: a fresh state bound to
-    ``invite_id`` (an invite, or a review sign-in's tag) and to this browser's cookie.
+    ``purpose`` (an invite, or a review sign-in) and to this browser's cookie.
     ``what`` names the attempt in the log."""
     found = services()
     settings = found.settings
@@ -229,7 +237,7 @@ def start_authorization(scopes: Iterable[str], *, invite_id: str, what: str) -> 
         open_id=secret_digest(state),
         purpose="connect_verifier",
     )
-    found.connect_states.add(state, invite_id=invite_id, sealed_verifier=sealed, browser=browser)
+    found.connect_states.add(state, purpose=purpose, sealed_verifier=sealed, browser=browser)
     log.info("%s: sending a browser to TikTok's authorize page", what)
     # A bare redirect: the body Flask would write repeats the URL, state included.
     response = Response(status=303, headers={"Location": authorization.url})
@@ -273,11 +281,11 @@ def callback() -> ResponseReturnValue:
                 "browser, and continue from there.",
             )
         )
-    if attempt.review_sign_in:
+    if attempt.purpose.review:
         from orchestrator.web import review_signin
 
         return review_signin.finish(attempt, state)
-    invite = found.invites.get(attempt.invite_id)
+    invite = found.invites.get(attempt.purpose.invite_id or "")
     if invite is None:
         return problem_page(Problem(404, "This invite is gone", "", _ASK_FOR_NEW))
     invite_state = invite.state(found.clock.time())

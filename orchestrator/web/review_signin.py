@@ -39,7 +39,7 @@ from flask.typing import ResponseReturnValue
 
 from orchestrator.errors import OAuthError, OrchestratorError, TransportError
 from orchestrator.store.review import DEFAULT_LINK_LIFETIME, ReviewLink, ReviewStore
-from orchestrator.store.web import ConnectState, review_sign_in_tag
+from orchestrator.store.web import AttemptFor, ConnectState
 from orchestrator.tiktok.oauth import OAuthClient
 from orchestrator.tiktok.oauth_values import TokenGrant
 from orchestrator.tiktok.web_oauth import connect_redirect_uri
@@ -135,7 +135,7 @@ def _start(link: ReviewLink | None) -> ResponseReturnValue:
     session[_RETRY_KEY] = link.id if link is not None else ""
     what = f"review sign-in (link {link.id})" if link is not None else "review sign-in"
     return start_authorization(
-        scopes, invite_id=review_sign_in_tag(link.id if link else None), what=what
+        scopes, AttemptFor.review_sign_in(link.id if link else None), what=what
     )
 
 
@@ -175,7 +175,7 @@ def finish(attempt: ConnectState, state: str) -> ResponseReturnValue:
         grant = dataclasses.replace(grant, scopes=answer.granted)
     session.pop(_RETRY_KEY, None)
     _keep_if_not_a_downgrade(grant)
-    return _open_review(grant.open_id, attempt.review_link_id)
+    return _open_review(grant.open_id, attempt.purpose.review_link_id)
 
 
 def _keep_if_not_a_downgrade(grant: TokenGrant) -> None:

@@ -15,6 +15,7 @@ from orchestrator.store.tokens import TokenStore
 from orchestrator.store.web import (
     API_KEY_PREFIX,
     ApiKeyStore,
+    AttemptFor,
     ConnectStateStore,
     IdempotencyConflict,
     InviteState,
@@ -198,15 +199,40 @@ def test_a_connect_state_is_used_once_by_its_browser(
 ) -> None:
     """A state is consumed once, only with the cookie it was bound to, and only while fresh."""
     states = ConnectStateStore(token_store.database, clock=clock)
-    states.add("state-1", invite_id="inv", sealed_verifier=b"sealed", browser="cookie-a")
+    states.add(
+        "state-1", purpose=AttemptFor.invite("inv"), sealed_verifier=b"sealed", browser="cookie-a"
+    )
     assert states.consume("state-1", browser="cookie-b", max_age=600) is None
     assert states.consume("state-1", browser="cookie-a", max_age=600) is None  # burnt above
-    states.add("state-2", invite_id="inv", sealed_verifier=b"sealed", browser="cookie-a")
+    states.add(
+        "state-2", purpose=AttemptFor.invite("inv"), sealed_verifier=b"sealed", browser="cookie-a"
+    )
     found = states.consume("state-2", browser="cookie-a", max_age=600)
     assert found is not None
-    assert found.invite_id == "inv"
+    assert found.purpose == AttemptFor.invite("inv")
     assert found.sealed_verifier == b"sealed"
     assert states.consume("state-2", browser="cookie-a", max_age=600) is None
-    states.add("state-3", invite_id="inv", sealed_verifier=b"s", browser="cookie-a")
+    states.add(
+        "state-3", purpose=AttemptFor.invite("inv"), sealed_verifier=b"s", browser="cookie-a"
+    )
     clock.advance(601)
     assert states.consume("state-3", browser="cookie-a", max_age=600) is None
+
+
+@pytest.mark.parametrize("link_id", ["link-1", None])
+def test_a_review_sign_in_state_says_so_and_names_its_link(
+    token_store: TokenStore, clock: ManualClock, link_id: str | None
+) -> None:
+    """A review sign-in is kept as one (not as an invite), with the link it started from."""
+    states = ConnectStateStore(token_store.database, clock=clock)
+    states.add(
+        "state-r",
+        purpose=AttemptFor.review_sign_in(link_id),
+        sealed_verifier=b"s",
+        browser="cookie-a",
+    )
+    found = states.consume("state-r", browser="cookie-a", max_age=600)
+    assert found is not None
+    assert found.purpose.review
+    assert found.purpose.invite_id is None
+    assert found.purpose.review_link_id == link_id
