@@ -39,3 +39,24 @@ def store_accept_restore(ctx: click.Context) -> None:
         f"{database.path} is now this home's latest state database (generation {now}; the "
         f"home had seen {seen if seen is not None else 'none'}); runs will trust its journal"
     )
+
+
+@store.command("rotate-session-key")
+@click.pass_context
+@handles_errors
+def store_rotate_session_key(ctx: click.Context) -> None:
+    """Give `serve` a new session key: every operator and review session ends.
+
+    After a leak, or to sign everyone out. Restart every `serve` instance on this store
+    afterwards: each reads the key when it starts.
+    """
+    from orchestrator.clock import SystemClock
+    from orchestrator.store.tokens import TokenStore
+    from orchestrator.store.web import rotate_session_key
+
+    with TokenStore.open(options_of(ctx).settings(), clock=SystemClock(), create=False) as opened:
+        rotate_session_key(opened.database, opened.cipher)
+        where = opened.database.location
+    click.echo(
+        f"new session key in {where}; restart every `serve` instance on it: their sessions end"
+    )

@@ -45,6 +45,7 @@ __all__ = [
     "WebPostStore",
     "digests_match",
     "new_secret",
+    "rotate_session_key",
     "secret_digest",
     "session_signing_key",
 ]
@@ -397,9 +398,9 @@ class ConnectStateStore:
 
 SESSION_KEY_NAME = "web_session_key"
 """The ``store_meta`` row holding the key that signs ``serve``'s session cookies (sealed with
-the token cipher, so a copy of the database alone cannot forge a session). Rotating it is
-deleting the row with every instance stopped (README, "Creator review"): the first to start
-makes a new one, and every session ends."""
+the token cipher, so a copy of the database alone cannot forge a session). Rotated by
+``orchestrator store rotate-session-key`` (:func:`rotate_session_key`); instances read it when
+they start."""
 
 
 def session_signing_key(database: StoreDatabase, cipher: TokenCipher) -> Secret:
@@ -416,6 +417,17 @@ def session_signing_key(database: StoreDatabase, cipher: TokenCipher) -> Secret:
                 "SELECT value FROM store_meta WHERE name = ?", (SESSION_KEY_NAME,)
             ).fetchone()
     return cipher.open(bytes(row[0]), open_id="", purpose="web_session_key")
+
+
+def rotate_session_key(database: StoreDatabase, cipher: TokenCipher) -> None:
+    """Replace the session key with a new random one: every session signed with the old key
+    ends once the instances restart (each reads the key when it starts)."""
+    with database.transaction() as connection:
+        connection.execute(
+            "INSERT INTO store_meta (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (SESSION_KEY_NAME, _sealed_session_key(cipher)),
+        )
 
 
 def _sealed_session_key(cipher: TokenCipher) -> bytes:

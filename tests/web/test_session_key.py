@@ -8,9 +8,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
+from orchestrator.cli import cli
 from orchestrator.clock import ManualClock
 from orchestrator.config import Settings, WebConfig, load_settings
 from orchestrator.store.journal import EntryMeta
@@ -121,3 +123,27 @@ def test_the_key_is_in_no_page_log_or_readable_column(
     assert ADMIN_PASSWORD not in "".join(pages)
     for text in [*pages, *(record.getMessage() for record in caplog.records)]:
         assert key not in text
+
+
+def test_rotating_the_key_ends_every_session_after_a_restart(
+    web_config: WebConfig, settings: Settings, clock: ManualClock
+) -> None:
+    """`orchestrator store rotate-session-key`: the next app on the store refuses the cookie
+    the operator signed in with, and a fresh sign-in works."""
+    with TokenStore.open(settings, clock=clock) as store:
+        browser = _app(web_config, settings, clock, store).test_client()
+        assert getattr(sign_in(browser), "status_code", None) == 302
+        cookie = _cookie(browser)
+    result = CliRunner().invoke(
+        cli,
+        ["store", "rotate-session-key"],
+        env={"ORCHESTRATOR_HOME": str(settings.home)},
+    )
+    assert result.exit_code == 0, result.output
+    assert "restart every `serve` instance" in result.output
+    with TokenStore.open(settings, clock=clock) as store:
+        app = _app(web_config, settings, clock, store)
+        assert _with_cookie(app, cookie).get("/accounts").status_code == 302  # to sign-in
+        fresh = app.test_client()
+        assert getattr(sign_in(fresh), "status_code", None) == 302
+        assert fresh.get("/accounts").status_code == 200
