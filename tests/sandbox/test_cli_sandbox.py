@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -15,6 +14,7 @@ import requests
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
+from tests.support.thread_signals import CAN_SIGNAL_THREADS, other_threads, signal_thread
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,17 +95,7 @@ def test_port_in_use_is_a_usage_error() -> None:
     assert "Traceback" not in result.output
 
 
-def _signal_thread(pid: int, tid: int, signum: int) -> None:
-    """Send ``signum`` to one thread of another process (Linux's tgkill)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.tgkill(pid, tid, signum) != 0:
-        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}, {signum})")
-
-
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "tgkill"),
-    reason="targets one thread of the child through Linux's tgkill and /proc",
-)
+@pytest.mark.skipif(not CAN_SIGNAL_THREADS, reason="aims a signal at one thread (Linux tgkill)")
 def test_ctrl_c_taken_by_another_thread_stops_the_sandbox() -> None:
     """A SIGINT that the kernel hands to the server's thread instead of the main one stops
     `sandbox` (exit 0, "sandbox stopped") like any Ctrl-C. Python runs the handler only in the
@@ -114,13 +104,12 @@ def test_ctrl_c_taken_by_another_thread_stops_the_sandbox() -> None:
     process, lines = _start_sandbox()
     try:
         # The banner comes after the server thread started: the only thread besides main now.
-        others = [int(tid) for tid in os.listdir(f"/proc/{process.pid}/task")]
-        others.remove(process.pid)
+        others = other_threads(process.pid)
         assert len(others) == 1, others
         with requests.Session() as session:  # serving, and the main thread now waits
             info = session.get(_api_base(lines) + "/v2/user/info/?fields=open_id", timeout=5)
         assert info.status_code == 401
-        _signal_thread(process.pid, others[0], signal.SIGINT)
+        signal_thread(process.pid, others[0], signal.SIGINT)
         _, stderr = process.communicate(timeout=10)
     finally:
         _stop(process)
