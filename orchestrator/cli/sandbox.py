@@ -69,7 +69,7 @@ def wait_for_interrupt() -> None:
 
     Not ``threading.Event().wait(3600)``: Python runs its SIGINT handler only between bytecodes
     of the main thread, and a lock wait wakes for it only if the signal interrupts that very
-    wait. A SIGINT taken by another thread (the kernel may pick any), or by this one just before
+    wait. A SIGINT taken by another thread (POSIX lets the kernel pick any), or by this one before
     it blocks (on a busy machine: while it waits for the GIL), only sets a flag, and Ctrl-C was
     ignored for up to an hour. The C handler also writes to the wakeup fd, whatever the thread
     and moment, so select() on it always returns, and the return to Python runs the handler.
@@ -82,8 +82,9 @@ def wait_for_interrupt() -> None:
     with reader, writer:
         reader.setblocking(False)
         writer.setblocking(False)
-        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        previous = -1  # what a Ctrl-C right after the set leaves to restore: nobody's
         try:
+            previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
             # Serving until Ctrl-C is this command's job: the wait is deliberately unbounded.
             while True:
                 select.select([reader], [], [])
