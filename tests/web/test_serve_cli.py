@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
+from tests.support.thread_signals import CAN_SIGNAL_THREADS, other_threads, signal_thread
 
 
 def _free_port() -> int:
@@ -68,6 +70,31 @@ def test_serve_binds_loopback_and_answers_healthz(
         assert "Admin password" in answer.read().decode()
     process.terminate()
     assert process.wait(30) == 0
+
+
+@pytest.mark.parametrize(
+    "taken_by",
+    [
+        "process",
+        pytest.param(
+            "another thread",
+            marks=pytest.mark.skipif(
+                not CAN_SIGNAL_THREADS, reason="aims a signal at one thread (Linux tgkill)"
+            ),
+        ),
+    ],
+)
+def test_ctrl_c_stops_serve(serving: tuple[subprocess.Popen[str], int], taken_by: str) -> None:
+    """Ctrl-C stops `serve` with exit 0, also when the kernel hands the SIGINT to one of its
+    threads (waitress's, the worker's) instead of the main one, where Python handles it."""
+    process, _port = serving
+    if taken_by == "process":
+        process.send_signal(signal.SIGINT)
+    else:
+        signal_thread(process.pid, other_threads(process.pid)[0], signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
 
 
 def test_serve_refuses_an_http_public_url_off_loopback(env: dict[str, str]) -> None:
