@@ -111,19 +111,21 @@ def build_caption(description: str, tags: Sequence[str]) -> str:
     hashtags = []
     for tag in tags:
         name = tag.strip().lstrip("#")
-        if name and name.casefold() not in seen:
-            seen.add(name.casefold())
+        folded = name.casefold()
+        if name and folded not in seen:
+            seen.add(folded)
             hashtags.append(f"#{name}")
     text = description.rstrip()
     return " ".join(([text] if text else []) + hashtags)
 
 
-def _has_lone_surrogate(text: str) -> bool:
+def _checked_utf16_units(text: str) -> int | None:
+    """:func:`utf16_units`, or None for text with an unpaired surrogate (one encoding for
+    both questions: every caption is asked both)."""
     try:
-        text.encode("utf-16-le")
+        return len(text.encode("utf-16-le")) // 2
     except UnicodeEncodeError:
-        return True
-    return False
+        return None
 
 
 def _member(kind: type[_E], given: object) -> _E | None:
@@ -336,14 +338,15 @@ class Checker:
 
     def _check_text(self, path: DocPath, caption: str, title: str | None, is_photo: bool) -> None:
         where = (*path, "description")
-        if _has_lone_surrogate(caption):
+        units = _checked_utf16_units(caption)
+        if units is None:
             self.problem(
                 where,
                 "contains an invalid character (an unpaired UTF-16 surrogate)",
                 "remove the broken character (often left by a bad copy-paste of an emoji)",
             )
+            units = utf16_units(caption)
         limit = PHOTO_DESCRIPTION_MAX_UNITS if is_photo else CAPTION_MAX_UNITS
-        units = utf16_units(caption)
         if units > limit:
             what = "description" if is_photo else "caption"
             self.problem(
@@ -353,13 +356,14 @@ class Checker:
                 f"shorten it by {units - limit} or drop some tags",
             )
         if title is not None:
-            if _has_lone_surrogate(title):
+            title_units = _checked_utf16_units(title)
+            if title_units is None:
                 self.problem(
                     (*path, "title"),
                     "contains an invalid character (an unpaired UTF-16 surrogate)",
                     "remove the broken character",
                 )
-            title_units = utf16_units(title)
+                title_units = utf16_units(title)
             if title_units > PHOTO_TITLE_MAX_UNITS:
                 self.problem(
                     (*path, "title"),
