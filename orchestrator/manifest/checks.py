@@ -138,6 +138,23 @@ def _members(kind: type[_E]) -> dict[str, _E]:
     return {member.value: member for member in kind}
 
 
+def _moment(given: str) -> datetime | tuple[str, str]:
+    """``publish_at`` read as a moment in UTC, or what is wrong with it and the fix."""
+    try:
+        moment = datetime.fromisoformat(given.strip())
+    except ValueError:
+        return (
+            f"{given!r} is not an ISO 8601 date-time",
+            "write it like 2026-11-22T18:00:00Z or 2026-11-22T19:00:00+01:00",
+        )
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return (
+            f"{given!r} has no timezone",
+            f"add one: {moment.isoformat()}Z for UTC, or an offset like +02:00",
+        )
+    return moment.astimezone(UTC)
+
+
 def _whole_number(given: object) -> int | None:
     # JSON Schema counts 1.0 as an integer; bools are not numbers here.
     if isinstance(given, bool):
@@ -188,6 +205,7 @@ class Checker:
             notes=self.notes,
         )
         self._inbox_with_post_info: list[str] = []
+        self._moments: dict[str, datetime | tuple[str, str]] = {}
         self._posts: list[_Post] = []
 
     def problem(self, path: DocPath, message: str, fix: str | None = None) -> None:
@@ -375,24 +393,13 @@ class Checker:
     def _publish_at(self, given: object, path: DocPath) -> datetime | None:
         if not isinstance(given, str):
             return None
-        where = (*path, "publish_at")
-        try:
-            moment = datetime.fromisoformat(given.strip())
-        except ValueError:
-            self.problem(
-                where,
-                f"{given!r} is not an ISO 8601 date-time",
-                "write it like 2026-11-22T18:00:00Z or 2026-11-22T19:00:00+01:00",
-            )
-            return None
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            self.problem(
-                where,
-                f"{given!r} has no timezone",
-                f"add one: {moment.isoformat()}Z for UTC, or an offset like +02:00",
-            )
-            return None
-        return moment.astimezone(UTC)
+        found = self._moments.get(given)
+        if found is None:  # read once per distinct text: many entries share a moment
+            found = self._moments[given] = _moment(given)
+        if isinstance(found, datetime):
+            return found
+        self.problem((*path, "publish_at"), *found)
+        return None
 
     # Two entries that would be the same post (SPEC §5): same id, or same user, mode and media.
     def _duplicates(self) -> None:
