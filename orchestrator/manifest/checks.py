@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -104,30 +105,54 @@ def build_caption(description: str, tags: Sequence[str]) -> str:
     A tag is left out when the description already has that hashtag or an earlier tag was the
     same (TikTok hashtags are case-insensitive); the first spelling wins.
     """
-    seen = {tag.casefold() for tag in _HASHTAG.findall(description)}
+    seen = (
+        {tag.casefold() for tag in _HASHTAG.findall(description)} if "#" in description else set()
+    )
     hashtags = []
     for tag in tags:
         name = tag.strip().lstrip("#")
-        if name and name.casefold() not in seen:
-            seen.add(name.casefold())
+        folded = name.casefold()
+        if name and folded not in seen:
+            seen.add(folded)
             hashtags.append(f"#{name}")
     text = description.rstrip()
     return " ".join(([text] if text else []) + hashtags)
 
 
-def _has_lone_surrogate(text: str) -> bool:
+def _checked_utf16_units(text: str) -> int | None:
+    """:func:`utf16_units`, or None for text with an unpaired surrogate (one encoding for
+    both questions: every caption is asked both)."""
     try:
-        text.encode("utf-16-le")
+        return len(text.encode("utf-16-le")) // 2
     except UnicodeEncodeError:
-        return True
-    return False
+        return None
 
 
 def _member(kind: type[_E], given: object) -> _E | None:
+    # A dict lookup: calling the enum for each of 10,000 entries is measurably slower.
+    return _members(kind).get(given) if isinstance(given, str) else None
+
+
+@cache
+def _members(kind: type[_E]) -> dict[str, _E]:
+    return {member.value: member for member in kind}
+
+
+def _moment(given: str) -> datetime | tuple[str, str]:
+    """``publish_at`` read as a moment in UTC, or what is wrong with it and the fix."""
     try:
-        return kind(given) if isinstance(given, str) else None
+        moment = datetime.fromisoformat(given.strip())
     except ValueError:
-        return None
+        return (
+            f"{given!r} is not an ISO 8601 date-time",
+            "write it like 2026-11-22T18:00:00Z or 2026-11-22T19:00:00+01:00",
+        )
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return (
+            f"{given!r} has no timezone",
+            f"add one: {moment.isoformat()}Z for UTC, or an offset like +02:00",
+        )
+    return moment.astimezone(UTC)
 
 
 def _whole_number(given: object) -> int | None:
@@ -180,6 +205,7 @@ class Checker:
             notes=self.notes,
         )
         self._inbox_with_post_info: list[str] = []
+        self._moments: dict[str, datetime | tuple[str, str]] = {}
         self._posts: list[_Post] = []
 
     def problem(self, path: DocPath, message: str, fix: str | None = None) -> None:
@@ -197,8 +223,9 @@ class Checker:
                 defaults = data["defaults"]
         else:
             return None  # the schema pass has said what is wrong with the top level
+        base = {**BUILT_IN_DEFAULTS, **defaults}
         entries = [
-            self._entry(raw, index, (*prefix, index), defaults) if isinstance(raw, dict) else None
+            self._entry(raw, index, (*prefix, index), base) if isinstance(raw, dict) else None
             for index, raw in enumerate(raw_entries)
         ]
         self._duplicates()
@@ -215,10 +242,11 @@ class Checker:
 
     # One entry. Problems go to self.problems; returns the entry only if it is wholly valid.
     def _entry(
-        self, raw: dict[str, Any], index: int, path: DocPath, defaults: dict[str, Any]
+        self, raw: dict[str, Any], index: int, path: DocPath, base: dict[str, Any]
     ) -> Entry | None:
+        """``base``: the built-in defaults and the manifest's ``defaults`` over them."""
         before = len(self.problems)
-        values = {**BUILT_IN_DEFAULTS, **defaults, **raw}
+        values = {**base, **raw}
 
         def value(name: str, kind: type) -> Any:
             # The schema has already reported a value of the wrong type; skip it here.
@@ -328,14 +356,15 @@ class Checker:
 
     def _check_text(self, path: DocPath, caption: str, title: str | None, is_photo: bool) -> None:
         where = (*path, "description")
-        if _has_lone_surrogate(caption):
+        units = _checked_utf16_units(caption)
+        if units is None:
             self.problem(
                 where,
                 "contains an invalid character (an unpaired UTF-16 surrogate)",
                 "remove the broken character (often left by a bad copy-paste of an emoji)",
             )
+            units = utf16_units(caption)
         limit = PHOTO_DESCRIPTION_MAX_UNITS if is_photo else CAPTION_MAX_UNITS
-        units = utf16_units(caption)
         if units > limit:
             what = "description" if is_photo else "caption"
             self.problem(
@@ -345,13 +374,14 @@ class Checker:
                 f"shorten it by {units - limit} or drop some tags",
             )
         if title is not None:
-            if _has_lone_surrogate(title):
+            title_units = _checked_utf16_units(title)
+            if title_units is None:
                 self.problem(
                     (*path, "title"),
                     "contains an invalid character (an unpaired UTF-16 surrogate)",
                     "remove the broken character",
                 )
-            title_units = utf16_units(title)
+                title_units = utf16_units(title)
             if title_units > PHOTO_TITLE_MAX_UNITS:
                 self.problem(
                     (*path, "title"),
@@ -363,24 +393,13 @@ class Checker:
     def _publish_at(self, given: object, path: DocPath) -> datetime | None:
         if not isinstance(given, str):
             return None
-        where = (*path, "publish_at")
-        try:
-            moment = datetime.fromisoformat(given.strip())
-        except ValueError:
-            self.problem(
-                where,
-                f"{given!r} is not an ISO 8601 date-time",
-                "write it like 2026-11-22T18:00:00Z or 2026-11-22T19:00:00+01:00",
-            )
-            return None
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            self.problem(
-                where,
-                f"{given!r} has no timezone",
-                f"add one: {moment.isoformat()}Z for UTC, or an offset like +02:00",
-            )
-            return None
-        return moment.astimezone(UTC)
+        found = self._moments.get(given)
+        if found is None:  # read once per distinct text: many entries share a moment
+            found = self._moments[given] = _moment(given)
+        if isinstance(found, datetime):
+            return found
+        self.problem((*path, "publish_at"), *found)
+        return None
 
     # Two entries that would be the same post (SPEC §5): same id, or same user, mode and media.
     def _duplicates(self) -> None:

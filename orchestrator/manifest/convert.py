@@ -28,7 +28,7 @@ from orchestrator.files import write_atomic
 from orchestrator.manifest.csvdoc import entry_field_types
 from orchestrator.manifest.documents import read_document
 from orchestrator.manifest.model import count_of
-from orchestrator.manifest.schema import manifest_validator, schema_problems
+from orchestrator.manifest.schema import manifest_errors, schema_problems
 
 FORMATS = {".csv": "csv", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
@@ -50,7 +50,7 @@ def read_manifest_data(path: Path) -> Any:
     document = read_document(path)
     problems = list(document.problems)
     if not document.failed:
-        for error in manifest_validator().iter_errors(document.data):
+        for error in manifest_errors(document.data):
             problems.extend(schema_problems(error, document))
     if problems:
         raise ManifestError(

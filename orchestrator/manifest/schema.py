@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import numbers
 import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
@@ -98,6 +99,205 @@ def manifest_validator() -> jsonschema.protocols.Validator:
 
 
 _ANNOTATIONS = frozenset({"description", "title", "x-fix", "$comment", "examples"})
+
+
+def manifest_errors(data: Any) -> Iterator[jsonschema.ValidationError]:
+    """The schema's errors for ``data``: none at once for a valid document (the compiled check
+    says so), else jsonschema's errors, which the messages are made from."""
+    if _compiled_check()(data):
+        return
+    yield from manifest_validator().iter_errors(data)
+
+
+Check = Callable[[object], bool]
+"""Whether a value is valid against one (sub)schema."""
+
+
+class _Uncompilable(Exception):
+    """The schema uses a keyword or form the compiled check does not implement."""
+
+
+def _compiled_check() -> Check:
+    """The inlined schema as one function that answers only "valid?", with jsonschema's
+    meaning (draft 2020-12, formats not asserted) and several times faster than jsonschema.
+
+    It implements the keywords the manifest schema uses and nothing else: a schema using
+    another (a future edit) gets a check that never vouches, so every document goes to
+    jsonschema: slower, never wrong. tests/fuzz/test_fuzz_schema_check.py holds it to
+    jsonschema's answer.
+    """
+    try:
+        return _compile(_inlined_schema())
+    except _Uncompilable:
+        return lambda data: False
+
+
+# Keywords with no say on validity: annotations, and ``format``, which jsonschema asserts only
+# when given a format checker (manifest_validator gives none).
+_NOT_ASSERTED = _ANNOTATIONS | {"$schema", "$id", "format"}
+_COMPILED = frozenset(
+    {"type", "pattern", "minLength", "enum", "const", "minimum", "maximum", "items"}
+    | {"minItems", "maxItems", "properties", "required", "additionalProperties"}
+    | {"if", "then", "else"}
+)
+_TYPES: dict[str, Check] = {  # jsonschema's draft 2020-12 type checker
+    "array": lambda value: isinstance(value, list),
+    "boolean": lambda value: isinstance(value, bool),
+    "integer": lambda value: (
+        (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, float) and value.is_integer())
+    ),
+    "null": lambda value: value is None,
+    "number": lambda value: isinstance(value, numbers.Number) and not isinstance(value, bool),
+    "object": lambda value: isinstance(value, dict),
+    "string": lambda value: isinstance(value, str),
+}
+
+
+def _compile(schema: object) -> Check:
+    """One subschema as a function; each keyword applies only to values of its type, as in
+    jsonschema."""
+    if not isinstance(schema, dict):
+        raise _Uncompilable("a boolean schema")
+    keywords = set(schema) - _NOT_ASSERTED
+    unknown = keywords - _COMPILED
+    if unknown:
+        raise _Uncompilable(", ".join(sorted(unknown)))
+    checks: list[Check] = []
+    if "type" in keywords:
+        checks.append(_type_check(schema["type"]))
+    if keywords & {"pattern", "minLength"}:
+        checks.append(_text_check(schema.get("pattern"), schema.get("minLength", 0)))
+    if "enum" in keywords:
+        checks.append(_enum_check(schema["enum"]))
+    if "const" in keywords:
+        checks.append(_const_check(schema["const"]))
+    if keywords & {"minimum", "maximum"}:
+        checks.append(_range_check(schema.get("minimum"), schema.get("maximum")))
+    if keywords & {"items", "minItems", "maxItems"}:
+        checks.append(_array_check(schema))
+    if keywords & {"properties", "required", "additionalProperties"}:
+        checks.append(_object_check(schema))
+    if "if" in keywords:
+        checks.append(_condition_check(schema))
+    return _all_of(checks)
+
+
+def _all_of(checks: list[Check]) -> Check:
+    if not checks:
+        return lambda value: True
+    first, rest = checks[0], checks[1:]
+    if not rest:
+        return first
+    others = _all_of(rest)
+    return lambda value: first(value) and others(value)
+
+
+def _type_check(kind: object) -> Check:
+    kinds = [kind] if isinstance(kind, str) else kind
+    if not isinstance(kinds, list) or not all(name in _TYPES for name in kinds):
+        raise _Uncompilable(f"type {kind!r}")
+    tests = [_TYPES[name] for name in kinds]
+    if len(tests) == 1:
+        return tests[0]
+    return lambda value: any(test(value) for test in tests)
+
+
+def _text_check(pattern: object, min_length: object) -> Check:
+    if not (pattern is None or isinstance(pattern, str)) or type(min_length) is not int:
+        raise _Uncompilable("pattern or minLength")
+    search = re.compile(pattern).search if pattern is not None else None
+    least = min_length
+
+    def check(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        return (search is None or search(value) is not None) and len(value) >= least
+
+    return check
+
+
+def _enum_check(members: object) -> Check:
+    # jsonschema compares text with ==, and text never equals a non-text value.
+    if not isinstance(members, list) or not all(type(member) is str for member in members):
+        raise _Uncompilable("an enum of other than text")
+    allowed = frozenset(members)
+    return lambda value: isinstance(value, str) and value in allowed
+
+
+def _const_check(expected: object) -> Check:
+    if type(expected) is str:
+        return lambda value: isinstance(value, str) and value == expected
+    if type(expected) is int:
+        # jsonschema's equality keeps true/false apart from 1/0 and lets 1.0 equal 1.
+        return lambda value: (
+            isinstance(value, int | float) and not isinstance(value, bool) and value == expected
+        )
+    raise _Uncompilable(f"const {expected!r}")
+
+
+def _range_check(minimum: object, maximum: object) -> Check:
+    bounds = [bound for bound in (minimum, maximum) if bound is not None]
+    if not all(type(bound) in (int, float) for bound in bounds):
+        raise _Uncompilable("a bound that is not a number")
+    is_number = _TYPES["number"]
+
+    def check(value: Any) -> bool:
+        if not is_number(value):
+            return True
+        # As jsonschema words it (a NaN is below and above nothing).
+        too_low = minimum is not None and value < minimum
+        return not too_low and not (maximum is not None and value > maximum)
+
+    return check
+
+
+def _array_check(schema: dict[str, Any]) -> Check:
+    items = _compile(schema["items"]) if "items" in schema else None
+    least, most = schema.get("minItems", 0), schema.get("maxItems")
+    if type(least) is not int or not (most is None or type(most) is int):
+        raise _Uncompilable("minItems or maxItems")
+
+    def check(value: object) -> bool:
+        if not isinstance(value, list):
+            return True
+        if len(value) < least or (most is not None and len(value) > most):
+            return False
+        return items is None or all(map(items, value))
+
+    return check
+
+
+def _object_check(schema: dict[str, Any]) -> Check:
+    properties = {name: _compile(sub) for name, sub in schema.get("properties", {}).items()}
+    required = tuple(schema.get("required", ()))
+    additional = schema.get("additionalProperties", True)
+    if additional is not True and additional is not False:
+        raise _Uncompilable("additionalProperties other than true or false")
+    closed = additional is False
+
+    def check(value: object) -> bool:
+        if not isinstance(value, dict):
+            return True
+        if not all(name in value for name in required):
+            return False
+        for name, item in value.items():
+            sub = properties.get(name)
+            if sub is None:
+                if closed:
+                    return False
+            elif not sub(item):
+                return False
+        return True
+
+    return check
+
+
+def _condition_check(schema: dict[str, Any]) -> Check:
+    condition = _compile(schema["if"])
+    then = _compile(schema.get("then", {}))
+    otherwise = _compile(schema.get("else", {}))
+    return lambda value: then(value) if condition(value) else otherwise(value)
 
 
 def _quick_check(subschema: object) -> Callable[[Any, object], bool] | None:

@@ -85,6 +85,8 @@ class SourceChecks:
         self._missing: dict[DocPath, tuple[Path, Problem]] = {}
         self._resolved: dict[str, Path] = {}
         self._noted_files: set[Path] = set()
+        # video_path as written → its media and probe, for a file with nothing to report.
+        self._good_files: dict[str, tuple[FileMedia, MediaInfo]] = {}
 
     def problem(self, path: DocPath, message: str, fix: str | None = None) -> None:
         self.problems.append(self.document.problem(path, message, fix))
@@ -124,6 +126,10 @@ class SourceChecks:
                 "remove the \\x00 from the path",
             )
             return None, None, None
+        known = self._good_files.get(given)
+        if known is not None:  # a good file many entries name: checked once, for the first
+            media, info = known
+            return media, info, info.size
         resolved = self._resolve(given)
         verdict = self.files.verdict(resolved)
         shown = repr(given) if str(resolved) == given else f"{given!r} ({resolved})"
@@ -137,11 +143,14 @@ class SourceChecks:
                 return FileMedia(resolved), None, None
             self.problems.append(problem)
             return None, None, None
-        for violation in verdict.limit_violations():
+        violations = verdict.limit_violations()
+        for violation in violations:
             self.problem((*path, "video_path"), f"{shown} {violation.message}", violation.fix)
         if verdict.unchecked and resolved not in self._noted_files:
             self._noted_files.add(resolved)
             self.notes.extend(f"{shown}: {note}" for note in verdict.unchecked)
+        if not violations:
+            self._good_files[given] = (FileMedia(resolved), verdict)
         return FileMedia(resolved), verdict, verdict.size
 
     def missing_file(

@@ -13,7 +13,7 @@ from orchestrator.errors import ManifestError
 from orchestrator.manifest.checks import Checker
 from orchestrator.manifest.documents import read_document
 from orchestrator.manifest.model import Manifest, ManifestCheck, Problem, count_of
-from orchestrator.manifest.schema import manifest_validator, schema_problems
+from orchestrator.manifest.schema import manifest_errors, schema_problems
 from orchestrator.manifest.sources import PostedCheck
 from orchestrator.media import Prober
 
@@ -46,8 +46,7 @@ def check_manifest(
     problems = list(document.problems)
     if document.failed:
         return ManifestCheck(path, _sorted(problems), (), None)
-    validator = manifest_validator()
-    for error in validator.iter_errors(document.data):
+    for error in manifest_errors(document.data):
         problems.extend(schema_problems(error, document))
     checker = Checker(
         document=document,

@@ -4,6 +4,7 @@ the same data, problems and lines as the full one (issue 14, item 10)."""
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,52 @@ def test_a_problem_in_a_fast_read_manifest_still_names_its_line(tmp_path: Path) 
     [problem] = [str(problem) for problem in found.problems]
     assert problem.startswith("entries[1].privacy_level: ")
     assert "(line 7)" in problem
+
+
+def test_a_file_or_moment_shared_by_many_entries_is_still_judged_for_each(tmp_path: Path) -> None:
+    """What is read once per distinct file or publish_at (a 15 fps clip, a moment without a
+    timezone) is still a problem on every entry naming it, each on its own line; a good file
+    and moment give every entry the same media and time."""
+    path = studio(
+        tmp_path,
+        """
+        version: 1
+        entries:
+          - {id: a, user_id: u, video_path: videos/slow.mp4}
+          - {id: b, user_id: u, video_path: videos/teaser.mp4, publish_at: 2026-11-22 18:00}
+          - {id: c, user_id: u, video_path: videos/slow.mp4}
+          - {id: d, user_id: u, video_path: videos/teaser.mp4, publish_at: 2026-11-22 18:00}
+        """,
+    )
+    (tmp_path / "videos" / "slow.mp4").write_bytes(mf.mp4(tracks=(mf.Track(frames=60),)))
+    found = check_manifest(path, prober=BUILT_IN)
+    assert [(problem.location, problem.line) for problem in found.problems] == [
+        ("entries[0].video_path", 3),
+        ("entries[1].publish_at", 4),
+        ("entries[2].video_path", 5),
+        ("entries[3].publish_at", 6),
+    ]
+    assert "runs at 15 fps" in found.problems[2].message
+    assert "has no timezone" in found.problems[3].message
+
+    (tmp_path / "good").mkdir()
+    good = studio(
+        tmp_path / "good",
+        """
+        version: 1
+        defaults: {publish_at: "2026-11-22T18:00:00+01:00"}
+        entries:
+          - {id: a, user_id: u, video_path: videos/teaser.mp4}
+          - {id: b, user_id: v, video_path: ./videos/teaser.mp4}
+          - {id: c, user_id: w, video_path: videos/teaser.mp4}
+        """,
+    )
+    manifest = check_manifest(good, prober=BUILT_IN).manifest
+    assert manifest is not None
+    first, second, third = manifest.entries
+    assert first.media == second.media == third.media
+    assert first.media_info is not None
+    assert first.media_info == third.media_info
+    assert {entry.publish_at for entry in manifest.entries} == {
+        datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
+    }
