@@ -184,7 +184,7 @@ def test_a_creator_sees_their_posts_published_after_reviewing(
     assert page.locator("#caption").input_value() == "drop"
     assert press(page, "button:has-text('Not this one')").status == 302
     page.wait_for_url("**/review")
-    assert "being processed; this may take a few minutes" in page.content()
+    assert "TikTok may take a few minutes to process it" in page.content()
 
     published = review_rig.wait_for(ids[0], lambda post: post["state"] == "published")
     assert published["state"] == "published", published

@@ -334,7 +334,8 @@ def test_a_reused_link_shows_the_already_used_page(
     assert answer is not None
     assert answer.status == 410
     assert second.locator("h1").text_content() == "This review link was already used"
-    assert "Ask the person who sent it for a new review link." in second.content()
+    assert "ask the person who sent you the link for a new review link." in second.content()
+    assert second.locator("button:has-text('Sign in with TikTok')").is_visible()
     assert second.locator("#review-form").count() == 0
     first.reload()
     assert first.locator("#review-form").is_visible()
@@ -354,7 +355,8 @@ def test_an_expired_link_shows_the_expired_page(
     assert answer is not None
     assert answer.status == 410
     assert page.locator("h1").text_content() == "This review link has expired"
-    assert "Ask the person who sent it for a new review link." in page.content()
+    assert "ask the person who sent you the link for a new review link." in page.content()
+    assert page.locator("button:has-text('Sign in with TikTok')").is_visible()
     assert page.locator("#review-form").count() == 0
     page.goto(f"{review_rig.url}/review")
     assert page.locator("#review-form").count() == 0
