@@ -14,7 +14,7 @@ import pytest
 from orchestrator.clock import ManualClock
 from orchestrator.errors import ClaimLostError, StoreError
 from orchestrator.store.db import Database, StoreConnection
-from orchestrator.store.group_commit import GroupCommit
+from orchestrator.store.group_commit import MAX_MEMBERS, GroupCommit
 
 Work = Callable[[StoreConnection], None]
 BOUND = 10.0  # seconds any wait here may take before the test fails (never reached)
@@ -45,17 +45,9 @@ class Trace:
         return batches
 
 
-@pytest.fixture
-def traced(tmp_path: Path) -> Iterator[tuple[Database, Trace]]:
-    """A database with a ``notes`` table whose writes share commits on a stopped clock (no
-    batch ages out), and the trace of its writing connection."""
-    database = Database.open(tmp_path / "home")
-    with database.transaction() as connection:
-        connection.execute("CREATE TABLE parents (id INTEGER PRIMARY KEY)")
-        connection.execute(
-            "CREATE TABLE notes (id INTEGER PRIMARY KEY, writer TEXT NOT NULL UNIQUE,"
-            " parent INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)"
-        )
+def trace_writes(database: Database, *, max_members: int = MAX_MEMBERS) -> Trace:
+    """Give ``database`` a group-commit writer whose batches never age out (a stopped clock)
+    and whose connection's statements are traced."""
     trace = Trace()
 
     def connect() -> sqlite3.Connection:
@@ -68,8 +60,24 @@ def traced(tmp_path: Path) -> Iterator[tuple[Database, Trace]]:
         database.translate_errors,
         location=str(database.path),
         timeout=BOUND,
+        max_members=max_members,
         clock=ManualClock().monotonic,
     )
+    return trace
+
+
+@pytest.fixture
+def traced(tmp_path: Path) -> Iterator[tuple[Database, Trace]]:
+    """A database with a ``notes`` table whose writes share commits on a stopped clock (no
+    batch ages out), and the trace of its writing connection."""
+    database = Database.open(tmp_path / "home")
+    with database.transaction() as connection:
+        connection.execute("CREATE TABLE parents (id INTEGER PRIMARY KEY)")
+        connection.execute(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, writer TEXT NOT NULL UNIQUE,"
+            " parent INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    trace = trace_writes(database)
     try:
         yield database, trace
     finally:
@@ -221,21 +229,7 @@ def test_a_batch_holds_at_most_max_members(tmp_path: Path) -> None:
     try:
         with database.transaction() as connection:
             connection.execute("CREATE TABLE notes (writer TEXT NOT NULL)")
-        trace = Trace()
-
-        def connect() -> sqlite3.Connection:
-            connection = database._connect()
-            connection.set_trace_callback(trace.statements.append)
-            return connection
-
-        database._writer = GroupCommit(
-            connect,
-            database.translate_errors,
-            location=str(database.path),
-            timeout=BOUND,
-            max_members=3,
-            clock=ManualClock().monotonic,
-        )
+        trace = trace_writes(database, max_members=3)
         outcomes = write_together(database, [note(f"w{i}") for i in range(8)])
         assert outcomes == [None] * 8
         assert len(writers(database)) == 8
