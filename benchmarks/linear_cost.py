@@ -88,13 +88,20 @@ def build(folder: Path, entries: int, users: int) -> Path:
     return write_manifest(folder / "manifest.json", rows)
 
 
-def run_once(entries: int, users: int, jobs: int) -> tuple[float, float, float, float, float]:
-    """(CPU s, wall s, ms per entry over the first tenth, over the last tenth, seconds in the
-    garbage collector) of one run."""
+def measured_run(
+    entries: int,
+    users: int,
+    jobs: int,
+    *,
+    around: contextlib.AbstractContextManager[None],
+    observer: NullObserver | None = None,
+) -> tuple[float, float]:
+    """(CPU s, wall s) of one run of ``entries`` fresh entries over ``users`` against the sandbox
+    in a child process, ``around`` entered for the run alone; exits unless every entry was
+    published and the sandbox saw no error or violation."""
     clock = ManualClock(start=time.time())
-    collecting = [0.0]
     with (
-        tempfile.TemporaryDirectory(prefix="orch-linear-") as scratch,
+        tempfile.TemporaryDirectory(prefix="orch-bench-") as scratch,
         SandboxProcess(users) as sandbox,
     ):
         folder = Path(scratch)
@@ -104,10 +111,9 @@ def run_once(entries: int, users: int, jobs: int) -> tuple[float, float, float, 
         tunables = RunSettings(poll_first=0.01, poll_max=0.05)
         cpu_started = time.process_time()
         started = time.perf_counter()
-        times = EntryTimes()
-        with gc_time(collecting):
+        with around:
             report = run_manifest(
-                settings, manifest_path, options, tunables=tunables, clock=clock, observer=times
+                settings, manifest_path, options, tunables=tunables, clock=clock, observer=observer
             )
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
@@ -118,6 +124,15 @@ def run_once(entries: int, users: int, jobs: int) -> tuple[float, float, float, 
             f"expected {entries} published, got {report.summary()}; sandbox errors "
             f"{final.get('errors', [])[:3]}, violations {final.get('violations', [])[:3]}"
         )
+    return cpu, wall
+
+
+def run_once(entries: int, users: int, jobs: int) -> tuple[float, float, float, float, float]:
+    """(CPU s, wall s, ms per entry over the first tenth, over the last tenth, seconds in the
+    garbage collector) of one run."""
+    collecting = [0.0]
+    times = EntryTimes()
+    cpu, wall = measured_run(entries, users, jobs, around=gc_time(collecting), observer=times)
     finished = sorted(times.finished)
     tenth = max(len(finished) // 10, 2)
     first = (finished[tenth - 1] - finished[0]) / (tenth - 1)

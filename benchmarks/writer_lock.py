@@ -39,15 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import SandboxProcess, machine_line
-from linear_cost import build
+from harness import machine_line
+from linear_cost import measured_run
 
 import orchestrator
 from orchestrator.clock import ManualClock
 from orchestrator.config import Settings
-from orchestrator.runner import run_manifest
-from orchestrator.scheduler import RunOptions
-from orchestrator.settings import RunSettings
 from orchestrator.store.journal import EntryMeta, Journal
 from orchestrator.store.tokens import TokenStore
 from orchestrator.upload.events import Failed
@@ -112,27 +109,8 @@ class Figures:
 
 
 def run_once(entries: int, users: int, jobs: int) -> Figures:
-    clock = ManualClock(start=time.time())
-    with (
-        tempfile.TemporaryDirectory(prefix="orch-writer-") as scratch,
-        SandboxProcess(users) as sandbox,
-    ):
-        folder = Path(scratch)
-        manifest_path = build(folder, entries, users)
-        settings = sandbox.settings(folder / "home", clock)
-        options = RunOptions(jobs=jobs, daily_direct_cap=1_000_000, pending_inbox_cap=1_000_000)
-        tunables = RunSettings(poll_first=0.01, poll_max=0.05)
-        held, commits = LOCK.held, LOCK.commits
-        cpu_started = time.process_time()
-        started = time.perf_counter()
-        with timed_connections():
-            report = run_manifest(settings, manifest_path, options, tunables=tunables, clock=clock)
-        wall = time.perf_counter() - started
-        cpu = time.process_time() - cpu_started
-        final = sandbox.close()
-    published = report.summary()["published"]
-    if published != entries or final.get("errors") or final.get("violations"):
-        raise SystemExit(f"expected {entries} published, got {report.summary()}")
+    held, commits = LOCK.held, LOCK.commits
+    cpu, wall = measured_run(entries, users, jobs, around=timed_connections())
     return Figures(wall, cpu, LOCK.held - held, LOCK.commits - commits)
 
 

@@ -27,6 +27,8 @@ from tests.support.waitress_thread import LOOP_TIMEOUT, serving
 from tests.web.conftest import ADMIN_PASSWORD_HASH
 
 ADMIN_PASSWORD = "correct horse battery staple"
+FINISHED_STATES = frozenset({"published", "sent_to_inbox", "failed", "uncertain"})
+"""States of ``GET /api/v1/posts/{id}`` after which nothing more happens to a post."""
 WAIT_LIMIT = 60.0
 """Seconds a test waits for the worker at most (a bound, not a timing assertion)."""
 FAST_RUN_SETTINGS = RunSettings(chunk_size=MIN_CHUNK, poll_first=0.02, poll_max=0.2)
@@ -119,3 +121,8 @@ def open_api_rig(
                     )
                 finally:
                     worker.stop()
+
+
+def finished(body: dict[str, object]) -> bool:
+    """Whether the post ``body`` (an API answer) has reached a final state."""
+    return body["state"] in FINISHED_STATES

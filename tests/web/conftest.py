@@ -7,6 +7,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from flask import Flask
@@ -16,6 +17,9 @@ from orchestrator.clock import ManualClock
 from orchestrator.config import Settings, WebConfig, load_settings, load_web_config
 from orchestrator.store.tokens import TokenStore
 from orchestrator.web import create_app
+
+if TYPE_CHECKING:
+    from tests.web.api_rig import ApiRig
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -93,3 +97,12 @@ def operator(client: FlaskClient) -> FlaskClient:
     response = sign_in(client)
     assert getattr(response, "status_code", None) == 302
     return client
+
+
+@pytest.fixture
+def idle_rig(tmp_path: Path) -> Iterator[ApiRig]:
+    """The API stack with its worker not started yet: posts wait in the store."""
+    from tests.web.api_rig import open_api_rig  # it imports this module's constants
+
+    with open_api_rig(tmp_path, worker_running=False) as opened:
+        yield opened

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.report import report_schema
 from tests.functional.run_support import assert_published_once, completed_by_digest
-from tests.web.api_rig import ApiRig, open_api_rig
+from tests.web.api_rig import ApiRig, finished, open_api_rig
 
 USER = "sandbox-user-1"
 
@@ -23,17 +23,6 @@ USER = "sandbox-user-1"
 def rig(tmp_path: Path) -> Iterator[ApiRig]:
     with open_api_rig(tmp_path) as opened:
         yield opened
-
-
-@pytest.fixture
-def idle_rig(tmp_path: Path) -> Iterator[ApiRig]:
-    """The API with its worker not started: posts stay queued."""
-    with open_api_rig(tmp_path, worker_running=False) as opened:
-        yield opened
-
-
-def _finished(body: dict[str, object]) -> bool:
-    return body["state"] in ("published", "sent_to_inbox", "failed", "uncertain")
 
 
 def test_healthz_needs_no_key_and_reports_store_worker_and_queue(rig: ApiRig) -> None:
@@ -109,7 +98,7 @@ def test_a_json_post_with_a_video_path_is_published_once_byte_exact(rig: ApiRig)
     assert response.status_code == 202, response.text
     post_id = response.json()["id"]
     assert response.headers["Location"] == f"/api/v1/posts/{post_id}"
-    body = rig.wait_for(post_id, _finished)
+    body = rig.wait_for(post_id, finished)
     assert body["state"] == "published", body
     assert body["publish_id"]
     assert body["bytes_sent"] == path.stat().st_size
@@ -127,7 +116,7 @@ def test_a_multipart_upload_is_streamed_to_disk_and_published_byte_exact(rig: Ap
             files={"video": ("upload.mp4", video, "video/mp4")},
         )
     assert response.status_code == 202, response.text
-    body = rig.wait_for(response.json()["id"], _finished)
+    body = rig.wait_for(response.json()["id"], finished)
     assert body["state"] == "sent_to_inbox", body
     assert_published_once(rig.sandbox, [digest])
     uploads = rig.settings.home / "web-uploads"
@@ -198,7 +187,7 @@ def test_twenty_parallel_posts_with_one_key_make_one_post(rig: ApiRig) -> None:
         answers = list(pool.map(send, range(20)))
     assert {status for status, _ in answers} == {202}
     assert len({post_id for _, post_id in answers}) == 1
-    body = rig.wait_for(answers[0][1], _finished)
+    body = rig.wait_for(answers[0][1], finished)
     assert body["state"] == "published"
     assert_published_once(rig.sandbox, [digest])
 
@@ -248,7 +237,7 @@ def test_delete_cancels_a_queued_post_and_refuses_a_started_one(
         json={"user_id": USER, "video_path": str(path), "privacy_level": "SELF_ONLY"},
     ).json()["id"]
     idle_rig.worker.start()
-    body = idle_rig.wait_for(started, _finished)
+    body = idle_rig.wait_for(started, finished)
     assert body["state"] == "published"
     refused = idle_rig.delete(f"/api/v1/posts/{started}")
     assert refused.status_code == 409

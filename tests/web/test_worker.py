@@ -23,7 +23,7 @@ from tests.functional.run_support import (
     serve,
     wait_until,
 )
-from tests.web.api_rig import ADMIN_PASSWORD, ApiRig, open_api_rig
+from tests.web.api_rig import ADMIN_PASSWORD, ApiRig, finished
 from tests.web.conftest import csrf_of
 
 USER = "sandbox-user-1"
@@ -105,17 +105,6 @@ def test_sigkill_of_serve_mid_upload_then_restart_publishes_exactly_once(
     assert_published_once(served.sandbox, [digest])
 
 
-@pytest.fixture
-def idle_rig(tmp_path: Path) -> Iterator[ApiRig]:
-    """The API with its worker not started yet: posts wait in the store."""
-    with open_api_rig(tmp_path, worker_running=False) as opened:
-        yield opened
-
-
-def _finished(body: dict[str, object]) -> bool:
-    return body["state"] in ("published", "sent_to_inbox", "failed", "uncertain")
-
-
 def _file_post(rig: ApiRig, path: Path) -> str:
     entry = {"user_id": USER, "video_path": str(path), "privacy_level": "SELF_ONLY"}
     response = rig.post("/api/v1/posts", json=entry)
@@ -131,7 +120,7 @@ def test_queued_work_waits_in_the_store_and_healthz_counts_it(idle_rig: ApiRig) 
     ids = [_file_post(idle_rig, first), _file_post(idle_rig, second)]
     assert idle_rig.get("/api/v1/healthz").json()["queue_depth"] == 2
     idle_rig.worker.start()
-    states = [idle_rig.wait_for(post_id, _finished)["state"] for post_id in ids]
+    states = [idle_rig.wait_for(post_id, finished)["state"] for post_id in ids]
     assert states == ["published", "published"]
     assert idle_rig.get("/api/v1/healthz").json()["queue_depth"] == 0
     assert_published_once(idle_rig.sandbox, [digest_first, digest_second])
@@ -146,8 +135,8 @@ def test_a_post_whose_video_went_away_fails_alone_and_the_others_go_on(idle_rig:
     kept_id = _file_post(idle_rig, kept)
     gone.unlink()
     idle_rig.worker.start()
-    assert idle_rig.wait_for(kept_id, _finished)["state"] == "published"
-    failed = idle_rig.wait_for(gone_id, _finished)
+    assert idle_rig.wait_for(kept_id, finished)["state"] == "published"
+    failed = idle_rig.wait_for(gone_id, finished)
     assert failed["state"] == "failed"
     assert failed["error"]["code"] == "invalid_entry"
     assert "gone.mp4" in failed["error"]["message"]
@@ -169,7 +158,7 @@ def test_a_post_set_aside_can_be_cancelled_and_the_page_shows_why(idle_rig: ApiR
     gone_id = _file_post(idle_rig, gone)
     gone.unlink()
     idle_rig.worker.start()
-    assert idle_rig.wait_for(gone_id, _finished)["state"] == "failed"
+    assert idle_rig.wait_for(gone_id, finished)["state"] == "failed"
     page = _posts_page(idle_rig)
     assert gone_id in page
     assert re.search(r"failed — [^<]*gone\.mp4", page), page
@@ -205,5 +194,5 @@ def test_delete_after_the_worker_took_the_post_is_409_and_it_posts_once(
     refused = idle_rig.delete(f"/api/v1/posts/{post_id}")
     assert refused.status_code == 409
     assert refused.json()["code"] == "already_started"
-    assert idle_rig.wait_for(post_id, _finished)["state"] == "published"
+    assert idle_rig.wait_for(post_id, finished)["state"] == "published"
     assert_published_once(idle_rig.sandbox, [digest])

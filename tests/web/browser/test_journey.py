@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.functional.run_support import assert_published_once, make_clip
+from tests.web.api_rig import finished
 from tests.web.browser.conftest import PHONE, new_context
 from tests.web.browser.rig import WebRig, web_rig
 from tests.web.test_connect import SCOPES, Rig, rig
@@ -93,7 +94,7 @@ def wait_for_post(base: str, key: str, post_id: str) -> dict[str, Any]:
         )
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()
-        if body["state"] in ("published", "sent_to_inbox", "failed", "uncertain"):
+        if finished(body):
             return body
         if time.monotonic() > deadline:
             return body
