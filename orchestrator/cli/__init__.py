@@ -253,7 +253,8 @@ def cli(
     chunks with retries and status polling, journals every step so a rerun never posts twice,
     and writes a report for cron and CI.
 
-    Exit codes: 0 ok, 1 an entry failed, 2 invalid input (nothing sent), 75 locked, 130 interrupted.
+    Exit codes: 0 ok, 1 an entry failed, 2 invalid input (nothing sent), 69 TikTok unreachable
+    (entries deferred), 75 locked, 130 interrupted.
     """
     ctx.obj = GlobalOptions(home, api_base, auth_url, redirect_uri, client_key, store)
 

@@ -399,8 +399,8 @@ class ConnectStateStore:
 SESSION_KEY_NAME = "web_session_key"
 """The ``store_meta`` row holding the key that signs ``serve``'s session cookies (sealed with
 the token cipher, so a copy of the database alone cannot forge a session). Rotated by
-``orchestrator store rotate-session-key`` (:func:`rotate_session_key`); instances read it when
-they start."""
+``tiktok-orchestrator store rotate-session-key`` (:func:`rotate_session_key`); instances read
+it when they start."""
 
 
 def session_signing_key(database: StoreDatabase, cipher: TokenCipher) -> Secret:

@@ -128,7 +128,7 @@ def test_the_key_is_in_no_page_log_or_readable_column(
 def test_rotating_the_key_ends_every_session_after_a_restart(
     web_config: WebConfig, settings: Settings, clock: ManualClock
 ) -> None:
-    """`orchestrator store rotate-session-key`: the next app on the store refuses the cookie
+    """`tiktok-orchestrator store rotate-session-key`: the next app on the store refuses the cookie
     the operator signed in with, and a fresh sign-in works."""
     with TokenStore.open(settings, clock=clock) as store:
         browser = _app(web_config, settings, clock, store).test_client()
